@@ -1,0 +1,344 @@
+//! Storage backends through Apache OpenDAL: a local directory or an S3-compatible bucket,
+//! addressed by restic-style locations. The rest of the engine sees only named files of a
+//! [`FileType`]; paths (`data/ab/abcd...`), retries with backoff, and the async runtime OpenDAL
+//! needs stay in here. Writes on local disk go to a temporary file that is synced and renamed,
+//! so a file is either absent or complete.
+
+mod location;
+
+pub use location::{Location, LocationError};
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opendal::layers::RetryLayer;
+use opendal::{ErrorKind, Operator};
+
+use crate::id::Id;
+
+/// The kinds of file in a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// `config`.
+    Config,
+    /// `keys/`.
+    Key,
+    /// `snapshots/`.
+    Snapshot,
+    /// `index/`.
+    Index,
+    /// `data/xx/`.
+    Pack,
+    /// `locks/`.
+    Lock,
+}
+
+impl FileType {
+    fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys/",
+            FileType::Snapshot => "snapshots/",
+            FileType::Index => "index/",
+            FileType::Pack => "data/",
+            FileType::Lock => "locks/",
+        }
+    }
+
+    /// Path of a file relative to the repository root.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileType::Config => "config".to_string(),
+            FileType::Pack => format!("data/{}/{}", name.get(..2).unwrap_or("00"), name),
+            t => format!("{}{}", t.dir(), name),
+        }
+    }
+}
+
+impl std::fmt::Display for FileType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileType::Config => "config",
+            FileType::Key => "key",
+            FileType::Snapshot => "snapshot",
+            FileType::Index => "index",
+            FileType::Pack => "pack",
+            FileType::Lock => "lock",
+        })
+    }
+}
+
+/// A storage operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path} at {location}: {source}")]
+pub struct BackendError {
+    /// What was attempted.
+    pub op: &'static str,
+    /// File path inside the repository.
+    pub path: String,
+    /// The repository location.
+    pub location: String,
+    /// OpenDAL's error.
+    #[source]
+    pub source: Box<opendal::Error>,
+}
+
+impl BackendError {
+    /// The file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == ErrorKind::NotFound
+    }
+}
+
+/// One file found by listing.
+#[derive(Clone, Debug)]
+pub struct FileInfo {
+    /// File name (an id for everything but the config).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A repository's storage.
+#[derive(Clone)]
+pub struct Backend {
+    op: Operator,
+    rt: Arc<tokio::runtime::Runtime>,
+    location: Location,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backend({})", self.location)
+    }
+}
+
+fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Directory inside a local repository for writes in progress; restic ignores it.
+pub const LOCAL_TMP_DIR: &str = ".coffer-tmp";
+
+impl Backend {
+    /// Opens storage at `location` (does not check that a repository exists there).
+    pub fn open(location: &Location) -> Result<Backend, BackendError> {
+        install_tls_provider();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("coffer-io")
+            .enable_all()
+            .build()
+            .map_err(|e| BackendError {
+                op: "start I/O runtime",
+                path: String::new(),
+                location: location.to_string(),
+                source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
+            })?;
+        let err = |e: opendal::Error| BackendError {
+            op: "configure",
+            path: String::new(),
+            location: location.to_string(),
+            source: Box::new(e),
+        };
+        let op = match location {
+            Location::Local(path) => {
+                let root = path.to_string_lossy().to_string();
+                let tmp = path.join(LOCAL_TMP_DIR).to_string_lossy().to_string();
+                let b = opendal::services::Fs::default()
+                    .root(&root)
+                    .atomic_write_dir(&tmp);
+                Operator::new(b).map_err(err)?
+            }
+            Location::S3 {
+                endpoint,
+                bucket,
+                prefix,
+            } => {
+                let mut b = opendal::services::S3::default()
+                    .endpoint(endpoint)
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(&location::s3_region())
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Ok(k) = std::env::var("AWS_ACCESS_KEY_ID") {
+                    b = b.access_key_id(&k);
+                }
+                if let Ok(s) = std::env::var("AWS_SECRET_ACCESS_KEY") {
+                    b = b.secret_access_key(&s);
+                }
+                if let Ok(t) = std::env::var("AWS_SESSION_TOKEN") {
+                    b = b.session_token(&t);
+                }
+                if std::env::var("COFFER_S3_BUCKET_LOOKUP").as_deref() == Ok("dns") {
+                    b = b.enable_virtual_host_style();
+                }
+                Operator::new(b).map_err(err)?
+            }
+        };
+        let op = op.layer(
+            RetryLayer::new()
+                .with_jitter()
+                .with_max_times(retry_times())
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10)),
+        );
+        Ok(Backend {
+            op,
+            rt: Arc::new(rt),
+            location: location.clone(),
+        })
+    }
+
+    /// Where this backend stores.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn error(&self, op: &'static str, path: &str, e: opendal::Error) -> BackendError {
+        BackendError {
+            op,
+            path: path.to_string(),
+            location: self.location.to_string(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Reads a whole file.
+    pub fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>, BackendError> {
+        let p = t.path(name);
+        self.rt
+            .block_on(self.op.read(&p))
+            .map(|b| b.to_vec())
+            .map_err(|e| self.error("read", &p, e))
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, BackendError> {
+        let p = t.path(name);
+        self.rt
+            .block_on(
+                self.op
+                    .read_with(&p)
+                    .range(offset..offset + len)
+                    .into_future(),
+            )
+            .map(|b| b.to_vec())
+            .map_err(|e| self.error("read", &p, e))
+    }
+
+    /// Writes a whole file; it becomes visible only once complete.
+    pub fn write(&self, t: FileType, name: &str, data: Vec<u8>) -> Result<(), BackendError> {
+        let p = t.path(name);
+        self.rt
+            .block_on(self.op.write(&p, data))
+            .map(|_| ())
+            .map_err(|e| self.error("write", &p, e))
+    }
+
+    /// Size of a file, or None if it does not exist.
+    pub fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+        let p = t.path(name);
+        match self.rt.block_on(self.op.stat(&p)) {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error("stat", &p, e)),
+        }
+    }
+
+    /// Deletes a file (absent files are not an error).
+    pub fn remove(&self, t: FileType, name: &str) -> Result<(), BackendError> {
+        let p = t.path(name);
+        self.rt
+            .block_on(self.op.delete(&p))
+            .map_err(|e| self.error("delete", &p, e))
+    }
+
+    /// Lists the files of one type.
+    pub fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
+        let dir = t.dir();
+        let res = self.rt.block_on(
+            self.op
+                .list_with(dir)
+                .recursive(t == FileType::Pack)
+                .into_future(),
+        );
+        let entries = match res {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if !e.metadata().is_file() {
+                continue;
+            }
+            let name = e.name().to_string();
+            // Skip foreign files (temporary files, editor droppings): only ids are ours.
+            if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            out.push(FileInfo {
+                name,
+                size: e.metadata().content_length(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lists ids of one type.
+    pub fn list_ids(&self, t: FileType) -> Result<Vec<Id>, BackendError> {
+        Ok(self
+            .list(t)?
+            .into_iter()
+            .filter_map(|f| f.name.parse().ok())
+            .collect())
+    }
+
+    /// Creates the directory skeleton restic's local backend expects.
+    pub fn create_layout(&self) -> Result<(), BackendError> {
+        if !matches!(self.location, Location::Local(_)) {
+            return Ok(());
+        }
+        let mut dirs: Vec<String> = ["keys/", "snapshots/", "index/", "locks/", "data/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        dirs.extend((0..=255u8).map(|b| format!("data/{b:02x}/")));
+        for d in dirs {
+            self.rt
+                .block_on(self.op.create_dir(&d))
+                .map_err(|e| self.error("create directory", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a future on the backend's runtime (for callers that batch async work).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The OpenDAL operator, for concurrent async use.
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+}
+
+fn retry_times() -> usize {
+    std::env::var("COFFER_BACKEND_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}

@@ -1,0 +1,332 @@
+//! The write path for blobs: [`Packer`] deduplicates against the index and against blobs in
+//! flight, gathers sealed blobs into data and tree packs of at least 16 MiB, uploads finished
+//! packs on a few threads, and writes index files for what is durable. Crash ordering: a blob
+//! is indexed only after its pack is stored, and an index file is written only for stored
+//! packs, so an interrupted run leaves at worst unreferenced packs, which `restic check`
+//! reports as harmless and `prune` removes.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::backend::FileType;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexFile, IndexPack};
+use crate::pack::{BlobType, PackWriter, PackedBlob, Sealer};
+use crate::repository::Repository;
+
+/// Target pack size (restic's default is 16 MiB).
+pub const DEFAULT_PACK_SIZE: usize = 16 << 20;
+// restic writes a new index file after this many blobs or this long.
+const INDEX_MAX_BLOBS: usize = 50_000;
+const INDEX_MAX_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// What a [`Packer`] stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackerStats {
+    /// New data blobs.
+    pub data_blobs: u64,
+    /// New tree blobs.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: u64,
+    /// Stored bytes of new blobs (compressed and encrypted).
+    pub data_added_packed: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+    /// Index files written.
+    pub index_files: u64,
+}
+
+struct Upload {
+    bytes: Vec<u8>,
+    id: Id,
+    blobs: Vec<PackedBlob>,
+}
+
+struct PendingIndex {
+    file: IndexFile,
+    blobs: usize,
+    since: Instant,
+}
+
+struct Shared {
+    repo: Arc<Repository>,
+    pending: Mutex<HashSet<(Id, BlobType)>>,
+    index: Mutex<PendingIndex>,
+    error: Mutex<Option<RepoError>>,
+    packs: AtomicU64,
+    index_files: AtomicU64,
+    uploaded_bytes: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: RepoError) {
+        let mut g = self.error.lock().expect("error slot");
+        if g.is_none() {
+            *g = Some(e);
+        }
+    }
+
+    fn stored(&self, up: Upload) -> Result<()> {
+        let n = up.bytes.len() as u64;
+        self.repo
+            .backend()
+            .write(FileType::Pack, &up.id.to_hex(), up.bytes)?;
+        self.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
+        self.packs.fetch_add(1, Ordering::Relaxed);
+        {
+            // Index first, then forget the pending entry: a lookup holding `pending` never
+            // misses a blob in between.
+            let mut pending = self.pending.lock().expect("pending set");
+            self.repo.index_add_pack(up.id, &up.blobs);
+            for b in &up.blobs {
+                pending.remove(&(b.id, b.kind));
+            }
+        }
+        let full = {
+            let mut idx = self.index.lock().expect("pending index");
+            idx.file.packs.push(IndexPack::new(up.id, &up.blobs));
+            idx.blobs += up.blobs.len();
+            if idx.blobs >= INDEX_MAX_BLOBS || idx.since.elapsed() >= INDEX_MAX_AGE {
+                Some(take_index(&mut idx))
+            } else {
+                None
+            }
+        };
+        if let Some(f) = full {
+            self.write_index(&f)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, f: &IndexFile) -> Result<()> {
+        if f.packs.is_empty() {
+            return Ok(());
+        }
+        self.repo.save_json(FileType::Index, f)?;
+        self.index_files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn take_index(idx: &mut PendingIndex) -> IndexFile {
+    idx.blobs = 0;
+    idx.since = Instant::now();
+    std::mem::take(&mut idx.file)
+}
+
+/// Packs and uploads blobs for one writer (a backup, a copy, a WAL push).
+pub struct Packer {
+    shared: Arc<Shared>,
+    open: [Mutex<PackWriter>; 2],
+    pack_size: usize,
+    tx: Mutex<Option<Sender<Upload>>>,
+    uploaders: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    data_added: AtomicU64,
+    data_added_packed: AtomicU64,
+    sealer: Mutex<Sealer>,
+}
+
+fn slot(kind: BlobType) -> usize {
+    match kind {
+        BlobType::Data => 0,
+        BlobType::Tree => 1,
+    }
+}
+
+impl Packer {
+    /// A packer writing into `repo`; `upload_threads` packs are stored concurrently.
+    pub fn new(repo: Arc<Repository>, pack_size: usize, upload_threads: usize) -> Packer {
+        let upload_threads = upload_threads.max(1);
+        let shared_compression = repo.compression();
+        let shared = Arc::new(Shared {
+            repo,
+            pending: Mutex::new(HashSet::new()),
+            index: Mutex::new(PendingIndex {
+                file: IndexFile::default(),
+                blobs: 0,
+                since: Instant::now(),
+            }),
+            error: Mutex::new(None),
+            packs: AtomicU64::new(0),
+            index_files: AtomicU64::new(0),
+            uploaded_bytes: AtomicU64::new(0),
+        });
+        let (tx, rx): (Sender<Upload>, Receiver<Upload>) = bounded(upload_threads);
+        let uploaders = (0..upload_threads)
+            .map(|i| {
+                let rx = rx.clone();
+                let sh = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("coffer-upload-{i}"))
+                    .spawn(move || {
+                        for up in rx {
+                            if sh.error.lock().expect("error slot").is_some() {
+                                continue;
+                            }
+                            if let Err(e) = sh.stored(up) {
+                                sh.fail(e);
+                            }
+                        }
+                    })
+                    .expect("spawning an upload thread")
+            })
+            .collect();
+        Packer {
+            shared,
+            open: [
+                Mutex::new(PackWriter::default()),
+                Mutex::new(PackWriter::default()),
+            ],
+            pack_size,
+            tx: Mutex::new(Some(tx)),
+            uploaders: Mutex::new(uploaders),
+            data_blobs: AtomicU64::new(0),
+            tree_blobs: AtomicU64::new(0),
+            data_added: AtomicU64::new(0),
+            data_added_packed: AtomicU64::new(0),
+            sealer: Mutex::new(Sealer::new(shared_compression)),
+        }
+    }
+
+    /// The repository written to.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.shared.repo
+    }
+
+    /// Returns true if the caller must store this blob: it is neither indexed nor in flight.
+    /// A true answer reserves it, so concurrent callers with the same blob get false.
+    pub fn reserve(&self, id: &Id, kind: BlobType) -> bool {
+        let mut pending = self.shared.pending.lock().expect("pending set");
+        if pending.contains(&(*id, kind)) || self.shared.repo.index().has(id, kind) {
+            return false;
+        }
+        pending.insert((*id, kind));
+        true
+    }
+
+    /// The first upload error, if any.
+    pub fn check(&self) -> Result<()> {
+        match self.shared.error.lock().expect("error slot").as_ref() {
+            Some(e) => Err(RepoError::Invalid(format!("storing packs failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a blob sealed by the caller (after a true [`Packer::reserve`]).
+    pub fn add_sealed(
+        &self,
+        id: Id,
+        kind: BlobType,
+        sealed: &[u8],
+        plain_len: usize,
+        uncompressed: Option<u32>,
+    ) -> Result<()> {
+        self.check()?;
+        let full = {
+            let mut w = self.open[slot(kind)].lock().expect("pack writer");
+            if w.is_empty() {
+                *w = PackWriter::with_capacity(self.pack_size + (9 << 20));
+            }
+            w.add_sealed(id, kind, sealed, uncompressed);
+            (w.len() >= self.pack_size).then(|| std::mem::take(&mut *w))
+        };
+        match kind {
+            BlobType::Data => self.data_blobs.fetch_add(1, Ordering::Relaxed),
+            BlobType::Tree => self.tree_blobs.fetch_add(1, Ordering::Relaxed),
+        };
+        self.data_added
+            .fetch_add(plain_len as u64, Ordering::Relaxed);
+        self.data_added_packed
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Some(w) = full {
+            self.send(w)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, w: PackWriter) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        let (bytes, id, blobs) = w.finish(self.shared.repo.key());
+        let tx = self.tx.lock().expect("upload channel").clone();
+        match tx {
+            Some(tx) => tx
+                .send(Upload { bytes, id, blobs })
+                .map_err(|_| RepoError::Invalid("upload threads stopped".into()))?,
+            None => return Err(RepoError::Invalid("packer already flushed".into())),
+        }
+        self.check()
+    }
+
+    /// Hashes, deduplicates, seals and adds a blob; returns its id and whether it was new.
+    pub fn save_blob(&self, kind: BlobType, plain: &[u8]) -> Result<(Id, bool)> {
+        let id = Id::hash(plain);
+        if !self.reserve(&id, kind) {
+            return Ok((id, false));
+        }
+        let mut sealed = Vec::with_capacity(plain.len() + 64);
+        let repo = &self.shared.repo;
+        let unc = {
+            let mut sealer = self.sealer.lock().expect("sealer");
+            sealer.seal(repo.key(), plain, &mut sealed).1
+        };
+        self.add_sealed(id, kind, &sealed, plain.len(), unc)?;
+        Ok((id, true))
+    }
+
+    /// Stores the open packs, waits for every upload, and writes the last index file.
+    /// After this the repository holds everything added, and a snapshot may refer to it.
+    pub fn flush(&self) -> Result<PackerStats> {
+        for s in &self.open {
+            let w = std::mem::take(&mut *s.lock().expect("pack writer"));
+            self.send(w)?;
+        }
+        drop(self.tx.lock().expect("upload channel").take());
+        for t in self.uploaders.lock().expect("uploaders").drain(..) {
+            let _ = t.join();
+        }
+        self.check()?;
+        let rest = take_index(&mut self.shared.index.lock().expect("pending index"));
+        self.shared.write_index(&rest)?;
+        Ok(self.stats())
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PackerStats {
+        PackerStats {
+            data_blobs: self.data_blobs.load(Ordering::Relaxed),
+            tree_blobs: self.tree_blobs.load(Ordering::Relaxed),
+            data_added: self.data_added.load(Ordering::Relaxed),
+            data_added_packed: self.data_added_packed.load(Ordering::Relaxed),
+            packs: self.shared.packs.load(Ordering::Relaxed),
+            index_files: self.shared.index_files.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes of packs stored so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.shared.uploaded_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Packer {
+    fn drop(&mut self) {
+        // An unflushed packer (error path) stops its threads; what it had not stored is lost,
+        // which is fine because no index or snapshot refers to it.
+        drop(self.tx.lock().map(|mut t| t.take()));
+        if let Ok(mut ups) = self.uploaders.lock() {
+            for t in ups.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}

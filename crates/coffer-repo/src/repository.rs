@@ -1,0 +1,469 @@
+//! [`Repository`]: an opened repository with its master key, config and index. It reads and
+//! writes encrypted JSON files, loads blobs, and lists snapshots; writing blobs goes through
+//! [`crate::Packer`].
+
+use std::sync::{RwLock, RwLockReadGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{Backend, FileType, Location};
+use crate::cache::Cache;
+use crate::config::{decode_unpacked, encode_unpacked, Config};
+use crate::crypto::Key;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexFile, MasterIndex};
+use crate::keyfile::{KeyFile, KeyFileError};
+use crate::pack::{open_blob, BlobType, Compression};
+use crate::snapshot::{Snapshot, SnapshotWithId};
+use crate::tree::Tree;
+
+/// Options for `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// scrypt N for the first key.
+    pub kdf_n: u32,
+    /// Reuse another repository's chunker polynomial (for `copy` with deduplication).
+    pub chunker_polynomial: Option<coffer_chunker::Pol>,
+    /// Format version (2 unless told otherwise).
+    pub version: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf_n: kdf_n_from_env(),
+            chunker_polynomial: None,
+            version: 2,
+        }
+    }
+}
+
+// Tests open repositories hundreds of times; they may lower the KDF cost. Never below 2^10.
+fn kdf_n_from_env() -> u32 {
+    std::env::var("COFFER_KDF_N")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| n.is_power_of_two() && *n >= 1024)
+        .unwrap_or(crate::keyfile::DEFAULT_N)
+}
+
+/// An opened repository.
+pub struct Repository {
+    backend: Backend,
+    key: Key,
+    key_id: Id,
+    config: Config,
+    index: RwLock<MasterIndex>,
+    index_loaded: std::sync::atomic::AtomicBool,
+    compression: Compression,
+    cache: Option<Cache>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.backend.location())
+    }
+}
+
+impl Repository {
+    /// Creates a new repository at `location`.
+    pub fn init(location: &Location, password: &str, opts: &InitOptions) -> Result<Repository> {
+        let backend = Backend::open(location)?;
+        if backend.stat(FileType::Config, "config")?.is_some() {
+            return Err(RepoError::AlreadyExists {
+                location: location.to_string(),
+            });
+        }
+        backend.create_layout()?;
+        let key = Key::random();
+        let kf = KeyFile::create(password, &key, opts.kdf_n)
+            .map_err(|e| RepoError::file(FileType::Key, "new", e))?;
+        let kf_bytes = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+        let key_id = Id::hash(&kf_bytes);
+        backend.write(FileType::Key, &key_id.to_hex(), kf_bytes)?;
+        let mut config = Config::new();
+        config.version = opts.version;
+        if let Some(p) = opts.chunker_polynomial {
+            config.chunker_polynomial = p;
+        }
+        let plain = serde_json::to_vec(&config).expect("config serializes");
+        backend.write(FileType::Config, "config", key.encrypt(&plain))?;
+        tracing::info!(location = %location, id = %config.id, "repository created");
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    /// Opens the repository at `location` with `password`.
+    pub fn open(location: &Location, password: &str) -> Result<Repository> {
+        let backend = Backend::open(location)?;
+        let config_bytes = match backend.read(FileType::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotFound {
+                    location: location.to_string(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let keys = backend.list(FileType::Key)?;
+        let mut opened = None;
+        for k in &keys {
+            let bytes = backend.read(FileType::Key, &k.name)?;
+            let kf: KeyFile = match serde_json::from_slice(&bytes) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    tracing::warn!(key = %k.name, error = %e, "skipping unreadable key file");
+                    continue;
+                }
+            };
+            match kf.open(password) {
+                Ok(key) => {
+                    opened = Some((key, k.name.parse().unwrap_or_default()));
+                    break;
+                }
+                Err(KeyFileError::WrongPassword) => continue,
+                Err(e) => tracing::warn!(key = %k.name, error = %e, "skipping invalid key file"),
+            }
+        }
+        let Some((key, key_id)) = opened else {
+            return Err(RepoError::WrongPassword {
+                location: location.to_string(),
+                keys: keys.len(),
+            });
+        };
+        let plain = key
+            .decrypt(&config_bytes)
+            .map_err(|e| RepoError::file(FileType::Config, "config", e))?;
+        let config: Config = serde_json::from_slice(&plain)
+            .map_err(|e| RepoError::file(FileType::Config, "config", e))?;
+        if config.version != 1 && config.version != 2 {
+            return Err(RepoError::file(
+                FileType::Config,
+                "config",
+                format!("unsupported repository version {}", config.version),
+            ));
+        }
+        Ok(Repository::assemble(backend, key, key_id, config))
+    }
+
+    fn assemble(backend: Backend, key: Key, key_id: Id, config: Config) -> Repository {
+        let compression = if config.version >= 2 {
+            Compression::AUTO
+        } else {
+            Compression::Off
+        };
+        let cache = Cache::for_repository(backend.location(), &config.id);
+        Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            index: RwLock::new(MasterIndex::new()),
+            index_loaded: false.into(),
+            compression,
+            cache,
+        }
+    }
+
+    /// The storage.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Id of the key file that opened the repository.
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    /// The decrypted config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Compression for new blobs.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Sets compression for new blobs (always off in a version-1 repository).
+    pub fn set_compression(&mut self, c: Compression) {
+        if self.config.version >= 2 {
+            self.compression = c;
+        }
+    }
+
+    /// The local cache, if one could be set up.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    /// Disables the local cache.
+    pub fn disable_cache(&mut self) {
+        self.cache = None;
+    }
+
+    /// Reads and decrypts a file; uses the cache for immutable files.
+    pub fn load_file(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let cacheable = matches!(t, FileType::Index | FileType::Snapshot);
+        let cached = if cacheable {
+            self.cache.as_ref().and_then(|c| c.get(t, name))
+        } else {
+            None
+        };
+        let bytes = match cached {
+            Some(b) if Id::hash(&b).to_hex() == name => b,
+            _ => {
+                let b = self.backend.read(t, name)?;
+                if cacheable {
+                    // Content-addressed files: verify before caching so the cache never holds junk.
+                    if Id::hash(&b).to_hex() == name {
+                        if let Some(c) = &self.cache {
+                            c.put(t, name, &b);
+                        }
+                    }
+                }
+                b
+            }
+        };
+        if t != FileType::Config && t != FileType::Key && Id::hash(&bytes).to_hex() != name {
+            return Err(RepoError::file(
+                t,
+                name,
+                "content does not match its name (hash mismatch)",
+            ));
+        }
+        self.key
+            .decrypt(&bytes)
+            .map_err(|e| RepoError::file(t, name, e))
+    }
+
+    /// Loads and parses an encrypted JSON file (index, snapshot, lock).
+    pub fn load_json<T: DeserializeOwned>(&self, t: FileType, id: &Id) -> Result<T> {
+        let name = id.to_hex();
+        let plain = self.load_file(t, &name)?;
+        let json = decode_unpacked(plain).map_err(|e| RepoError::file(t, &name, e))?;
+        serde_json::from_slice(&json).map_err(|e| RepoError::file(t, &name, e))
+    }
+
+    /// Encrypts and stores a JSON file; returns its id.
+    pub fn save_json<T: Serialize>(&self, t: FileType, value: &T) -> Result<Id> {
+        let json = serde_json::to_vec(value).map_err(|e| RepoError::file(t, "new", e))?;
+        let data = self
+            .key
+            .encrypt(&encode_unpacked(&json, self.config.version));
+        let id = Id::hash(&data);
+        self.backend.write(t, &id.to_hex(), data)?;
+        Ok(id)
+    }
+
+    /// Loads every index file into memory (once).
+    pub fn load_index(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.index_loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let ids = self.backend.list_ids(FileType::Index)?;
+        let files =
+            self.parallel_map(&ids, |id| self.load_json::<IndexFile>(FileType::Index, id))?;
+        let mut idx = self.index.write().expect("index lock poisoned");
+        for f in &files {
+            idx.add_file(f);
+        }
+        idx.shrink_to_fit();
+        self.index_loaded.store(true, Ordering::Release);
+        if let Some(c) = &self.cache {
+            let keep: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+            c.retain(FileType::Index, &keep);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` over `items` on a few threads, keeping order; stops at the first error.
+    pub fn parallel_map<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let threads = if self.backend.location().is_local() {
+            4
+        } else {
+            16
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
+            items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(items.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= items.len() {
+                        break;
+                    }
+                    let r = f(&items[i]);
+                    let failed = r.is_err();
+                    *results[i].lock().expect("result slot") = Some(r);
+                    if failed {
+                        next.store(items.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(items.len());
+        for r in results {
+            match r.into_inner().expect("result slot") {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        if out.len() != items.len() {
+            return Err(RepoError::Invalid("parallel load stopped early".into()));
+        }
+        Ok(out)
+    }
+
+    /// Read access to the in-memory index.
+    pub fn index(&self) -> RwLockReadGuard<'_, MasterIndex> {
+        self.index.read().expect("index lock poisoned")
+    }
+
+    /// Adds a freshly uploaded pack to the in-memory index.
+    pub fn index_add_pack(&self, pack: Id, blobs: &[crate::pack::PackedBlob]) {
+        self.index
+            .write()
+            .expect("index lock poisoned")
+            .add_pack(pack, blobs);
+    }
+
+    /// Loads, decrypts, decompresses and verifies one blob.
+    pub fn load_blob(&self, id: &Id, kind: BlobType) -> Result<Vec<u8>> {
+        let locations = self.index().lookup_all(id, kind);
+        if locations.is_empty() {
+            return Err(RepoError::BlobNotFound { id: *id, kind });
+        }
+        let mut last = None;
+        // A damaged copy is not fatal when another pack holds the blob too.
+        for loc in locations {
+            let r = self
+                .read_pack_range(&loc.pack, loc.blob.offset as u64, loc.blob.length as u64)
+                .and_then(|enc| {
+                    open_blob(&self.key, &loc.blob, &enc).map_err(|source| RepoError::Blob {
+                        id: *id,
+                        kind,
+                        pack: loc.pack,
+                        source: Box::new(source),
+                    })
+                });
+            match r {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    if let Some(c) = &self.cache {
+                        // A damaged cached copy must not hide a good one in the repository.
+                        if c.get_range(FileType::Pack, &loc.pack.to_hex(), 0, 1)
+                            .is_some()
+                        {
+                            c.remove(FileType::Pack, &loc.pack.to_hex());
+                            let enc = self.backend.read_range(
+                                FileType::Pack,
+                                &loc.pack.to_hex(),
+                                loc.blob.offset as u64,
+                                loc.blob.length as u64,
+                            )?;
+                            if let Ok(b) = open_blob(&self.key, &loc.blob, &enc) {
+                                return Ok(b);
+                            }
+                        }
+                    }
+                    last = Some(e)
+                }
+            }
+        }
+        Err(last.expect("at least one location"))
+    }
+
+    /// Reads part of a pack, from the cache when the pack is a cached tree pack.
+    pub fn read_pack_range(&self, pack: &Id, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let name = pack.to_hex();
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get_range(FileType::Pack, &name, offset, len) {
+                return Ok(b);
+            }
+        }
+        Ok(self
+            .backend
+            .read_range(FileType::Pack, &name, offset, len)?)
+    }
+
+    /// Loads a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let b = self.load_tree_blob(id)?;
+        Tree::from_blob(&b).map_err(|e| RepoError::Invalid(format!("tree {id}: {e}")))
+    }
+
+    fn load_tree_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        if let Some(c) = &self.cache {
+            if let Some(loc) = self.index().lookup(id, BlobType::Tree) {
+                // Tree packs are small and read again by every command: cache whole packs.
+                c.ensure_pack(&self.backend, &loc.pack);
+            }
+        }
+        self.load_blob(id, BlobType::Tree)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotWithId>> {
+        let ids = self.backend.list_ids(FileType::Snapshot)?;
+        let snaps = self.parallel_map(&ids, |id| {
+            Ok(SnapshotWithId {
+                id: *id,
+                snap: self.load_json::<Snapshot>(FileType::Snapshot, id)?,
+            })
+        })?;
+        if let Some(c) = &self.cache {
+            let keep: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+            c.retain(FileType::Snapshot, &keep);
+        }
+        let mut snaps = snaps;
+        snaps.sort_by(|a, b| a.snap.time.cmp(&b.snap.time).then(a.id.cmp(&b.id)));
+        Ok(snaps)
+    }
+
+    /// Resolves `latest`, a full id or a unique id prefix, among snapshots passing `filter`.
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: impl Fn(&Snapshot) -> bool,
+    ) -> Result<SnapshotWithId> {
+        let snaps: Vec<_> = self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| filter(&s.snap))
+            .collect();
+        if spec == "latest" {
+            return snaps
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
+        }
+        let mut found: Vec<_> = snaps
+            .into_iter()
+            .filter(|s| s.id.has_prefix(spec))
+            .collect();
+        match found.len() {
+            0 => Err(RepoError::SnapshotNotFound(spec.to_string())),
+            1 => Ok(found.remove(0)),
+            _ => Err(RepoError::SnapshotAmbiguous(spec.to_string())),
+        }
+    }
+
+    /// Saves a snapshot file. Call only after every pack and index it refers to is stored.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        self.save_json(FileType::Snapshot, snap)
+    }
+}

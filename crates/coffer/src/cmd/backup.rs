@@ -1,0 +1,236 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use coffer_archiver::filter::{read_pattern_file, PatternSet};
+use coffer_archiver::{backup, BackupOptions, Progress, StreamSource};
+use coffer_repo::lock::LockGuard;
+use coffer_repo::pack::Compression;
+
+use crate::global::{cancel_flag, GlobalOpts, PartialFailure};
+use crate::ui::{self, bytes, Reporter};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and directories to back up (or, with --stdin-from-command, the command and its
+    /// arguments after --)
+    pub paths: Vec<String>,
+    /// Exclude paths matching this pattern (repeatable)
+    #[arg(short = 'e', long = "exclude")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from a file (repeatable)
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Do not cross file system boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Add a tag (repeatable, or comma-separated)
+    #[arg(long = "tag", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this host)
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+    /// Compare against this snapshot instead of the latest one of the same paths
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read every file again, ignoring the parent snapshot
+    #[arg(short, long)]
+    pub force: bool,
+    /// Back up standard input
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for --stdin and --stdin-from-command data
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Back up the standard output of the command given after --; fails if it exits non-zero
+    #[arg(long)]
+    pub stdin_from_command: bool,
+    /// Compression: auto, off, max, fastest, better or a zstd level (-7..22)
+    #[arg(long, default_value = "auto")]
+    pub compression: String,
+    /// Snapshot time to record (RFC 3339 or "YYYY-MM-DD HH:MM:SS"), default now
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Files read concurrently
+    #[arg(long, default_value_t = 2)]
+    pub read_concurrency: usize,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .with_context(|| format!("invalid --time {s:?}: use RFC 3339 or YYYY-MM-DD HH:MM:SS"))?;
+    use chrono::TimeZone;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .single()
+        .map(|t| t.fixed_offset())
+        .with_context(|| format!("--time {s:?} does not exist in the local time zone"))
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    let compression = Compression::parse(&a.compression).with_context(|| {
+        format!(
+            "invalid --compression {:?}: use auto, off, max, fastest, better or a level -7..22",
+            a.compression
+        )
+    })?;
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        patterns.extend(
+            read_pattern_file(f)
+                .with_context(|| format!("reading exclude file {}", f.display()))?,
+        );
+    }
+    let excludes = PatternSet::new(&patterns)?;
+    let stream = if a.stdin_from_command {
+        if a.paths.is_empty() {
+            bail!("--stdin-from-command needs a command after --, e.g. -- pg_dump mydb");
+        }
+        Some(
+            StreamSource::command(&a.stdin_filename, &a.paths)
+                .with_context(|| format!("running {:?}", a.paths.join(" ")))?,
+        )
+    } else if a.stdin {
+        if !a.paths.is_empty() {
+            bail!("--stdin takes no paths");
+        }
+        Some(StreamSource::stdin(&a.stdin_filename))
+    } else {
+        if a.paths.is_empty() {
+            bail!("nothing to back up: give at least one path, --stdin or --stdin-from-command");
+        }
+        None
+    };
+    let paths: Vec<PathBuf> = if stream.is_some() {
+        Vec::new()
+    } else {
+        a.paths.iter().map(PathBuf::from).collect()
+    };
+    let time = a.time.as_deref().map(parse_time).transpose()?;
+
+    let mut repo = g.open()?;
+    Arc::get_mut(&mut repo)
+        .expect("repository not shared yet")
+        .set_compression(compression);
+    let _lock = LockGuard::acquire(&repo, false)?;
+    repo.load_index().context("loading the index")?;
+
+    let host = a
+        .host
+        .clone()
+        .unwrap_or_else(coffer_repo::sysinfo::hostname);
+    let parent = if a.force || stream.is_some() {
+        None
+    } else if let Some(p) = &a.parent {
+        Some(repo.find_snapshot(p, |_| true)?)
+    } else {
+        let mut want: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        want.sort();
+        repo.snapshots()?.into_iter().rfind(|s| {
+            let mut have = s.snap.paths.clone();
+            have.sort();
+            s.snap.hostname == host && have == want
+        })
+    };
+    if let Some(p) = &parent {
+        tracing::info!(parent = %p.id.short(), "using parent snapshot");
+    }
+
+    let progress = Arc::new(Progress::default());
+    let cancel = cancel_flag();
+    let started = Instant::now();
+    let opts = BackupOptions {
+        paths,
+        stream,
+        excludes,
+        one_file_system: a.one_file_system,
+        tags: a.tags.iter().filter(|t| !t.is_empty()).cloned().collect(),
+        host,
+        parent,
+        time,
+        read_threads: a.read_concurrency.max(1),
+        ..Default::default()
+    };
+    let result = {
+        let _r = Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "backup");
+        backup(Arc::clone(&repo), opts, progress, cancel)?
+    };
+    let s = &result.summary;
+    let secs = started.elapsed().as_secs_f64();
+    for w in &result.warnings {
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "error", "error": {"message": w}, "during": "archival"})
+            );
+        } else {
+            eprintln!("warning: {w}");
+        }
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "files_new": s.files_new,
+                "files_changed": s.files_changed,
+                "files_unmodified": s.files_unmodified,
+                "dirs_new": s.dirs_new,
+                "dirs_changed": s.dirs_changed,
+                "dirs_unmodified": s.dirs_unmodified,
+                "data_blobs": s.data_blobs,
+                "tree_blobs": s.tree_blobs,
+                "data_added": s.data_added,
+                "data_added_packed": s.data_added_packed,
+                "total_files_processed": s.total_files_processed,
+                "total_bytes_processed": s.total_bytes_processed,
+                "total_duration": secs,
+                "snapshot_id": result.snapshot_id.to_hex(),
+                "warnings": result.warnings.len(),
+            })
+        );
+    } else if !g.quiet {
+        println!(
+            "Files:       {:>6} new, {:>6} changed, {:>6} unmodified",
+            s.files_new, s.files_changed, s.files_unmodified
+        );
+        println!(
+            "Dirs:        {:>6} new, {:>6} changed, {:>6} unmodified",
+            s.dirs_new, s.dirs_changed, s.dirs_unmodified
+        );
+        println!(
+            "Added to the repository: {} ({} stored)",
+            bytes(s.data_added),
+            bytes(s.data_added_packed)
+        );
+        println!(
+            "processed {} files, {} in {:.1}s ({:.1} MB/s)",
+            s.total_files_processed,
+            bytes(s.total_bytes_processed),
+            secs,
+            s.total_bytes_processed as f64 / secs.max(0.001) / 1e6
+        );
+        println!("snapshot {} saved", result.snapshot_id.short());
+    }
+    if !result.warnings.is_empty() {
+        return Err(PartialFailure(format!(
+            "snapshot {} was saved, but {} item(s) could not be read",
+            result.snapshot_id.short(),
+            result.warnings.len()
+        ))
+        .into());
+    }
+    Ok(0)
+}

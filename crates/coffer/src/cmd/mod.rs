@@ -1,0 +1,95 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod backup;
+mod cat;
+mod dump;
+mod init;
+mod ls;
+mod restore;
+mod snapshots;
+mod unlock;
+
+use clap::Subcommand;
+
+use crate::global::Cli;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(init::Args),
+    /// Back up files, directories or a stream into a new snapshot
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// List the files of a snapshot
+    Ls(ls::Args),
+    /// Restore a snapshot into a directory
+    Restore(restore::Args),
+    /// Write one file of a snapshot to stdout
+    Dump(dump::Args),
+    /// Print an internal object (config, snapshot, index, key, pack header)
+    Cat(cat::Args),
+    /// Remove stale locks
+    Unlock(unlock::Args),
+    /// Print version information
+    Version,
+}
+
+/// Runs the command; returns the exit code for success paths.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Cat(a) => cat::run(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
+        Command::Version => {
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "message_type": "version",
+                        "version": env!("CARGO_PKG_VERSION"),
+                        "repository_format": 2,
+                        "os": std::env::consts::OS,
+                        "arch": std::env::consts::ARCH,
+                    })
+                );
+            } else {
+                println!(
+                    "coffer {} (restic repository format 2) {}/{}",
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::OS,
+                    std::env::consts::ARCH
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Snapshot selection shared by commands that take a snapshot id.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only consider snapshots from this host (for `latest`)
+    #[arg(long = "host", short = 'H')]
+    pub hosts: Vec<String>,
+    /// Only consider snapshots with this tag (for `latest`)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only consider snapshots of this path (for `latest`)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &coffer_repo::snapshot::Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && s.has_tags(&self.tags)
+            && (self.paths.is_empty() || self.paths.iter().all(|p| s.paths.contains(p)))
+    }
+}

@@ -1,0 +1,68 @@
+use crate::cmd::SnapshotFilter;
+use crate::global::GlobalOpts;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Only the latest N snapshots of each host and path set
+    #[arg(long)]
+    pub latest: Option<usize>,
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    let repo = g.open()?;
+    let mut snaps: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|s| a.filter.matches(&s.snap))
+        .collect();
+    if let Some(n) = a.latest {
+        let mut keep = Vec::new();
+        let mut groups: std::collections::HashMap<(String, Vec<String>), usize> =
+            Default::default();
+        for s in snaps.into_iter().rev() {
+            let c = groups
+                .entry((s.snap.hostname.clone(), s.snap.paths.clone()))
+                .or_default();
+            if *c < n {
+                *c += 1;
+                keep.push(s);
+            }
+        }
+        keep.reverse();
+        snaps = keep;
+    }
+    if g.json {
+        let list: Vec<serde_json::Value> = snaps
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(&s.snap).unwrap_or_default();
+                v["id"] = s.id.to_hex().into();
+                v["short_id"] = s.id.short().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(0);
+    }
+    println!(
+        "{:<10} {:<19}  {:<12} {:<20} Paths",
+        "ID", "Time", "Host", "Tags"
+    );
+    println!("{}", "-".repeat(80));
+    for s in &snaps {
+        let paths = s.snap.paths.join(", ");
+        println!(
+            "{:<10} {:<19}  {:<12} {:<20} {}",
+            s.id.short(),
+            s.snap.time.format("%Y-%m-%d %H:%M:%S"),
+            s.snap.hostname,
+            s.snap.tags.join(","),
+            paths
+        );
+    }
+    println!("{}", "-".repeat(80));
+    println!("{} snapshots", snaps.len());
+    Ok(0)
+}

@@ -1,0 +1,209 @@
+//! Global options (accepted before or after the subcommand), password lookup, opening the
+//! repository, and the mapping from errors to exit codes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser};
+use coffer_archiver::{BackupError, RestoreError};
+use coffer_repo::backend::Location;
+use coffer_repo::{RepoError, Repository};
+
+use crate::cmd::Command;
+
+/// coffer: backups of files and middleware into restic-compatible repositories.
+#[derive(Parser, Debug)]
+#[command(
+    name = "coffer",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Repository location: a path or s3:http://HOST:PORT/BUCKET/PREFIX
+    #[arg(short = 'r', long = "repo", env = "COFFER_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// File holding the repository password (wins over COFFER_PASSWORD)
+    #[arg(long, env = "COFFER_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Configuration file (coffer.toml); its first [[repository]] is the default repository
+    #[arg(long, env = "COFFER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON lines instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not use the local cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print less
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more (repeat for debug output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The repository and password a command uses, after config and environment.
+pub struct Target {
+    pub location: Location,
+    pub password: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    repository: Vec<ConfigRepo>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigRepo {
+    url: String,
+    password_file: Option<PathBuf>,
+}
+
+impl GlobalOpts {
+    fn config_repository(&self) -> anyhow::Result<Option<ConfigRepo>> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let cfg: ConfigFile = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        Ok(cfg.repository.into_iter().next())
+    }
+
+    /// The repository location, from `-r`, `COFFER_REPOSITORY` or the config file.
+    pub fn location(&self) -> anyhow::Result<Location> {
+        let url = match (&self.repo, self.config_repository()?) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => c.url,
+            (None, None) => {
+                bail!("no repository given: use -r/--repo, COFFER_REPOSITORY or --config")
+            }
+        };
+        Ok(Location::parse(&url)?)
+    }
+
+    /// The password: --password-file / COFFER_PASSWORD_FILE, then COFFER_PASSWORD, then the
+    /// config file's password_file, then a prompt on a terminal.
+    pub fn password(&self, confirm: bool) -> anyhow::Result<String> {
+        let file = match &self.password_file {
+            Some(f) => Some(f.clone()),
+            None if std::env::var_os("COFFER_PASSWORD").is_some() => None,
+            None => self.config_repository()?.and_then(|c| c.password_file),
+        };
+        if let Some(f) = file {
+            let s = std::fs::read_to_string(&f)
+                .with_context(|| format!("reading password file {}", f.display()))?;
+            // restic trims surrounding whitespace too, so both tools accept the same file.
+            let p = s.trim().to_string();
+            if p.is_empty() {
+                bail!("password file {} is empty", f.display());
+            }
+            return Ok(p);
+        }
+        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+            if p.is_empty() {
+                bail!("COFFER_PASSWORD is set but empty");
+            }
+            return Ok(p);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("no password given: use --password-file, COFFER_PASSWORD_FILE or COFFER_PASSWORD (no terminal to prompt on)");
+        }
+        let p = rpassword::prompt_password("enter password for repository: ")?;
+        if confirm {
+            let again = rpassword::prompt_password("enter password again: ")?;
+            if again != p {
+                bail!("passwords do not match");
+            }
+        }
+        if p.is_empty() {
+            bail!("an empty password is not allowed");
+        }
+        Ok(p)
+    }
+
+    pub fn target(&self, confirm: bool) -> anyhow::Result<Target> {
+        let location = self.location()?;
+        let password = self.password(confirm)?;
+        Ok(Target { location, password })
+    }
+
+    /// Opens the repository.
+    pub fn open(&self) -> anyhow::Result<Arc<Repository>> {
+        let t = self.target(false)?;
+        let mut repo = Repository::open(&t.location, &t.password)?;
+        if self.no_cache {
+            repo.disable_cache();
+        }
+        Ok(Arc::new(repo))
+    }
+}
+
+/// A flag set by SIGINT/SIGTERM; a second signal exits at once with 130.
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+    }
+    flag
+}
+
+/// Marker error: the command finished but some items failed (exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PartialFailure(pub String);
+
+/// restic's exit codes for an error chain.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    for c in e.chain() {
+        if c.downcast_ref::<PartialFailure>().is_some() {
+            return 3;
+        }
+        let repo =
+            c.downcast_ref::<RepoError>()
+                .or_else(|| match c.downcast_ref::<BackupError>() {
+                    Some(BackupError::Repo(r)) => Some(r),
+                    _ => None,
+                });
+        match repo {
+            Some(RepoError::NotFound { .. }) => return 10,
+            Some(RepoError::Locked { .. }) => return 11,
+            Some(RepoError::WrongPassword { .. }) => return 12,
+            _ => {}
+        }
+        if matches!(
+            c.downcast_ref::<BackupError>(),
+            Some(BackupError::Interrupted)
+        ) || matches!(
+            c.downcast_ref::<RestoreError>(),
+            Some(RestoreError::Interrupted)
+        ) {
+            return 130;
+        }
+    }
+    1
+}
+
+/// Whether the error is a closed stdout (`coffer ls | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,30 @@
+//! The `coffer` command line: parses arguments, opens the repository, runs one command, and maps
+//! failures to restic's exit codes (documented in README.md):
+//! 0 success, 1 fatal error, 3 backup made but some files could not be read, 10 repository does
+//! not exist, 11 repository is locked, 12 wrong password, 130 interrupted.
+
+mod cmd;
+mod global;
+mod ui;
+
+use clap::Parser;
+
+use crate::global::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    ui::init_logging(cli.global.verbose, cli.global.quiet);
+    let code = match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = global::exit_code(&e);
+            if global::is_broken_pipe(&e) {
+                0
+            } else {
+                ui::print_error(&e);
+                code
+            }
+        }
+    };
+    std::process::exit(code);
+}
