@@ -18,7 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use chrono::{DateTime, FixedOffset, Local};
 use coffer_chunker::Chunker;
@@ -190,11 +192,11 @@ impl Ctx {
     fn warn(&self, msg: String) {
         tracing::warn!("{msg}");
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
-        self.warnings.lock().expect("warnings").push(msg);
+        self.warnings.lock().push(msg);
     }
 
     fn fail(&self, msg: String) {
-        let mut e = self.error.lock().expect("error slot");
+        let mut e = self.error.lock();
         if e.is_none() {
             *e = Some(msg);
         }
@@ -443,10 +445,10 @@ pub fn backup(
             return Err(BackupError::Stream { name, message });
         }
     }
-    if cancel.load(Ordering::Relaxed) && ctx.error.lock().expect("error slot").is_none() {
+    if cancel.load(Ordering::Relaxed) && ctx.error.lock().is_none() {
         return Err(BackupError::Interrupted);
     }
-    if let Some(e) = ctx.error.lock().expect("error slot").take() {
+    if let Some(e) = ctx.error.lock().take() {
         packer.check()?;
         return Err(BackupError::Repo(RepoError::Invalid(e)));
     }
@@ -488,7 +490,7 @@ pub fn backup(
         extra: opts.extra.clone(),
     };
     let snapshot_id = repo.save_snapshot(&snapshot)?;
-    let warnings = std::mem::take(&mut *ctx.warnings.lock().expect("warnings"));
+    let warnings = std::mem::take(&mut *ctx.warnings.lock());
     Ok(BackupResult {
         snapshot_id,
         snapshot,
@@ -508,7 +510,7 @@ fn sealer(ctx: Arc<Ctx>, rx: Receiver<SealJob>) {
     let mut sealer = Sealer::new(ctx.repo.compression());
     let mut out = Vec::with_capacity(9 << 20);
     for job in rx {
-        if ctx.error.lock().expect("error slot").is_some() {
+        if ctx.error.lock().is_some() {
             continue;
         }
         out.clear();

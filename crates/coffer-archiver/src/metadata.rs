@@ -1,13 +1,13 @@
 //! File metadata in both directions: building a tree [`Node`] from `lstat`, and applying a
 //! node's owner, mode and times to a restored path.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
 
 use coffer_repo::sysinfo;
 use coffer_repo::tree::{gomode, local_time, Node, NodeType};
@@ -21,13 +21,13 @@ pub struct Names {
 
 impl Names {
     fn user(&self, uid: u32) -> String {
-        let mut m = self.users.lock().expect("names cache");
+        let mut m = self.users.lock();
         m.entry(uid)
             .or_insert_with(|| sysinfo::user_name(uid).unwrap_or_default())
             .clone()
     }
     fn group(&self, gid: u32) -> String {
-        let mut m = self.groups.lock().expect("names cache");
+        let mut m = self.groups.lock();
         m.entry(gid)
             .or_insert_with(|| sysinfo::group_name(gid).unwrap_or_default())
             .clone()

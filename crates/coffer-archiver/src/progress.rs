@@ -1,8 +1,8 @@
 //! Counters a running backup or restore updates and a UI thread reads: items and bytes done,
 //! totals found by the scanner (for an ETA), and the item in progress.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Shared progress counters.
 #[derive(Default, Debug)]
@@ -38,10 +38,9 @@ impl Progress {
 
     /// Sets the item in progress.
     pub fn set_current(&self, s: &str) {
-        if let Ok(mut c) = self.current.lock() {
-            c.clear();
-            c.push_str(s);
-        }
+        let mut c = self.current.lock();
+        c.clear();
+        c.push_str(s);
     }
 
     /// A consistent-enough copy of the counters.
@@ -54,7 +53,7 @@ impl Progress {
             total_bytes: self.total_bytes.load(Ordering::Relaxed),
             scan_finished: self.scan_finished.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
-            current: self.current.lock().map(|c| c.clone()).unwrap_or_default(),
+            current: self.current.lock().clone(),
         }
     }
 }

@@ -12,7 +12,9 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use coffer_repo::pack::{open_blob, BlobType, PackedBlob};
 use coffer_repo::snapshot::Snapshot;
@@ -172,7 +174,7 @@ pub fn restore(
     let errors = Mutex::new(Vec::<String>::new());
     let err = |m: String| {
         tracing::warn!("{m}");
-        errors.lock().expect("errors").push(m);
+        errors.lock().push(m);
     };
     let mut result = RestoreResult::default();
 
@@ -321,12 +323,12 @@ pub fn restore(
     if opts.verify {
         result.verified_files = verify(&repo, &plan, opts, threads, &err)?;
     }
-    result.errors = errors.into_inner().expect("errors");
+    result.errors = errors.into_inner();
     Ok(result)
 }
 
 fn open_slot(slot: &FileSlot) -> Result<Arc<File>, String> {
-    let mut h = slot.handle.lock().expect("file handle");
+    let mut h = slot.handle.lock();
     if let Some(f) = h.as_ref() {
         return Ok(Arc::clone(f));
     }
@@ -388,7 +390,7 @@ fn restore_pack(
             bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
             progress.add_bytes(plain.len() as u64);
             if slot.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                slot.handle.lock().expect("file handle").take();
+                slot.handle.lock().take();
                 progress.file_done();
             }
         }

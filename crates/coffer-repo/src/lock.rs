@@ -3,7 +3,9 @@
 //! refreshed every 5 minutes, and a lock older than 30 minutes, or held by a dead process on
 //! this host, is stale and ignored (restic's rules).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Local};
@@ -145,7 +147,7 @@ impl LockGuard {
                 {
                     match r.save_json(FileType::Lock, &LockFile::new(exclusive)) {
                         Ok(new) => {
-                            let old = std::mem::replace(&mut *cur.lock().expect("lock id"), new);
+                            let old = std::mem::replace(&mut *cur.lock(), new);
                             let _ = r.backend().remove(FileType::Lock, &old.to_hex());
                         }
                         Err(e) => {
@@ -165,7 +167,7 @@ impl LockGuard {
 
     /// Id of the lock file currently held.
     pub fn id(&self) -> Id {
-        *self.current.lock().expect("lock id")
+        *self.current.lock()
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -66,7 +68,7 @@ struct Shared {
 
 impl Shared {
     fn fail(&self, e: RepoError) {
-        let mut g = self.error.lock().expect("error slot");
+        let mut g = self.error.lock();
         if g.is_none() {
             *g = Some(e);
         }
@@ -82,14 +84,14 @@ impl Shared {
         {
             // Index first, then forget the pending entry: a lookup holding `pending` never
             // misses a blob in between.
-            let mut pending = self.pending.lock().expect("pending set");
+            let mut pending = self.pending.lock();
             self.repo.index_add_pack(up.id, &up.blobs);
             for b in &up.blobs {
                 pending.remove(&(b.id, b.kind));
             }
         }
         let full = {
-            let mut idx = self.index.lock().expect("pending index");
+            let mut idx = self.index.lock();
             idx.file.packs.push(IndexPack::new(up.id, &up.blobs));
             idx.blobs += up.blobs.len();
             if idx.blobs >= INDEX_MAX_BLOBS || idx.since.elapsed() >= INDEX_MAX_AGE {
@@ -168,7 +170,7 @@ impl Packer {
                     .name(format!("coffer-upload-{i}"))
                     .spawn(move || {
                         for up in rx {
-                            if sh.error.lock().expect("error slot").is_some() {
+                            if sh.error.lock().is_some() {
                                 continue;
                             }
                             if let Err(e) = sh.stored(up) {
@@ -204,7 +206,7 @@ impl Packer {
     /// Returns true if the caller must store this blob: it is neither indexed nor in flight.
     /// A true answer reserves it, so concurrent callers with the same blob get false.
     pub fn reserve(&self, id: &Id, kind: BlobType) -> bool {
-        let mut pending = self.shared.pending.lock().expect("pending set");
+        let mut pending = self.shared.pending.lock();
         if pending.contains(&(*id, kind)) || self.shared.repo.index().has(id, kind) {
             return false;
         }
@@ -214,7 +216,7 @@ impl Packer {
 
     /// The first upload error, if any.
     pub fn check(&self) -> Result<()> {
-        match self.shared.error.lock().expect("error slot").as_ref() {
+        match self.shared.error.lock().as_ref() {
             Some(e) => Err(RepoError::Invalid(format!("storing packs failed: {e}"))),
             None => Ok(()),
         }
@@ -231,7 +233,7 @@ impl Packer {
     ) -> Result<()> {
         self.check()?;
         let full = {
-            let mut w = self.open[slot(kind)].lock().expect("pack writer");
+            let mut w = self.open[slot(kind)].lock();
             if w.is_empty() {
                 *w = PackWriter::with_capacity(self.pack_size + (9 << 20));
             }
@@ -257,7 +259,7 @@ impl Packer {
             return Ok(());
         }
         let (bytes, id, blobs) = w.finish(self.shared.repo.key());
-        let tx = self.tx.lock().expect("upload channel").clone();
+        let tx = self.tx.lock().clone();
         match tx {
             Some(tx) => tx
                 .send(Upload { bytes, id, blobs })
@@ -276,7 +278,7 @@ impl Packer {
         let mut sealed = Vec::with_capacity(plain.len() + 64);
         let repo = &self.shared.repo;
         let unc = {
-            let mut sealer = self.sealer.lock().expect("sealer");
+            let mut sealer = self.sealer.lock();
             sealer.seal(repo.key(), plain, &mut sealed).1
         };
         self.add_sealed(id, kind, &sealed, plain.len(), unc)?;
@@ -287,15 +289,15 @@ impl Packer {
     /// After this the repository holds everything added, and a snapshot may refer to it.
     pub fn flush(&self) -> Result<PackerStats> {
         for s in &self.open {
-            let w = std::mem::take(&mut *s.lock().expect("pack writer"));
+            let w = std::mem::take(&mut *s.lock());
             self.send(w)?;
         }
-        drop(self.tx.lock().expect("upload channel").take());
-        for t in self.uploaders.lock().expect("uploaders").drain(..) {
+        drop(self.tx.lock().take());
+        for t in self.uploaders.lock().drain(..) {
             let _ = t.join();
         }
         self.check()?;
-        let rest = take_index(&mut self.shared.index.lock().expect("pending index"));
+        let rest = take_index(&mut self.shared.index.lock());
         self.shared.write_index(&rest)?;
         Ok(self.stats())
     }
@@ -322,11 +324,9 @@ impl Drop for Packer {
     fn drop(&mut self) {
         // An unflushed packer (error path) stops its threads; what it had not stored is lost,
         // which is fine because no index or snapshot refers to it.
-        drop(self.tx.lock().map(|mut t| t.take()));
-        if let Ok(mut ups) = self.uploaders.lock() {
-            for t in ups.drain(..) {
-                let _ = t.join();
-            }
+        drop(self.tx.lock().take());
+        for t in self.uploaders.lock().drain(..) {
+            let _ = t.join();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! writes encrypted JSON files, loads blobs, and lists snapshots; writing blobs goes through
 //! [`crate::Packer`].
 
-use std::sync::{RwLock, RwLockReadGuard};
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -271,7 +271,7 @@ impl Repository {
         let ids = self.backend.list_ids(FileType::Index)?;
         let files =
             self.parallel_map(&ids, |id| self.load_json::<IndexFile>(FileType::Index, id))?;
-        let mut idx = self.index.write().expect("index lock poisoned");
+        let mut idx = self.index.write();
         for f in &files {
             idx.add_file(f);
         }
@@ -296,8 +296,10 @@ impl Repository {
             16
         };
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
-            items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let results: Vec<parking_lot::Mutex<Option<Result<R>>>> = items
+            .iter()
+            .map(|_| parking_lot::Mutex::new(None))
+            .collect();
         std::thread::scope(|s| {
             for _ in 0..threads.min(items.len()) {
                 s.spawn(|| loop {
@@ -307,7 +309,7 @@ impl Repository {
                     }
                     let r = f(&items[i]);
                     let failed = r.is_err();
-                    *results[i].lock().expect("result slot") = Some(r);
+                    *results[i].lock() = Some(r);
                     if failed {
                         next.store(items.len(), std::sync::atomic::Ordering::Relaxed);
                     }
@@ -316,7 +318,7 @@ impl Repository {
         });
         let mut out = Vec::with_capacity(items.len());
         for r in results {
-            match r.into_inner().expect("result slot") {
+            match r.into_inner() {
                 Some(Ok(v)) => out.push(v),
                 Some(Err(e)) => return Err(e),
                 None => {}
@@ -330,15 +332,12 @@ impl Repository {
 
     /// Read access to the in-memory index.
     pub fn index(&self) -> RwLockReadGuard<'_, MasterIndex> {
-        self.index.read().expect("index lock poisoned")
+        self.index.read()
     }
 
     /// Adds a freshly uploaded pack to the in-memory index.
     pub fn index_add_pack(&self, pack: Id, blobs: &[crate::pack::PackedBlob]) {
-        self.index
-            .write()
-            .expect("index lock poisoned")
-            .add_pack(pack, blobs);
+        self.index.write().add_pack(pack, blobs);
     }
 
     /// Loads, decrypts, decompresses and verifies one blob.

@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::global::Cli;
 
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     ui::init_logging(cli.global.verbose, cli.global.quiet);
     let code = match cmd::run(cli) {
@@ -27,4 +28,15 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Packs and chunks are large, short-lived buffers. A fixed mmap threshold makes glibc return
+/// them to the system when freed instead of keeping them in arenas, which holds peak memory to
+/// what is actually in flight.
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
 }

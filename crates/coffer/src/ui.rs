@@ -11,10 +11,11 @@ use coffer_archiver::{Progress, ProgressSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub fn init_logging(verbose: u8, quiet: bool) {
+    // OpenDAL logs every retry with a backtrace; our errors say what finally failed.
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
+        (_, 0) => "warn,opendal=error,opendal_layer_retry=error",
+        (_, 1) => "info,opendal=warn,opendal_layer_retry=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")

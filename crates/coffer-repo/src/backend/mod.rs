@@ -71,7 +71,7 @@ impl std::fmt::Display for FileType {
 
 /// A storage operation that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {path} at {location}: {source}")]
+#[error("{op} {path} at {location}: {}", describe(cause))]
 pub struct BackendError {
     /// What was attempted.
     pub op: &'static str,
@@ -79,15 +79,56 @@ pub struct BackendError {
     pub path: String,
     /// The repository location.
     pub location: String,
-    /// OpenDAL's error.
-    #[source]
-    pub source: Box<opendal::Error>,
+    /// OpenDAL's error (its context dump is left out of the message).
+    pub cause: Box<opendal::Error>,
+}
+
+// OpenDAL's Display repeats request context and response headers; people need the kind, the
+// server's message and the OS error.
+fn describe(e: &opendal::Error) -> String {
+    use std::error::Error as _;
+    let mut s = match e.kind() {
+        ErrorKind::NotFound => "not found".to_string(),
+        ErrorKind::PermissionDenied => {
+            "permission denied (check the credentials and bucket policy)".to_string()
+        }
+        k => k.to_string(),
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let mut push = |m: String| {
+        // Wrapped OpenDAL errors display their whole context; their messages come through
+        // the chain anyway.
+        if !m.is_empty() && !m.contains("context: {") && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+    };
+    push(e.message().to_string());
+    let mut src = e.source();
+    while let Some(c) = src {
+        match c.downcast_ref::<opendal::Error>() {
+            Some(oe) => push(oe.message().to_string()),
+            None => push(c.to_string()),
+        }
+        src = c.source();
+    }
+    for p in parts {
+        s.push_str(": ");
+        s.push_str(&p);
+    }
+    if e.is_temporary() || e.is_persistent() {
+        s.push_str(if e.is_persistent() {
+            " (gave up after retries)"
+        } else {
+            " (temporary)"
+        });
+    }
+    s
 }
 
 impl BackendError {
     /// The file does not exist.
     pub fn is_not_found(&self) -> bool {
-        self.source.kind() == ErrorKind::NotFound
+        self.cause.kind() == ErrorKind::NotFound
     }
 }
 
@@ -119,6 +160,7 @@ fn install_tls_provider() {
     ONCE.call_once(|| {
         // Fails only when another provider is already installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        opendal_http_transport_reqwest::install_default();
     });
 }
 
@@ -138,13 +180,13 @@ impl Backend {
                 op: "start I/O runtime",
                 path: String::new(),
                 location: location.to_string(),
-                source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
+                cause: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
             })?;
         let err = |e: opendal::Error| BackendError {
             op: "configure",
             path: String::new(),
             location: location.to_string(),
-            source: Box::new(e),
+            cause: Box::new(e),
         };
         let op = match location {
             Location::Local(path) => {
@@ -206,7 +248,7 @@ impl Backend {
             op,
             path: path.to_string(),
             location: self.location.to_string(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 

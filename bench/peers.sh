@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Backs up the same data with coffer, restic and rustic in one run and prints, per tool and
+# phase (first backup, unchanged second backup, restore): wall time, MB/s, peak RSS and
+# repository size, then coffer's ratios against each peer.
+#
+# Usage: bench/peers.sh [PATH...]        default: /usr/lib /usr/share (real binaries, libraries,
+#                                         docs and compressed files, about 5 GB)
+# Env:   BENCH_DIR (scratch space, default /tmp/coffer-bench), BENCH_TOOLS (default
+#        "coffer restic rustic"), COFFER (binary, default target/release/coffer).
+# Installs restic (apt) and rustic (cargo install --locked rustic-rs) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+paths=("$@")
+[ ${#paths[@]} -gt 0 ] || paths=(/usr/lib /usr/share)
+work="${BENCH_DIR:-/tmp/coffer-bench}"
+tools=(${BENCH_TOOLS:-coffer restic rustic})
+
+cargo build --release --bin coffer >&2
+coffer="${COFFER:-${CARGO_TARGET_DIR:-target}/release/coffer}"
+command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
+if [[ " ${tools[*]} " == *" rustic "* ]] && ! command -v rustic >/dev/null; then
+    cargo install --locked rustic-rs >&2
+fi
+
+rm -rf "$work"; mkdir -p "$work"
+export RESTIC_PASSWORD=bench COFFER_PASSWORD=bench RUSTIC_PASSWORD=bench
+export RESTIC_CACHE_DIR="$work/cache-restic" COFFER_CACHE_DIR="$work/cache-coffer"
+
+bytes=$(du -sb --apparent-size "${paths[@]}" 2>/dev/null | awk '{s+=$1} END {print s}')
+files=$(find "${paths[@]}" -type f 2>/dev/null | wc -l)
+# Warm the page cache so every tool reads from memory, not from whoever came first.
+tar cf - "${paths[@]}" 2>/dev/null | cat > /dev/null
+
+declare -A T R S
+run() { # tool phase command...
+    local tool=$1 phase=$2; shift 2
+    sync
+    local out
+    out=$( { /usr/bin/time -f "TIME %e %M" "$@" > "$work/$tool-$phase.log" 2>&1; } 2>&1 | grep '^TIME' || true)
+    if [ -z "$out" ]; then out=$(grep '^TIME' "$work/$tool-$phase.log" | tail -n 1); fi
+    T[$tool.$phase]=$(echo "$out" | awk '{print $2}')
+    R[$tool.$phase]=$(echo "$out" | awk '{print $3}')
+}
+
+for tool in "${tools[@]}"; do
+    repo="$work/repo-$tool"
+    case $tool in
+    coffer)
+        "$coffer" -r "$repo" init -q
+        run coffer first "$coffer" -r "$repo" -q backup "${paths[@]}"
+        run coffer second "$coffer" -r "$repo" -q backup "${paths[@]}"
+        S[coffer]=$(du -sb "$repo" | cut -f1)
+        run coffer restore "$coffer" -r "$repo" -q restore latest --target "$work/restore-coffer"
+        ;;
+    restic)
+        restic -r "$repo" init -q
+        run restic first restic -r "$repo" -q backup "${paths[@]}"
+        run restic second restic -r "$repo" -q backup "${paths[@]}"
+        S[restic]=$(du -sb "$repo" | cut -f1)
+        run restic restore restic -r "$repo" -q restore latest --target "$work/restore-restic"
+        ;;
+    rustic)
+        rustic -r "$repo" init >/dev/null 2>&1
+        run rustic first rustic -r "$repo" backup "${paths[@]}"
+        run rustic second rustic -r "$repo" backup "${paths[@]}"
+        S[rustic]=$(du -sb "$repo" | cut -f1)
+        run rustic restore rustic -r "$repo" restore latest "$work/restore-rustic"
+        ;;
+    esac
+    rm -rf "$work"/restore-*
+done
+
+mb=$(awk -v b="$bytes" 'BEGIN {printf "%.0f", b/1e6}')
+echo
+echo "data: ${paths[*]}: $files files, $mb MB; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+printf '%-8s %-8s %9s %9s %10s %12s\n' tool phase seconds MB/s peakRSS_MB repo_MB
+for tool in "${tools[@]}"; do
+    for phase in first second restore; do
+        t=${T[$tool.$phase]:-nan}; r=${R[$tool.$phase]:-0}
+        printf '%-8s %-8s %9s %9.1f %10.1f %12.1f\n' "$tool" "$phase" "$t" \
+            "$(awk -v b="$bytes" -v t="$t" 'BEGIN {print (t>0 ? b/1e6/t : 0)}')" \
+            "$(awk -v r="$r" 'BEGIN {print r/1024}')" \
+            "$(awk -v s="${S[$tool]:-0}" 'BEGIN {print s/1e6}')"
+    done
+done
+echo
+for peer in "${tools[@]}"; do
+    [ "$peer" = coffer ] && continue
+    for phase in first second restore; do
+        awk -v p="$peer" -v ph="$phase" -v a="${T[coffer.$phase]:-0}" -v b="${T[$peer.$phase]:-0}" \
+            -v ra="${R[coffer.$phase]:-0}" -v rb="${R[$peer.$phase]:-0}" \
+            'BEGIN { if (a > 0) printf "coffer vs %-7s %-8s speed x%.2f  peak RSS x%.2f\n", p, ph, b/a, ra/rb }'
+    done
+done
