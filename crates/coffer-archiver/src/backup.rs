@@ -166,6 +166,7 @@ struct DirJob {
 
 struct FileJob {
     path: PathBuf,
+    size: u64,
     reply: Sender<ContentResult>,
 }
 
@@ -208,18 +209,29 @@ impl Ctx {
     }
 
     /// Chunks a stream; new chunks go to the sealers. Returns content ids and bytes read.
-    fn read_stream(&self, r: &mut dyn Read, seal: &Sender<SealJob>) -> ContentResult {
+    /// `buf` is the caller's reusable read buffer; `size_hint` sizes chunk buffers so small
+    /// files cost no more memory than their size.
+    fn read_stream(
+        &self,
+        r: &mut dyn Read,
+        buf: &mut [u8],
+        size_hint: Option<u64>,
+        seal: &Sender<SealJob>,
+    ) -> ContentResult {
         let mut chunker = self.chunker.clone();
         chunker.reset();
         let mut ids = Vec::new();
         let mut total = 0u64;
-        let mut cur: Vec<u8> = Vec::with_capacity(1 << 20);
-        let mut buf = vec![0u8; 1 << 20];
+        let cap = |left: Option<u64>| match left {
+            Some(n) => (n as usize).clamp(1, 1 << 20),
+            None => 1 << 20,
+        };
+        let mut cur: Vec<u8> = Vec::with_capacity(cap(size_hint));
         loop {
             if self.cancelled() {
                 return Err("interrupted".into());
             }
-            let n = match r.read(&mut buf) {
+            let n = match r.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -231,7 +243,8 @@ impl Ctx {
             while let Some(cut) = chunker.next_boundary(data) {
                 cur.extend_from_slice(&data[..cut]);
                 data = &data[cut..];
-                let chunk = std::mem::replace(&mut cur, Vec::with_capacity(1 << 20));
+                let left = size_hint.map(|h| h.saturating_sub(total) + data.len() as u64);
+                let chunk = std::mem::replace(&mut cur, Vec::with_capacity(cap(left)));
                 self.emit(chunk, &mut ids, seal)?;
             }
             cur.extend_from_slice(data);
@@ -525,13 +538,14 @@ fn sealer(ctx: Arc<Ctx>, rx: Receiver<SealJob>) {
 }
 
 fn reader(ctx: Arc<Ctx>, rx: Receiver<FileJob>, seal: Sender<SealJob>) {
+    let mut buf = vec![0u8; 1 << 20];
     for job in rx {
         let r = if ctx.cancelled() {
             Err("interrupted".into())
         } else {
             ctx.progress.set_current(&job.path.to_string_lossy());
             match open_noatime(&job.path) {
-                Ok(mut f) => ctx.read_stream(&mut f, &seal),
+                Ok(mut f) => ctx.read_stream(&mut f, &mut buf, Some(job.size), &seal),
                 Err(e) => Err(e.to_string()),
             }
         };
@@ -753,6 +767,7 @@ impl Walker<'_> {
                 let (tx, rx) = bounded(1);
                 let job = FileJob {
                     path: path.to_path_buf(),
+                    size: md.size(),
                     reply: tx,
                 };
                 if self.files.send(job).is_err() {
@@ -851,7 +866,8 @@ impl Walker<'_> {
         node.gid = gid;
         node.user = coffer_repo::sysinfo::username();
         node.links = 1;
-        let (ids, size) = self.ctx.read_stream(reader, seal)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (ids, size) = self.ctx.read_stream(reader, &mut buf, None, seal)?;
         let c = &self.ctx.counters;
         c.files_new.fetch_add(1, Ordering::Relaxed);
         c.files.fetch_add(1, Ordering::Relaxed);
