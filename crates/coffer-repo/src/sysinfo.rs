@@ -27,94 +27,69 @@ pub fn uid_gid() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
+// The reentrant passwd/group calls share one shape: a record, a scratch buffer, and a result
+// pointer that is null when nothing was found.
+fn lookup<R, T>(
+    call: impl FnOnce(&mut R, &mut [u8], &mut *mut R) -> libc::c_int,
+    get: impl FnOnce(&R) -> T,
+) -> Option<T> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd and group are plain C structs for which all-zero is a valid value.
+    let mut rec: R = unsafe { std::mem::zeroed() };
+    let mut result: *mut R = std::ptr::null_mut();
+    let rc = call(&mut rec, &mut buf, &mut result);
+    (rc == 0 && !result.is_null()).then(|| get(&rec))
+}
+
+fn c_string(p: *const libc::c_char) -> String {
+    // SAFETY: the pointer comes from a successful lookup and points into its buffer.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
 /// The login name for `uid` from the passwd database.
 pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; result is checked before use.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into buf and is NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
+    lookup(
+        // SAFETY: all pointers are valid for the duration of the call.
+        |pw, buf, res| unsafe {
+            libc::getpwuid_r(uid, pw, buf.as_mut_ptr().cast(), buf.len(), res)
+        },
+        |pw: &libc::passwd| c_string(pw.pw_name),
     )
 }
 
 /// The group name for `gid` from the group database.
 pub fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::getgrgid_r(
-            gid,
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: gr_name points into buf and is NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(grp.gr_name) }
-            .to_string_lossy()
-            .into_owned(),
+    lookup(
+        // SAFETY: as above.
+        |gr, buf, res| unsafe {
+            libc::getgrgid_r(gid, gr, buf.as_mut_ptr().cast(), buf.len(), res)
+        },
+        |gr: &libc::group| c_string(gr.gr_name),
     )
 }
 
 /// The uid for a user name.
 pub fn user_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+    lookup(
+        // SAFETY: as above.
+        |pw, buf, res| unsafe {
+            libc::getpwnam_r(c.as_ptr(), pw, buf.as_mut_ptr().cast(), buf.len(), res)
+        },
+        |pw: &libc::passwd| pw.pw_uid,
+    )
 }
 
 /// The gid for a group name.
 pub fn group_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+    lookup(
+        // SAFETY: as above.
+        |gr, buf, res| unsafe {
+            libc::getgrnam_r(c.as_ptr(), gr, buf.as_mut_ptr().cast(), buf.len(), res)
+        },
+        |gr: &libc::group| gr.gr_gid,
+    )
 }
 
 /// Whether a process with this pid exists on this host.

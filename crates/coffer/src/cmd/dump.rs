@@ -6,7 +6,7 @@ use coffer_archiver::find_node;
 use coffer_repo::pack::BlobType;
 use coffer_repo::tree::NodeType;
 
-use crate::cmd::SnapshotFilter;
+use crate::cmd::{open_snapshot, SnapshotFilter};
 use crate::global::GlobalOpts;
 
 #[derive(clap::Args, Debug)]
@@ -20,9 +20,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
-    let repo = g.open()?;
-    let snap = repo.find_snapshot(&a.snapshot, |s| a.filter.matches(s))?;
-    repo.load_index()?;
+    let (repo, snap) = open_snapshot(g, &a.snapshot, &a.filter)?;
     let Some(node) = find_node(&repo, &snap.snap.tree, Path::new(&a.path))? else {
         bail!("{} not found in snapshot {}", a.path, snap.id.short());
     };

@@ -4,7 +4,7 @@ use std::path::Path;
 use coffer_archiver::walk_tree;
 use coffer_repo::tree::NodeType;
 
-use crate::cmd::SnapshotFilter;
+use crate::cmd::{open_snapshot, SnapshotFilter};
 use crate::global::GlobalOpts;
 
 #[derive(clap::Args, Debug)]
@@ -21,9 +21,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
-    let repo = g.open()?;
-    let snap = repo.find_snapshot(&a.snapshot, |s| a.filter.matches(s))?;
-    repo.load_index()?;
+    let (repo, snap) = open_snapshot(g, &a.snapshot, &a.filter)?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     if g.json {

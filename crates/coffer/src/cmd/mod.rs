@@ -86,6 +86,21 @@ pub struct SnapshotFilter {
     pub paths: Vec<String>,
 }
 
+/// Opens the repository, resolves a snapshot argument and loads the index.
+pub fn open_snapshot(
+    g: &crate::global::GlobalOpts,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> anyhow::Result<(
+    std::sync::Arc<coffer_repo::Repository>,
+    coffer_repo::snapshot::SnapshotWithId,
+)> {
+    let repo = g.open()?;
+    let snap = repo.find_snapshot(spec, |s| filter.matches(s))?;
+    repo.load_index()?;
+    Ok((repo, snap))
+}
+
 impl SnapshotFilter {
     pub fn matches(&self, s: &coffer_repo::snapshot::Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
