@@ -147,6 +147,8 @@ impl Packer {
     /// A packer writing into `repo`; `upload_threads` packs are stored concurrently.
     pub fn new(repo: Arc<Repository>, pack_size: usize, upload_threads: usize) -> Packer {
         let upload_threads = upload_threads.max(1);
+        // Temporary files older than a stale lock belong to writers that died.
+        repo.backend().sweep_temporary(crate::lock::STALE_AFTER);
         let shared_compression = repo.compression();
         let shared = Arc::new(Shared {
             repo,

@@ -224,13 +224,19 @@ impl Backend {
                 Operator::new(b).map_err(err)?
             }
         };
-        let op = op.layer(
-            RetryLayer::new()
-                .with_jitter()
-                .with_max_times(retry_times())
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(10)),
-        );
+        // Local disk errors (full disk, permissions) do not go away by waiting; network
+        // errors and throttling often do.
+        let op = if location.is_local() {
+            op
+        } else {
+            op.layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(retry_times())
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10)),
+            )
+        };
         Ok(Backend {
             op,
             rt: Arc::new(rt),
@@ -281,13 +287,45 @@ impl Backend {
             .map_err(|e| self.error("read", &p, e))
     }
 
-    /// Writes a whole file; it becomes visible only once complete.
+    /// Writes a whole file; it becomes visible only once complete. A failed write removes
+    /// its temporary file, so a full disk is not left fuller.
     pub fn write(&self, t: FileType, name: &str, data: Vec<u8>) -> Result<(), BackendError> {
         let p = t.path(name);
+        let op = &self.op;
         self.rt
-            .block_on(self.op.write(&p, data))
-            .map(|_| ())
+            .block_on(async {
+                let mut w = op.writer(&p).await?;
+                let r = match w.write(data).await {
+                    Ok(()) => w.close().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if r.is_err() {
+                    let _ = w.abort().await;
+                }
+                r
+            })
             .map_err(|e| self.error("write", &p, e))
+    }
+
+    /// Removes temporary files that writers killed mid-write left in a local repository
+    /// (older than `age`, so writes in progress elsewhere are not touched).
+    pub fn sweep_temporary(&self, age: Duration) {
+        let Location::Local(root) = &self.location else { return };
+        let Ok(rd) = std::fs::read_dir(root.join(LOCAL_TMP_DIR)) else { return };
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|el| el >= age);
+            if old {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => tracing::info!(file = %e.path().display(), "removed leftover temporary file"),
+                    Err(err) => tracing::debug!(error = %err, "could not remove temporary file"),
+                }
+            }
+        }
     }
 
     /// Size of a file, or None if it does not exist.

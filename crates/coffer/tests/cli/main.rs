@@ -1,0 +1,10 @@
+//! End-to-end tests of the `coffer` binary, as one test target (ripgrep style): every test
+//! runs the real binary against real repositories (local directories, a tmpfs, SeaweedFS S3)
+//! and uses Debian's restic as the oracle for what a valid repository is.
+
+mod crash;
+mod errors;
+mod restic_compat;
+mod roundtrip;
+mod s3;
+mod util;
