@@ -387,11 +387,11 @@ impl Repository {
     }
 
     /// Reads part of a pack, from the cache when the pack is a cached tree pack.
-    pub fn read_pack_range(&self, pack: &Id, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub fn read_pack_range(&self, pack: &Id, offset: u64, len: u64) -> Result<bytes::Bytes> {
         let name = pack.to_hex();
         if let Some(c) = &self.cache {
             if let Some(b) = c.get_range(FileType::Pack, &name, offset, len) {
-                return Ok(b);
+                return Ok(b.into());
             }
         }
         Ok(self

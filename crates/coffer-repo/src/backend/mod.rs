@@ -267,14 +267,14 @@ impl Backend {
             .map_err(|e| self.error("read", &p, e))
     }
 
-    /// Reads `len` bytes at `offset`.
+    /// Reads `len` bytes at `offset`, without copying when the storage returned one piece.
     pub fn read_range(
         &self,
         t: FileType,
         name: &str,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, BackendError> {
+    ) -> Result<bytes::Bytes, BackendError> {
         let p = t.path(name);
         self.rt
             .block_on(
@@ -283,7 +283,7 @@ impl Backend {
                     .range(offset..offset + len)
                     .into_future(),
             )
-            .map(|b| b.to_vec())
+            .map(|b| b.to_bytes())
             .map_err(|e| self.error("read", &p, e))
     }
 
@@ -310,8 +310,12 @@ impl Backend {
     /// Removes temporary files that writers killed mid-write left in a local repository
     /// (older than `age`, so writes in progress elsewhere are not touched).
     pub fn sweep_temporary(&self, age: Duration) {
-        let Location::Local(root) = &self.location else { return };
-        let Ok(rd) = std::fs::read_dir(root.join(LOCAL_TMP_DIR)) else { return };
+        let Location::Local(root) = &self.location else {
+            return;
+        };
+        let Ok(rd) = std::fs::read_dir(root.join(LOCAL_TMP_DIR)) else {
+            return;
+        };
         for e in rd.flatten() {
             let old = e
                 .metadata()
@@ -321,7 +325,9 @@ impl Backend {
                 .is_some_and(|el| el >= age);
             if old {
                 match std::fs::remove_file(e.path()) {
-                    Ok(()) => tracing::info!(file = %e.path().display(), "removed leftover temporary file"),
+                    Ok(()) => {
+                        tracing::info!(file = %e.path().display(), "removed leftover temporary file")
+                    }
                     Err(err) => tracing::debug!(error = %err, "could not remove temporary file"),
                 }
             }
