@@ -72,14 +72,7 @@ fn restic_repository_restored_and_deduplicated_by_coffer() {
 
     // coffer restores restic's snapshot exactly.
     let target = tmp.path().join("restore");
-    run(&mut repo.coffer([
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]))
-    .ok();
+    repo.restore_verified(&target);
     assert_trees_equal(
         &src,
         &restored_path(&target, &src),

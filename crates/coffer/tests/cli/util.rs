@@ -386,6 +386,23 @@ impl Repo {
         run(&mut c).ok().summary()
     }
 
+    /// `coffer --json restore latest --target TARGET --verify`, which must succeed and report
+    /// no errors; returns the summary.
+    pub fn restore_verified(&self, target: &Path) -> serde_json::Value {
+        let r = run(&mut self.coffer([
+            "--json".as_ref(),
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--verify".as_ref(),
+        ]))
+        .ok();
+        let sum = r.summary();
+        assert_eq!(sum["errors"], 0, "restore errors: {}", r.describe());
+        sum
+    }
+
     /// Snapshot ids, oldest first.
     pub fn snapshot_ids(&self) -> Vec<String> {
         let r = run(&mut self.coffer(["snapshots", "--json"])).ok();
