@@ -210,34 +210,31 @@ impl Repository {
 
     /// Reads and decrypts a file; uses the cache for immutable files.
     pub fn load_file(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        let cacheable = matches!(t, FileType::Index | FileType::Snapshot);
-        let cached = if cacheable {
-            self.cache.as_ref().and_then(|c| c.get(t, name))
-        } else {
-            None
-        };
-        let bytes = match cached {
-            Some(b) if Id::hash(&b).to_hex() == name => b,
-            _ => {
+        // Everything but the config and key files is named by the hash of its bytes.
+        let addressed = t != FileType::Config && t != FileType::Key;
+        let matches = |b: &[u8]| !addressed || Id::hash(b).to_hex() == name;
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| matches!(t, FileType::Index | FileType::Snapshot));
+        let bytes = match cache.and_then(|c| c.get(t, name)).filter(|b| matches(b)) {
+            Some(b) => b,
+            None => {
                 let b = self.backend.read(t, name)?;
-                if cacheable {
-                    // Content-addressed files: verify before caching so the cache never holds junk.
-                    if Id::hash(&b).to_hex() == name {
-                        if let Some(c) = &self.cache {
-                            c.put(t, name, &b);
-                        }
-                    }
+                if !matches(&b) {
+                    return Err(RepoError::file(
+                        t,
+                        name,
+                        "content does not match its name (hash mismatch)",
+                    ));
+                }
+                // Verified first, so the cache never holds junk.
+                if let Some(c) = cache {
+                    c.put(t, name, &b);
                 }
                 b
             }
         };
-        if t != FileType::Config && t != FileType::Key && Id::hash(&bytes).to_hex() != name {
-            return Err(RepoError::file(
-                t,
-                name,
-                "content does not match its name (hash mismatch)",
-            ));
-        }
         self.key
             .decrypt(&bytes)
             .map_err(|e| RepoError::file(t, name, e))
