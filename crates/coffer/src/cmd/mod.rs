@@ -2,11 +2,21 @@
 
 mod backup;
 mod cat;
+mod check;
+mod copy;
+mod diff;
 mod dump;
+mod find;
+mod forget;
 mod init;
+mod key;
 mod ls;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
+mod stats;
+mod tag;
 mod unlock;
 
 use clap::Subcommand;
@@ -29,6 +39,28 @@ pub enum Command {
     Dump(dump::Args),
     /// Print an internal object (config, snapshot, index, key, pack header)
     Cat(cat::Args),
+    /// Remove snapshots by a retention policy (keep daily 7, weekly 4, ...)
+    Forget(forget::Args),
+    /// Delete unreferenced data and repack partly used packs
+    Prune(prune::Args),
+    /// Check the repository's structure, and read back its data with --read-data
+    Check(check::Args),
+    /// Repair a damaged repository (rebuild the index, rewrite snapshots around lost data)
+    #[command(subcommand)]
+    Repair(repair::Command),
+    /// Copy snapshots from another repository into this one
+    Copy(copy::Args),
+    /// Manage the repository's keys (passwords)
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Add, remove or set snapshot tags
+    Tag(tag::Args),
+    /// Sizes, deduplication and compression figures
+    Stats(stats::Args),
+    /// Show what changed between two snapshots
+    Diff(diff::Args),
+    /// Find files by name pattern across snapshots
+    Find(find::Args),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -46,6 +78,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Cat(a) => cat::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Repair(c) => repair::run(g, c),
+        Command::Copy(a) => copy::run(g, a),
+        Command::Key(c) => key::run(g, c),
+        Command::Tag(a) => tag::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

@@ -2,8 +2,14 @@
 //! runs the real binary against real repositories (local directories, a tmpfs, SeaweedFS S3)
 //! and uses Debian's restic as the oracle for what a valid repository is.
 
+mod check;
+mod copy;
 mod crash;
 mod errors;
+mod forget;
+mod inspect;
+mod keys;
+mod prune;
 mod restic_compat;
 mod roundtrip;
 mod s3;
