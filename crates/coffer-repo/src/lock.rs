@@ -165,6 +165,49 @@ impl LockGuard {
         })
     }
 
+    /// Takes a lock, waiting up to `wait` for conflicting locks to go away (restic's
+    /// `--retry-lock`). Polls with a growing interval capped at 10 s.
+    pub fn acquire_wait(
+        repo: &Arc<Repository>,
+        exclusive: bool,
+        wait: Duration,
+    ) -> Result<LockGuard> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match LockGuard::acquire(repo, exclusive) {
+                Err(RepoError::Locked { .. }) if std::time::Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Fails if the lock file is gone or was last written so long ago that other clients
+    /// may consider it stale. Destructive steps (prune's deletions) call this first, so a
+    /// process that lost its lock (suspended machine, unreachable storage) stops instead
+    /// of deleting data that someone else now relies on.
+    pub fn verify(&self) -> Result<()> {
+        let id = self.id();
+        let l: LockFile = self.repo.load_json(FileType::Lock, &id).map_err(|e| {
+            RepoError::Invalid(format!("our lock file {id} is no longer readable: {e}"))
+        })?;
+        let age = Local::now().fixed_offset().signed_duration_since(l.time);
+        if age
+            .to_std()
+            .map(|a| a > STALE_AFTER - REFRESH_EVERY)
+            .unwrap_or(false)
+        {
+            return Err(RepoError::Invalid(format!(
+                "our lock file {id} was last refreshed {} minutes ago; stopping before anything is deleted",
+                age.num_minutes()
+            )));
+        }
+        Ok(())
+    }
+
     /// Id of the lock file currently held.
     pub fn id(&self) -> Id {
         *self.current.lock()

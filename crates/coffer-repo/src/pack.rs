@@ -150,6 +150,11 @@ pub enum BlobError {
     Header(String),
 }
 
+/// Decompresses a compressed blob's plaintext of known length.
+pub fn decompress(compressed: &[u8], len: usize) -> Result<Vec<u8>, BlobError> {
+    zstd::bulk::decompress(compressed, len).map_err(BlobError::Decompress)
+}
+
 /// Decrypts, decompresses and verifies one blob read from a pack.
 pub fn open_blob(key: &Key, blob: &PackedBlob, enc: &[u8]) -> Result<Vec<u8>, BlobError> {
     let plain = key.decrypt(enc)?;

@@ -281,6 +281,36 @@ impl Repository {
         Ok(())
     }
 
+    /// Loads every index file that can be read and returns the ones that cannot, instead of
+    /// stopping at the first (for `check` and `repair`, which must see past damage).
+    pub fn load_index_tolerant(&self) -> Result<Vec<(Id, RepoError)>> {
+        use std::sync::atomic::Ordering;
+        let ids = self.backend.list_ids(FileType::Index)?;
+        let files = self.parallel_map(&ids, |id| {
+            Ok(self.load_json::<IndexFile>(FileType::Index, id))
+        })?;
+        let mut bad = Vec::new();
+        let mut idx = self.index.write();
+        *idx = MasterIndex::new();
+        for (id, f) in ids.iter().zip(files) {
+            match f {
+                Ok(f) => idx.add_file(&f),
+                Err(e) => bad.push((*id, e)),
+            }
+        }
+        idx.shrink_to_fit();
+        self.index_loaded.store(true, Ordering::Release);
+        Ok(bad)
+    }
+
+    /// Forgets the in-memory index, so that the next [`Repository::load_index`] reads the
+    /// index files again (after a command rewrote them).
+    pub fn reset_index(&self) {
+        *self.index.write() = MasterIndex::new();
+        self.index_loaded
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     /// Runs `f` over `items` on a few threads, keeping order; stops at the first error.
     pub fn parallel_map<T: Sync, R: Send>(
         &self,
@@ -461,5 +491,113 @@ impl Repository {
     /// Saves a snapshot file. Call only after every pack and index it refers to is stored.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         self.save_json(FileType::Snapshot, snap)
+    }
+
+    /// Every readable key file with its id (the SHA-256 of the file), sorted by creation time.
+    /// Files that are not key files are skipped with a warning, as [`Repository::open`] does.
+    pub fn keys(&self) -> Result<Vec<(Id, KeyFile)>> {
+        let ids = self.backend.list_ids(FileType::Key)?;
+        let loaded = self.parallel_map(&ids, |id| {
+            let bytes = self.backend.read(FileType::Key, &id.to_hex())?;
+            Ok(serde_json::from_slice::<KeyFile>(&bytes)
+                .map_err(|e| tracing::warn!(key = %id, error = %e, "skipping unreadable key file"))
+                .ok()
+                .map(|kf| (*id, kf)))
+        })?;
+        let mut keys: Vec<(Id, KeyFile)> = loaded.into_iter().flatten().collect();
+        keys.sort_by(|a, b| a.1.created.cmp(&b.1.created).then(a.0.cmp(&b.0)));
+        Ok(keys)
+    }
+
+    /// Writes a new key file wrapping this repository's master key under `password` (scrypt
+    /// cost as for `init`), then reads it back and opens it, so that a key that would not work
+    /// is removed again instead of being left behind. `username`/`hostname` default to the
+    /// current user and host. Returns the new key's id.
+    pub fn add_key(
+        &self,
+        password: &str,
+        username: Option<&str>,
+        hostname: Option<&str>,
+    ) -> Result<Id> {
+        let mut kf = KeyFile::create(password, &self.key, kdf_n_from_env())
+            .map_err(|e| RepoError::file(FileType::Key, "new", e))?;
+        if let Some(u) = username {
+            kf.username = u.to_string();
+        }
+        if let Some(h) = hostname {
+            kf.hostname = h.to_string();
+        }
+        let bytes =
+            serde_json::to_vec_pretty(&kf).map_err(|e| RepoError::file(FileType::Key, "new", e))?;
+        let id = Id::hash(&bytes);
+        let name = id.to_hex();
+        self.backend.write(FileType::Key, &name, bytes)?;
+        let verified = self
+            .backend
+            .read(FileType::Key, &name)
+            .map_err(RepoError::from)
+            .and_then(|b| {
+                serde_json::from_slice::<KeyFile>(&b)
+                    .map_err(|e| RepoError::file(FileType::Key, &name, e))
+            })
+            .and_then(|k| {
+                k.open(password)
+                    .map_err(|e| RepoError::file(FileType::Key, &name, e))
+            })
+            .and_then(|m| {
+                // The new key must unwrap the same master key, or it would open nothing.
+                let probe = self.key.encrypt(b"coffer key check");
+                m.decrypt(&probe).map(|_| ()).map_err(|_| {
+                    RepoError::file(FileType::Key, &name, "wraps a different master key")
+                })
+            });
+        if let Err(e) = verified {
+            let _ = self.backend.remove(FileType::Key, &name);
+            return Err(RepoError::Invalid(format!(
+                "the new key {name} does not open the repository and was removed again: {e}"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Deletes a key file. Refuses the key this process opened the repository with and the
+    /// last remaining key, so that the repository never becomes unreadable through this call.
+    pub fn remove_key(&self, id: &Id) -> Result<()> {
+        if *id == self.key_id {
+            return Err(RepoError::Invalid(format!(
+                "cannot remove the key in use; open the repository with another key (key {})",
+                id.short()
+            )));
+        }
+        let keys = self.backend.list_ids(FileType::Key)?;
+        if !keys.contains(id) {
+            return Err(RepoError::Invalid(format!(
+                "no key file {id} in the repository"
+            )));
+        }
+        if keys.len() < 2 {
+            return Err(RepoError::Invalid(format!(
+                "refusing to remove key {}: it is the repository's only key",
+                id.short()
+            )));
+        }
+        self.backend.remove(FileType::Key, &id.to_hex())?;
+        Ok(())
+    }
+
+    /// Changes the password: adds a key under `password` (see [`Repository::add_key`]), then
+    /// removes the key this process opened the repository with. In that order a crash leaves
+    /// both keys, never none. Returns (new key, removed key). [`Repository::key_id`] still names
+    /// the removed key afterwards: reopen the repository to work with the new one.
+    pub fn change_password(
+        &self,
+        password: &str,
+        username: Option<&str>,
+        hostname: Option<&str>,
+    ) -> Result<(Id, Id)> {
+        let new = self.add_key(password, username, hostname)?;
+        let old = self.key_id;
+        self.backend.remove(FileType::Key, &old.to_hex())?;
+        Ok((new, old))
     }
 }

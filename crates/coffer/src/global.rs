@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, Parser};
 use coffer_archiver::{BackupError, RestoreError};
+use coffer_maint::MaintError;
 use coffer_repo::backend::Location;
 use coffer_repo::{RepoError, Repository};
 
@@ -47,6 +48,9 @@ pub struct GlobalOpts {
     /// Do not use the local cache
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Wait up to this long for a conflicting lock to go away (e.g. 30s, 5m, 1h)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
     /// Print less
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -143,6 +147,18 @@ impl GlobalOpts {
         Ok(Target { location, password })
     }
 
+    /// Takes a repository lock, waiting as long as --retry-lock allows.
+    pub fn lock(
+        &self,
+        repo: &Arc<Repository>,
+        exclusive: bool,
+    ) -> anyhow::Result<coffer_repo::lock::LockGuard> {
+        let wait = self.retry_lock.unwrap_or_default();
+        Ok(coffer_repo::lock::LockGuard::acquire_wait(
+            repo, exclusive, wait,
+        )?)
+    }
+
     /// Opens the repository.
     pub fn open(&self) -> anyhow::Result<Arc<Repository>> {
         let t = self.target(false)?;
@@ -175,12 +191,16 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         if c.downcast_ref::<PartialFailure>().is_some() {
             return 3;
         }
-        let repo =
-            c.downcast_ref::<RepoError>()
-                .or_else(|| match c.downcast_ref::<BackupError>() {
-                    Some(BackupError::Repo(r)) => Some(r),
-                    _ => None,
-                });
+        let repo = c
+            .downcast_ref::<RepoError>()
+            .or_else(|| match c.downcast_ref::<BackupError>() {
+                Some(BackupError::Repo(r)) => Some(r),
+                _ => None,
+            })
+            .or_else(|| match c.downcast_ref::<MaintError>() {
+                Some(MaintError::Repo(r)) => Some(r),
+                _ => None,
+            });
         match repo {
             Some(RepoError::NotFound { .. }) => return 10,
             Some(RepoError::Locked { .. }) => return 11,
@@ -193,6 +213,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         ) || matches!(
             c.downcast_ref::<RestoreError>(),
             Some(RestoreError::Interrupted)
+        ) || matches!(
+            c.downcast_ref::<MaintError>(),
+            Some(MaintError::Interrupted)
         ) {
             return 130;
         }
@@ -206,4 +229,42 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Parses durations such as `90s`, `5m`, `1h30m`, `2d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 2d"))?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {c:?} (use s, m, h or d)"
+                ))
+            }
+        };
+        total += n * unit;
+    }
+    if !num.is_empty() {
+        return Err(format!(
+            "invalid duration {s:?}: a number needs a unit (s, m, h or d)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(total))
 }

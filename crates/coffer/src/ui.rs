@@ -189,3 +189,104 @@ fn json_loop(progress: &Progress, stop: &AtomicBool, verb: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Shows a maintenance operation's phase and counters until dropped: a bar on a terminal,
+/// `status` JSON lines with `--json`.
+pub struct TaskReporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TaskReporter {
+    pub fn start(mode: Mode, progress: Arc<coffer_maint::Progress>) -> TaskReporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = match mode {
+            Mode::None => None,
+            Mode::Bar => Some(std::thread::spawn(move || task_bar(&progress, &s))),
+            Mode::Json => Some(std::thread::spawn(move || task_json(&progress, &s))),
+        };
+        TaskReporter { stop, thread }
+    }
+}
+
+impl Drop for TaskReporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn task_line(v: &coffer_maint::ProgressView) -> String {
+    let mut s = v.phase.clone();
+    if v.total > 0 {
+        s.push_str(&format!(": {}/{}", v.done, v.total));
+    } else if v.done > 0 {
+        s.push_str(&format!(": {}", v.done));
+    }
+    if v.total_bytes > 0 {
+        s.push_str(&format!(", {} / {}", bytes(v.bytes), bytes(v.total_bytes)));
+    } else if v.bytes > 0 {
+        s.push_str(&format!(", {}", bytes(v.bytes)));
+    }
+    s
+}
+
+fn task_bar(progress: &coffer_maint::Progress, stop: &AtomicBool) {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    while !stop.load(Ordering::Relaxed) {
+        bar.set_message(task_line(&progress.view()));
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    bar.finish_and_clear();
+}
+
+fn task_json(progress: &coffer_maint::Progress, stop: &AtomicBool) {
+    let start = Instant::now();
+    let mut last = Instant::now() - Duration::from_secs(10);
+    while !stop.load(Ordering::Relaxed) {
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let v = progress.view();
+            let pct = if v.total > 0 {
+                (v.done as f64 / v.total as f64).min(1.0)
+            } else {
+                0.0
+            };
+            println!(
+                "{}",
+                serde_json::json!({
+                    "message_type": "status",
+                    "phase": v.phase,
+                    "seconds_elapsed": start.elapsed().as_secs(),
+                    "percent_done": pct,
+                    "done": v.done,
+                    "total": v.total,
+                    "bytes_done": v.bytes,
+                    "total_bytes": v.total_bytes,
+                })
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Cancels `progress` on SIGINT/SIGTERM (a second signal exits at once).
+pub fn cancel_on_signal(progress: &Arc<coffer_maint::Progress>) {
+    let flag = crate::global::cancel_flag();
+    let p = Arc::clone(progress);
+    std::thread::spawn(move || loop {
+        if flag.load(Ordering::Relaxed) {
+            p.cancel();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    });
+}

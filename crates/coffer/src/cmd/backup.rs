@@ -5,7 +5,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use coffer_archiver::filter::{read_pattern_file, PatternSet};
 use coffer_archiver::{backup, BackupOptions, Progress, StreamSource};
-use coffer_repo::lock::LockGuard;
 use coffer_repo::pack::Compression;
 
 use crate::global::{cancel_flag, GlobalOpts, PartialFailure};
@@ -116,7 +115,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     Arc::get_mut(&mut repo)
         .expect("repository not shared yet")
         .set_compression(compression);
-    let _lock = LockGuard::acquire(&repo, false)?;
+    let _lock = g.lock(&repo, false)?;
     repo.load_index().context("loading the index")?;
 
     let host = a

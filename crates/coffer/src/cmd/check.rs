@@ -1,8 +1,114 @@
+//! `coffer check`: structure checks, and with `--read-data[-subset]` a read-back of pack data;
+//! exits 1 when anything is wrong, naming the damaged packs and the snapshots and files that
+//! depend on them.
+
+use std::sync::Arc;
+
+use coffer_maint::check::{self, CheckOptions, CheckReport, Subset};
+use coffer_maint::Progress;
+
 use crate::global::GlobalOpts;
+use crate::ui::{self, bytes};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Also read every pack: decrypt and hash all data
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a subset of packs: n/t (group n of t, by pack id), x% (random), or a size
+    #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+    /// List at most this many affected files per snapshot (0: all)
+    #[arg(long, default_value_t = 20)]
+    pub max_paths: usize,
+}
 
-pub fn run(_g: &GlobalOpts, _a: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    let read_data = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => Some(Subset::parse(s)?),
+        (None, true) => Some(Subset::All),
+        (None, false) => None,
+    };
+    let repo = g.open()?;
+    let _lock = g.lock(&repo, false)?;
+    let progress = Arc::new(Progress::default());
+    ui::cancel_on_signal(&progress);
+    let report = {
+        let _r = ui::TaskReporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress));
+        check::check(
+            &repo,
+            &CheckOptions {
+                read_data,
+                max_paths: a.max_paths,
+            },
+            &progress,
+        )?
+    };
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["message_type"] = "summary".into();
+        v["ok"] = report.ok().into();
+        println!("{v}");
+    } else {
+        print_report(&report, g.quiet);
+    }
+    if report.ok() {
+        Ok(0)
+    } else {
+        anyhow::bail!(
+            "check found {} error(s); the repository is damaged (see above; `coffer repair index` and `coffer repair snapshots` save what can be saved)",
+            report.errors.len()
+        )
+    }
+}
+
+fn print_report(r: &CheckReport, quiet: bool) {
+    if !quiet {
+        println!(
+            "checked {} index files, {} packs, {} snapshots, {} trees",
+            r.index_files, r.packs, r.snapshots, r.trees
+        );
+        if r.packs_read > 0 {
+            println!(
+                "read {} packs ({}), {} blobs decrypted and hashed",
+                r.packs_read,
+                bytes(r.bytes_read),
+                r.blobs_read
+            );
+        }
+        if !r.unreferenced_packs.is_empty() {
+            println!(
+                "{} packs are not referenced by any index (left by interrupted runs; not an error, `coffer prune` removes them)",
+                r.unreferenced_packs.len()
+            );
+        }
+    }
+    for e in &r.errors {
+        eprintln!("error: {} {}: {}", e.kind, e.id, e.message);
+    }
+    for d in &r.damaged_packs {
+        eprintln!(
+            "damaged pack {}: {} blob(s) unreadable",
+            d.pack,
+            d.blobs.len()
+        );
+    }
+    for s in &r.affected_snapshots {
+        eprintln!(
+            "snapshot {} ({} {}) depends on damaged or missing data: {} path(s)",
+            s.snapshot.short(),
+            s.time,
+            s.paths.join(", "),
+            s.affected
+        );
+        for f in &s.files {
+            eprintln!("    {f}");
+        }
+        if (s.files.len() as u64) < s.affected {
+            eprintln!("    ... and {} more", s.affected - s.files.len() as u64);
+        }
+    }
+    if r.ok() && !quiet {
+        println!("no errors were found");
+    }
 }

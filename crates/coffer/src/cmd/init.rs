@@ -3,11 +3,22 @@ use coffer_repo::{InitOptions, Repository};
 use crate::global::GlobalOpts;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Use the chunker parameters of --from-repo, so that `copy` between the two deduplicates
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: super::copy::FromRepo,
+}
 
-pub fn run(g: &GlobalOpts, _a: Args) -> anyhow::Result<i32> {
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    let mut opts = InitOptions::default();
+    if a.copy_chunker_params {
+        let src = a.from.open(g)?;
+        opts.chunker_polynomial = Some(src.config().chunker_polynomial);
+    }
     let t = g.target(true)?;
-    let repo = Repository::init(&t.location, &t.password, &InitOptions::default())?;
+    let repo = Repository::init(&t.location, &t.password, &opts)?;
     if g.json {
         println!(
             "{}",

@@ -5,7 +5,6 @@ use std::time::Instant;
 use anyhow::bail;
 use coffer_archiver::filter::PatternSet;
 use coffer_archiver::{restore, Progress, RestoreOptions};
-use coffer_repo::lock::LockGuard;
 
 use crate::cmd::SnapshotFilter;
 use crate::global::{cancel_flag, GlobalOpts};
@@ -36,7 +35,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let repo = g.open()?;
-    let _lock = LockGuard::acquire(&repo, false)?;
+    let _lock = g.lock(&repo, false)?;
     let snap = repo.find_snapshot(&a.snapshot, |s| a.filter.matches(s))?;
     let opts = RestoreOptions {
         target: a.target.clone(),
