@@ -51,3 +51,42 @@ fn full_tree_round_trip_s3() {
         "restic restore of a coffer snapshot from S3",
     );
 }
+
+/// The lifecycle commands on S3: forget + prune, check --read-data, repair, tag, stats.
+#[test]
+fn lifecycle_on_s3() {
+    let tmp = tempdir("coffer-s3-life-");
+    let repo = Repo::s3(&format!("life-{}", std::process::id()));
+    repo.init();
+    let src = tmp.path().join("src");
+    for i in 0..3u64 {
+        random_files(&src.join(format!("gen{i}")), 6 << 20, 2 << 20, 40 + i);
+        if i > 0 {
+            std::fs::remove_dir_all(src.join(format!("gen{}", i - 1))).unwrap();
+        }
+        repo.backup([&src]);
+    }
+    let r = run(&mut repo.coffer(["--json", "forget", "--keep-last", "1", "--prune"])).ok();
+    assert!(r.stdout_str().contains("bytes_freed"), "{}", r.describe());
+    assert_eq!(repo.snapshot_ids().len(), 1);
+    let c = run(&mut repo.coffer(["--json", "check", "--read-data"])).ok();
+    assert_eq!(c.summary()["ok"], true);
+    assert_eq!(
+        c.summary()["unreferenced_packs"].as_array().unwrap().len(),
+        0
+    );
+    run(&mut repo.coffer(["repair", "index", "--headers-only"])).ok();
+    run(&mut repo.coffer(["tag", "--add", "kept", "latest"])).ok();
+    let st = run(&mut repo.coffer(["--json", "stats", "--mode", "raw-data"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("stats json");
+    assert_eq!(v["snapshots_count"], 1, "{v}");
+    repo.restic_check(true);
+    let target = tmp.path().join("restore");
+    repo.restore_verified(&target);
+    assert_trees_equal(
+        &src,
+        &restored_path(&target, &src),
+        Restorer::Coffer,
+        "S3 after prune",
+    );
+}
