@@ -35,12 +35,16 @@ use crate::metadata::{node_from_metadata, Names};
 use crate::progress::Progress;
 use crate::stream::StreamSource;
 
+/// Adds fields to a snapshot's JSON just before it is saved.
+pub type Finalize = Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>) + Send>;
+
 /// What to back up and how.
 pub struct BackupOptions {
     /// Files and directories (made absolute).
     pub paths: Vec<PathBuf>,
-    /// A stream instead of paths.
-    pub stream: Option<StreamSource>,
+    /// Streams instead of paths: each becomes one file at the root of the snapshot, read one
+    /// after the other (a database source dumps several databases in one snapshot).
+    pub streams: Vec<StreamSource>,
     /// Exclude patterns.
     pub excludes: PatternSet,
     /// Do not cross into other file systems.
@@ -61,6 +65,9 @@ pub struct BackupOptions {
     pub upload_threads: usize,
     /// Extra fields stored in the snapshot JSON (restic ignores them).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Called with `extra` just before the snapshot is saved, when everything else succeeded:
+    /// a source adds what it learnt while its streams ran (positions reached, sizes).
+    pub finalize: Option<Finalize>,
 }
 
 impl Default for BackupOptions {
@@ -70,7 +77,7 @@ impl Default for BackupOptions {
             .unwrap_or(2);
         BackupOptions {
             paths: Vec::new(),
-            stream: None,
+            streams: Vec::new(),
             excludes: PatternSet::new::<&str>(&[]).expect("empty pattern set"),
             one_file_system: false,
             tags: Vec::new(),
@@ -81,6 +88,7 @@ impl Default for BackupOptions {
             seal_threads: cpus,
             upload_threads: 2,
             extra: serde_json::Map::new(),
+            finalize: None,
         }
     }
 }
@@ -347,7 +355,7 @@ pub fn backup(
 ) -> Result<BackupResult, BackupError> {
     let start = Local::now().fixed_offset();
     repo.load_index()?;
-    let targets = if opts.stream.is_some() {
+    let targets = if !opts.streams.is_empty() {
         if !opts.paths.is_empty() {
             return Err(BackupError::Usage("a stream backup takes no paths".into()));
         }
@@ -360,9 +368,13 @@ pub fn backup(
         }
         normalize(&opts.paths)?
     };
-    let snapshot_paths: Vec<String> = match &opts.stream {
-        Some(s) => vec![format!("/{}", s.filename)],
-        None => targets
+    let snapshot_paths: Vec<String> = match opts.streams.is_empty() {
+        false => opts
+            .streams
+            .iter()
+            .map(|s| format!("/{}", s.filename))
+            .collect(),
+        true => targets
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
@@ -431,15 +443,10 @@ pub fn backup(
         .parent
         .as_ref()
         .and_then(|p| repo.load_tree(&p.snap.tree).ok());
-    let mut stream_finish = None;
-    let root = if let Some(stream) = opts.stream.take() {
-        let StreamSource {
-            filename,
-            mut reader,
-            finish,
-        } = stream;
-        stream_finish = Some((filename.clone(), finish));
-        walker.stream_root(&filename, &mut *reader, &seal_tx)
+    let mut stream_error = None;
+    let streams = std::mem::take(&mut opts.streams);
+    let root = if !streams.is_empty() {
+        walker.stream_root(streams, &seal_tx, &mut stream_error)
     } else {
         walker.root(&targets, parent_tree.as_ref())
     };
@@ -453,10 +460,8 @@ pub fn backup(
     for t in threads {
         let _ = t.join();
     }
-    if let Some((name, finish)) = stream_finish {
-        if let Err(message) = finish() {
-            return Err(BackupError::Stream { name, message });
-        }
+    if let Some((name, message)) = stream_error {
+        return Err(BackupError::Stream { name, message });
     }
     if cancel.load(Ordering::Relaxed) && ctx.error.lock().is_none() {
         return Err(BackupError::Interrupted);
@@ -502,6 +507,10 @@ pub fn backup(
         summary: Some(summary.clone()),
         extra: opts.extra.clone(),
     };
+    let mut snapshot = snapshot;
+    if let Some(f) = opts.finalize.take() {
+        f(&mut snapshot.extra);
+    }
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     let warnings = std::mem::take(&mut *ctx.warnings.lock());
     Ok(BackupResult {
@@ -845,41 +854,66 @@ impl Walker<'_> {
 
     fn stream_root(
         &self,
-        filename: &str,
-        reader: &mut dyn Read,
+        streams: Vec<StreamSource>,
         seal: &Sender<SealJob>,
+        failed: &mut Option<(String, String)>,
     ) -> Result<Receiver<TreeResult>, String> {
-        if filename.is_empty() || filename.contains('/') || filename == "." || filename == ".." {
-            return Err(format!(
-                "invalid stream file name {filename:?}: use a plain file name"
-            ));
+        let mut names = std::collections::HashSet::new();
+        for s in &streams {
+            let f = &s.filename;
+            if f.is_empty() || f.contains('/') || f == "." || f == ".." {
+                return Err(format!(
+                    "invalid stream file name {f:?}: use a plain file name"
+                ));
+            }
+            if !names.insert(f.clone()) {
+                return Err(format!("two streams are both called {f:?}"));
+            }
         }
-        self.ctx.progress.set_current(filename);
-        let now = Local::now();
         let (uid, gid) = coffer_repo::sysinfo::uid_gid();
-        let mut node = Node::new(filename.as_bytes().to_vec(), NodeType::File);
-        node.mode = 0o644;
-        node.mtime = now.fixed_offset();
-        node.atime = node.mtime;
-        node.ctime = node.mtime;
-        node.uid = uid;
-        node.gid = gid;
-        node.user = coffer_repo::sysinfo::username();
-        node.links = 1;
-        let mut buf = vec![0u8; 1 << 20];
-        let (ids, size) = self.ctx.read_stream(reader, &mut buf, None, seal)?;
-        let c = &self.ctx.counters;
-        c.files_new.fetch_add(1, Ordering::Relaxed);
-        c.files.fetch_add(1, Ordering::Relaxed);
-        c.bytes.fetch_add(size, Ordering::Relaxed);
-        node.content = Some(ids);
-        node.size = size;
-        self.ctx.progress.file_done();
-        Ok(self.dir_job(vec![PendingNode {
-            node,
-            pending: Pending::Done,
-            path: filename.to_string(),
-        }]))
+        let mut nodes = Vec::new();
+        for stream in streams {
+            let StreamSource {
+                filename,
+                mut reader,
+                finish,
+            } = stream;
+            self.ctx.progress.set_current(&filename);
+            let now = Local::now();
+            let mut node = Node::new(filename.as_bytes().to_vec(), NodeType::File);
+            node.mode = 0o644;
+            node.mtime = now.fixed_offset();
+            node.atime = node.mtime;
+            node.ctime = node.mtime;
+            node.uid = uid;
+            node.gid = gid;
+            node.user = coffer_repo::sysinfo::username();
+            node.links = 1;
+            let mut buf = vec![0u8; 1 << 20];
+            let read = self.ctx.read_stream(&mut *reader, &mut buf, None, seal);
+            drop(reader);
+            // The producer's verdict comes first: a dump that died mid-stream is the error
+            // to report, not the short read it caused.
+            if let Err(message) = finish() {
+                *failed = Some((filename, message));
+                return Err("stream failed".into());
+            }
+            let (ids, size) = read?;
+            let c = &self.ctx.counters;
+            c.files_new.fetch_add(1, Ordering::Relaxed);
+            c.files.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(size, Ordering::Relaxed);
+            node.content = Some(ids);
+            node.size = size;
+            self.ctx.progress.file_done();
+            nodes.push(PendingNode {
+                node,
+                pending: Pending::Done,
+                path: filename,
+            });
+        }
+        nodes.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+        Ok(self.dir_job(nodes))
     }
 }
 

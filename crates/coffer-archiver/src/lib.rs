@@ -24,12 +24,14 @@ mod backup;
 pub mod filter;
 pub mod metadata;
 mod progress;
+mod reader;
 mod restore;
 mod stream;
 mod walk;
 
-pub use backup::{backup, BackupError, BackupOptions, BackupResult};
+pub use backup::{backup, BackupError, BackupOptions, BackupResult, Finalize};
 pub use progress::{Progress, ProgressSnapshot};
+pub use reader::FileReader;
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreResult};
-pub use stream::StreamSource;
+pub use stream::{lazy as lazy_stream, StreamSource};
 pub use walk::{find_node, walk_tree, TreeEntry};

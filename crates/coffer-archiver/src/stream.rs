@@ -70,3 +70,31 @@ fn wait(mut child: Child, shown: &str) -> Result<(), String> {
         _ => format!("command {shown:?} failed: {st}"),
     })
 }
+
+/// A stream whose bytes are produced only when it is first read: a source's manifest, which
+/// describes the streams before it (their sizes, the positions reached) and so can only be
+/// written once they are done.
+pub fn lazy(filename: &str, make: impl FnOnce() -> Vec<u8> + Send + 'static) -> StreamSource {
+    StreamSource {
+        filename: filename.to_string(),
+        reader: Box::new(LazyReader {
+            make: Some(Box::new(make)),
+            data: io::Cursor::new(Vec::new()),
+        }),
+        finish: Box::new(|| Ok(())),
+    }
+}
+
+struct LazyReader {
+    make: Option<Box<dyn FnOnce() -> Vec<u8> + Send>>,
+    data: io::Cursor<Vec<u8>>,
+}
+
+impl Read for LazyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(make) = self.make.take() {
+            self.data = io::Cursor::new(make());
+        }
+        self.data.read(buf)
+    }
+}

@@ -65,35 +65,70 @@ pub struct Target {
     pub password: String,
 }
 
-#[derive(serde::Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    repository: Vec<ConfigRepo>,
-}
-
-#[derive(serde::Deserialize)]
-struct ConfigRepo {
-    url: String,
-    password_file: Option<PathBuf>,
-}
-
 impl GlobalOpts {
-    fn config_repository(&self) -> anyhow::Result<Option<ConfigRepo>> {
-        let Some(path) = &self.config else {
+    /// The configuration file, if one was given (`--config` or `COFFER_CONFIG`).
+    pub fn config(&self) -> anyhow::Result<Option<coffer_config::Config>> {
+        match &self.config {
+            Some(p) => Ok(Some(coffer_config::Config::load(p)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The config file's repository named `name` (or the only/first one).
+    fn config_repository(&self) -> anyhow::Result<Option<coffer_config::RepositoryConfig>> {
+        self.config_repository_named(None)
+    }
+
+    fn config_repository_named(
+        &self,
+        name: Option<&str>,
+    ) -> anyhow::Result<Option<coffer_config::RepositoryConfig>> {
+        let Some(cfg) = self.config()? else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let cfg: ConfigFile = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-        Ok(cfg.repository.into_iter().next())
+        if cfg.repository.is_empty() {
+            return Ok(None);
+        }
+        let r = match name {
+            Some(n) => cfg
+                .repository
+                .iter()
+                .find(|r| r.name == n)
+                .with_context(|| {
+                    format!(
+                        "config file {}: no [[repository]] is named {n:?}",
+                        cfg.path.display()
+                    )
+                })?,
+            None => &cfg.repository[0],
+        };
+        Ok(Some(r.clone()))
+    }
+
+    /// Opens the repository a config entry names (`-r` still wins when given).
+    pub fn open_named(&self, name: Option<&str>) -> anyhow::Result<Arc<Repository>> {
+        let cfg_repo = self.config_repository_named(name)?;
+        let url = match (&self.repo, &cfg_repo) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => c.url.0.clone(),
+            (None, None) => {
+                bail!("no repository given: use -r/--repo, COFFER_REPOSITORY or a [[repository]] in --config")
+            }
+        };
+        let location = Location::parse(&url)?;
+        let password = self.password_with(false, cfg_repo.as_ref())?;
+        let mut repo = Repository::open(&location, &password)?;
+        if self.no_cache {
+            repo.disable_cache();
+        }
+        Ok(Arc::new(repo))
     }
 
     /// The repository location, from `-r`, `COFFER_REPOSITORY` or the config file.
     pub fn location(&self) -> anyhow::Result<Location> {
         let url = match (&self.repo, self.config_repository()?) {
             (Some(r), _) => r.clone(),
-            (None, Some(c)) => c.url,
+            (None, Some(c)) => c.url.0,
             (None, None) => {
                 bail!("no repository given: use -r/--repo, COFFER_REPOSITORY or --config")
             }
@@ -104,10 +139,33 @@ impl GlobalOpts {
     /// The password: --password-file / COFFER_PASSWORD_FILE, then COFFER_PASSWORD, then the
     /// config file's password_file, then a prompt on a terminal.
     pub fn password(&self, confirm: bool) -> anyhow::Result<String> {
+        let repo = if self.password_file.is_none() && std::env::var_os("COFFER_PASSWORD").is_none()
+        {
+            self.config_repository()?
+        } else {
+            None
+        };
+        self.password_with(confirm, repo.as_ref())
+    }
+
+    fn password_with(
+        &self,
+        confirm: bool,
+        cfg_repo: Option<&coffer_config::RepositoryConfig>,
+    ) -> anyhow::Result<String> {
+        let env_set = std::env::var_os("COFFER_PASSWORD").is_some();
         let file = match &self.password_file {
             Some(f) => Some(f.clone()),
-            None if std::env::var_os("COFFER_PASSWORD").is_some() => None,
-            None => self.config_repository()?.and_then(|c| c.password_file),
+            None if env_set => None,
+            None => match cfg_repo {
+                Some(c) if c.password_file.is_some() => {
+                    c.password_file.as_ref().map(|p| PathBuf::from(&p.0))
+                }
+                Some(c) if c.password.is_some() => {
+                    return Ok(c.password.as_ref().map(|p| p.0.clone()).unwrap_or_default())
+                }
+                _ => None,
+            },
         };
         if let Some(f) = file {
             let s = std::fs::read_to_string(&f)

@@ -54,6 +54,9 @@ pub struct Args {
     /// Files read concurrently
     #[arg(long, default_value_t = 2)]
     pub read_concurrency: usize,
+    /// Back up a source declared in the config file (postgres, redis, files, command)
+    #[arg(long, conflicts_with_all = ["stdin", "stdin_from_command", "paths"])]
+    pub source: Option<String>,
 }
 
 fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
@@ -84,8 +87,30 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
                 .with_context(|| format!("reading exclude file {}", f.display()))?,
         );
     }
+    let mut source = None;
+    let mut stream_list = Vec::new();
+    let mut source_paths = Vec::new();
+    if let Some(name) = &a.source {
+        let (src, repo_name) = super::sources::load(g, name)?;
+        let manifest = coffer_sources::Manifest::default();
+        manifest.set("source", name.clone());
+        manifest.set("type", src.kind());
+        let plan = src
+            .backup(&manifest)
+            .with_context(|| format!("source {name:?}"))?;
+        match plan {
+            coffer_sources::BackupPlan::Paths { paths, exclude } => {
+                patterns.extend(exclude);
+                source_paths = paths;
+            }
+            coffer_sources::BackupPlan::Streams(s) => stream_list = s,
+        }
+        source = Some((name.clone(), src.kind(), manifest, repo_name));
+    }
     let excludes = PatternSet::new(&patterns)?;
-    let stream = if a.stdin_from_command {
+    let stream = if source.is_some() {
+        None
+    } else if a.stdin_from_command {
         if a.paths.is_empty() {
             bail!("--stdin-from-command needs a command after --, e.g. -- pg_dump mydb");
         }
@@ -100,18 +125,25 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         Some(StreamSource::stdin(&a.stdin_filename))
     } else {
         if a.paths.is_empty() {
-            bail!("nothing to back up: give at least one path, --stdin or --stdin-from-command");
+            bail!("nothing to back up: give at least one path, --stdin, --stdin-from-command or --source");
         }
         None
     };
-    let paths: Vec<PathBuf> = if stream.is_some() {
+    let streaming = stream.is_some() || !stream_list.is_empty();
+    stream_list.extend(stream);
+    let paths: Vec<PathBuf> = if source.is_some() {
+        source_paths
+    } else if streaming {
         Vec::new()
     } else {
         a.paths.iter().map(PathBuf::from).collect()
     };
     let time = a.time.as_deref().map(parse_time).transpose()?;
 
-    let mut repo = g.open()?;
+    let mut repo = match &source {
+        Some((_, _, _, repo_name)) => g.open_named(repo_name.as_deref())?,
+        None => g.open()?,
+    };
     Arc::get_mut(&mut repo)
         .expect("repository not shared yet")
         .set_compression(compression);
@@ -122,7 +154,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         .host
         .clone()
         .unwrap_or_else(coffer_repo::sysinfo::hostname);
-    let parent = if a.force || stream.is_some() {
+    let parent = if a.force || streaming {
         None
     } else if let Some(p) = &a.parent {
         Some(repo.find_snapshot(p, |_| true)?)
@@ -137,10 +169,13 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             })
             .collect();
         want.sort();
+        let tag = source.as_ref().map(|(n, ..)| format!("source:{n}"));
         repo.snapshots()?.into_iter().rfind(|s| {
             let mut have = s.snap.paths.clone();
             have.sort();
-            s.snap.hostname == host && have == want
+            s.snap.hostname == host
+                && have == want
+                && tag.as_ref().is_none_or(|t| s.snap.tags.contains(t))
         })
     };
     if let Some(p) = &parent {
@@ -150,12 +185,24 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let progress = Arc::new(Progress::default());
     let cancel = cancel_flag();
     let started = Instant::now();
+    let mut tags: Vec<String> = a.tags.iter().filter(|t| !t.is_empty()).cloned().collect();
+    let mut finalize: Option<coffer_archiver::Finalize> = None;
+    if let Some((name, kind, manifest, _)) = source {
+        tags.extend(coffer_sources::source_tags(&name, kind));
+        finalize = Some(Box::new(move |extra| {
+            extra.insert(
+                "coffer".into(),
+                serde_json::Value::Object(manifest.snapshot()),
+            );
+        }));
+    }
     let opts = BackupOptions {
         paths,
-        stream,
+        streams: stream_list,
         excludes,
         one_file_system: a.one_file_system,
-        tags: a.tags.iter().filter(|t| !t.is_empty()).cloned().collect(),
+        tags,
+        finalize,
         host,
         parent,
         time,

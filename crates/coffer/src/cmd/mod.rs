@@ -15,6 +15,7 @@ mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod sources;
 mod stats;
 mod tag;
 mod unlock;
@@ -61,6 +62,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Find files by name pattern across snapshots
     Find(find::Args),
+    /// List the sources of the config file with their latest snapshot
+    Sources(sources::Args),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stats(a) => stats::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Find(a) => find::run(g, a),
+        Command::Sources(a) => sources::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use coffer_archiver::filter::PatternSet;
 use coffer_archiver::{restore, Progress, RestoreOptions};
 
@@ -12,11 +12,27 @@ use crate::ui::{self, bytes, Reporter};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id (or prefix) or "latest"
+    /// Snapshot id (or prefix) or "latest" (with --source: the latest of that source)
+    #[arg(default_value = "latest")]
     pub snapshot: String,
     /// Directory to restore into (a snapshot of /a/b lands in DIR/a/b)
     #[arg(short, long)]
-    pub target: PathBuf,
+    pub target: Option<PathBuf>,
+    /// Restore a source declared in the config file (into its server, or --target for files)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// With --source: load into this database (created if missing)
+    #[arg(long, requires = "source")]
+    pub to_database: Option<String>,
+    /// With --source: which dumped database to restore when the snapshot holds several
+    #[arg(long, requires = "source")]
+    pub database: Option<String>,
+    /// With --source: replace the objects of an existing database
+    #[arg(long, requires = "source")]
+    pub clean: bool,
+    /// With --source (Redis): start a scratch server from the backup and check its keys
+    #[arg(long, requires = "source")]
+    pub scratch: bool,
     /// Restore only paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub include: Vec<String>,
@@ -33,12 +49,77 @@ pub struct Args {
     pub filter: SnapshotFilter,
 }
 
+fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
+    let (src, repo_name) = super::sources::load(g, name)?;
+    let repo = g.open_named(repo_name.as_deref())?;
+    let _lock = g.lock(&repo, false)?;
+    let tag = format!("source:{name}");
+    let snap = repo
+        .find_snapshot(&a.snapshot, |s| {
+            s.tags.contains(&tag) && a.filter.matches(s)
+        })
+        .with_context(|| format!("finding snapshot {:?} of source {name:?}", a.snapshot))?;
+    repo.load_index()?;
+    if !g.json && !g.quiet {
+        eprintln!(
+            "restoring source {name} ({}) from snapshot {} taken {}",
+            src.kind(),
+            snap.id.short(),
+            snap.snap.time.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    let started = Instant::now();
+    let files = coffer_sources::SnapshotFiles::open(Arc::clone(&repo), snap.clone())?;
+    let req = coffer_sources::RestoreRequest {
+        target: a.target.clone(),
+        to_database: a.to_database.clone(),
+        database: a.database.clone(),
+        clean: a.clean,
+        scratch: a.scratch,
+    };
+    let report = src.restore(&files, &req).with_context(|| {
+        format!(
+            "restoring source {name:?} from snapshot {}",
+            snap.id.short()
+        )
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "source": name,
+                "snapshot_id": snap.id.to_hex(),
+                "steps": report.steps,
+                "checks": report.checks,
+                "total_duration": secs,
+            })
+        );
+    } else if !g.quiet {
+        for s in &report.steps {
+            println!("{s}");
+        }
+        for (k, v) in &report.checks {
+            println!("check: {k} = {v}");
+        }
+        println!("done in {secs:.1}s");
+    }
+    Ok(0)
+}
+
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    if let Some(name) = a.source.clone() {
+        return run_source(g, a, &name);
+    }
+    let Some(target) = a.target.clone() else {
+        bail!("restore needs --target DIR (or --source NAME to restore a configured source)");
+    };
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
     let snap = repo.find_snapshot(&a.snapshot, |s| a.filter.matches(s))?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         includes: PatternSet::new(&a.include)?,
         excludes: PatternSet::new(&a.exclude)?,
         verify: a.verify,
@@ -50,7 +131,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             snap.id.short(),
             snap.snap.paths,
             snap.snap.time.format("%Y-%m-%d %H:%M:%S"),
-            a.target.display()
+            target.display()
         );
     }
     let progress = Arc::new(Progress::default());

@@ -13,4 +13,5 @@ mod prune;
 mod restic_compat;
 mod roundtrip;
 mod s3;
+mod sources;
 mod util;

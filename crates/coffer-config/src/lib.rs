@@ -1,0 +1,299 @@
+//! `coffer.toml`, the configuration file: repositories and sources today, jobs and alerting
+//! channels as the daemon grows. Owns parsing and validation only; what a source does with
+//! its settings belongs to `coffer-sources`.
+//!
+//! ```toml
+//! [[repository]]
+//! name = "local"
+//! url = "/var/backups/coffer"
+//! password_file = "/etc/coffer/password"
+//!
+//! [[source]]
+//! name = "pg-main"
+//! type = "postgres"
+//! url = "postgresql://postgres:${PGPASSWORD}@127.0.0.1:5432/"
+//! ```
+//!
+//! - `${VAR}` (and `${VAR:-default}`) in any string value is replaced by the environment
+//!   variable, so secrets stay out of the file; an unset variable is an error that names it.
+//! - Every error names the file and, where it can be found, the line and key.
+//! - Unknown keys are errors (a misspelt `databse` must not silently mean "every database").
+
+mod env;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use env::{expand, EnvString};
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[[repository]]` entries.
+    #[serde(default)]
+    pub repository: Vec<RepositoryConfig>,
+    /// `[[source]]` entries, each checked by its type's module in `coffer-sources`.
+    #[serde(default)]
+    pub source: Vec<SourceEntry>,
+    /// Where the file was read from (for messages).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// The file's text (for locating keys in messages).
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// One repository.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Name sources and jobs refer to.
+    pub name: String,
+    /// A path or `s3:http://HOST:PORT/BUCKET/PREFIX`.
+    pub url: EnvString,
+    /// File holding the password.
+    pub password_file: Option<EnvString>,
+    /// The password itself (prefer password_file or `${ENV}`).
+    pub password: Option<EnvString>,
+}
+
+/// One source: its name, type, repository, and the type's own settings (left as a table for
+/// the type's module to check).
+#[derive(Debug, Deserialize, Clone)]
+pub struct SourceEntry {
+    /// Unique name, used as `--source NAME` and as the snapshot tag.
+    pub name: String,
+    /// postgres | mariadb | redis | files | command
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Repository name (optional when only one is declared).
+    pub repository: Option<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, types, unknown keys, unset variables (the message carries the line).
+    #[error("config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses text read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.path = path.to_path_buf();
+        cfg.text = text.to_string();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn invalid(&self, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.repository {
+            if !seen.insert(&r.name) {
+                errors.push(format!(
+                    "{}: repository {:?} is declared twice",
+                    self.line_of("name", &r.name),
+                    r.name
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.source {
+            let at = self.line_of("name", &s.name);
+            if !seen.insert(&s.name) {
+                errors.push(format!("{at}: source {:?} is declared twice", s.name));
+            }
+            if s.name.is_empty()
+                || s.name
+                    .contains(|c: char| c.is_whitespace() || c == '/' || c == ',')
+            {
+                errors.push(format!(
+                    "{at}: source name {:?} must be non-empty, without spaces, '/' or ','",
+                    s.name
+                ));
+            }
+            match &s.repository {
+                Some(r) if !self.repository.iter().any(|x| &x.name == r) => errors.push(format!(
+                    "{at}: source {:?}: key `repository`: no [[repository]] is named {r:?}",
+                    s.name
+                )),
+                None if self.repository.len() > 1 => errors.push(format!(
+                    "{at}: source {:?}: key `repository` is required when several repositories are declared",
+                    s.name
+                )),
+                _ => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.invalid(errors.join("\n  ")))
+        }
+    }
+
+    /// "line N" of the first `key = "value"` line, for messages about a table.
+    pub fn line_of(&self, key: &str, value: &str) -> String {
+        let quoted = format!("\"{value}\"");
+        for (i, l) in self.text.lines().enumerate() {
+            let l = l.trim();
+            if let Some(rest) = l.strip_prefix(key) {
+                let rest = rest.trim_start();
+                if let Some(v) = rest.strip_prefix('=') {
+                    if v.trim() == quoted {
+                        return format!("line {}", i + 1);
+                    }
+                }
+            }
+        }
+        format!("[{key} = {quoted}]")
+    }
+
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Result<&SourceEntry, ConfigError> {
+        self.source.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.source.iter().map(|s| s.name.as_str()).collect();
+            self.invalid(format!(
+                "no [[source]] is named {name:?} (declared: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// The repository a source writes to: its `repository`, or the only one declared.
+    pub fn repository_for(
+        &self,
+        source: Option<&SourceEntry>,
+    ) -> Result<&RepositoryConfig, ConfigError> {
+        match source.and_then(|s| s.repository.as_ref()) {
+            Some(name) => self
+                .repository
+                .iter()
+                .find(|r| &r.name == name)
+                .ok_or_else(|| self.invalid(format!("no [[repository]] is named {name:?}"))),
+            None => self
+                .repository
+                .first()
+                .ok_or_else(|| self.invalid("no [[repository]] is declared".to_string())),
+        }
+    }
+
+    /// A message about one source's settings, with its line.
+    pub fn source_error(
+        &self,
+        source: &SourceEntry,
+        message: impl std::fmt::Display,
+    ) -> ConfigError {
+        self.invalid(format!(
+            "{}: source {:?} (type {}): {message}",
+            self.line_of("name", &source.name),
+            source.name,
+            source.kind
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, String> {
+        Config::parse(t, Path::new("coffer.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_example() {
+        std::env::set_var("COFFER_TEST_PW", "s3cr\"et");
+        let c = parse(
+            r#"
+[[repository]]
+name = "local"
+url = "/var/backups/coffer"
+password_file = "/etc/coffer/password"
+
+[[source]]
+name = "pg-main"
+type = "postgres"
+url = "postgresql://postgres:${COFFER_TEST_PW}@127.0.0.1:5432/"
+databases = ["app"]
+mode = "logical"
+repository = "local"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.source[0].kind, "postgres");
+        assert_eq!(
+            c.source[0].settings["databases"].as_array().unwrap().len(),
+            1
+        );
+        assert!(c.source[0].settings.get("name").is_none());
+        assert_eq!(c.repository_for(Some(&c.source[0])).unwrap().name, "local");
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = parse("[[repository]]\nname = \"a\"\nurl = \"/x\"\nbogus = 1\n").unwrap_err();
+        assert!(
+            e.contains("coffer.toml") && e.contains("line 4") && e.contains("bogus"),
+            "{e}"
+        );
+        let e =
+            parse("[[repository]]\nname = \"a\"\nurl = \"${COFFER_SURELY_UNSET}\"\n").unwrap_err();
+        assert!(
+            e.contains("COFFER_SURELY_UNSET") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = parse(
+            "[[repository]]\nname = \"a\"\nurl = \"/x\"\n[[repository]]\nname = \"b\"\nurl = \"/y\"\n[[source]]\nname = \"s\"\ntype = \"files\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("line 8") && e.contains("repository"), "{e}");
+        let e = parse("[[source]]\nname = \"s\"\ntype = \"files\"\nrepository = \"nope\"\n")
+            .unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

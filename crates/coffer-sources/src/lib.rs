@@ -1,0 +1,211 @@
+//! Backup sources: each kind of thing coffer backs up (a PostgreSQL server, a Redis instance, a
+//! directory tree, the output of a command) is one module implementing [`Source`], registered
+//! in [`build`]. Adding a source touches its module and one line here.
+//!
+//! A source turns into a [`BackupPlan`]: paths to walk, or streams that become files at the
+//! root of one snapshot (a dump per database, say), plus a [`Manifest`] it fills while the
+//! streams run (server version, sizes, positions). The snapshot is written only if every
+//! stream's producer reports success. A restore gets the snapshot back as [`SnapshotFiles`] and
+//! streams what it needs into the server's own tools.
+
+pub mod command;
+pub mod files;
+mod manifest;
+pub mod postgres;
+pub mod redis;
+mod util;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use coffer_archiver::{FileReader, StreamSource};
+use coffer_config::{Config, ConfigError, SourceEntry};
+use coffer_repo::snapshot::SnapshotWithId;
+use coffer_repo::tree::{Node, NodeType, Tree};
+use coffer_repo::Repository;
+
+pub use manifest::Manifest;
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The settings are wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not be reached or refused.
+    #[error("{source_name}: {message}")]
+    Server {
+        /// The source.
+        source_name: String,
+        /// What happened.
+        message: String,
+    },
+    /// A tool (pg_dump, pg_restore, mariadb, redis-server) failed.
+    #[error("{source_name}: {message}")]
+    Tool {
+        /// The source.
+        source_name: String,
+        /// What happened.
+        message: String,
+    },
+    /// The snapshot does not hold what the restore needs.
+    #[error("{0}")]
+    Snapshot(String),
+    /// Wrong restore options.
+    #[error("{0}")]
+    Usage(String),
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] coffer_repo::RepoError),
+}
+
+/// What a backup of a source reads.
+pub enum BackupPlan {
+    /// Walk these paths.
+    Paths {
+        /// Absolute paths.
+        paths: Vec<PathBuf>,
+        /// Exclude patterns.
+        exclude: Vec<String>,
+    },
+    /// Read these streams into one snapshot.
+    Streams(Vec<StreamSource>),
+}
+
+/// Restore settings common to all sources; each source uses what applies to it.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    /// Write files into this directory instead of loading a server.
+    pub target: Option<PathBuf>,
+    /// Load into this database (logical database restores).
+    pub to_database: Option<String>,
+    /// Which dumped database to restore, when several were dumped.
+    pub database: Option<String>,
+    /// Drop and recreate objects that exist.
+    pub clean: bool,
+    /// Start a scratch server from the backup and check it (Redis).
+    pub scratch: bool,
+}
+
+/// What a restore did, for the CLI to print.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RestoreReport {
+    /// One line per step.
+    pub steps: Vec<String>,
+    /// Figures (rows, keys, bytes) checked after the restore.
+    pub checks: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The files of one snapshot (its root directory), readable as streams.
+pub struct SnapshotFiles {
+    /// The repository, with its index loaded.
+    pub repo: Arc<Repository>,
+    /// The snapshot.
+    pub snapshot: SnapshotWithId,
+    /// The root tree.
+    pub root: Tree,
+}
+
+impl SnapshotFiles {
+    /// Loads the root tree of `snapshot`.
+    pub fn open(
+        repo: Arc<Repository>,
+        snapshot: SnapshotWithId,
+    ) -> Result<SnapshotFiles, SourceError> {
+        let root = repo.load_tree(&snapshot.snap.tree)?;
+        Ok(SnapshotFiles {
+            repo,
+            snapshot,
+            root,
+        })
+    }
+
+    /// Names of the files at the root.
+    pub fn names(&self) -> Vec<String> {
+        self.root
+            .nodes
+            .iter()
+            .filter(|n| n.kind == NodeType::File)
+            .map(|n| n.name_lossy())
+            .collect()
+    }
+
+    /// The node of a root file.
+    pub fn node(&self, name: &str) -> Result<&Node, SourceError> {
+        self.root
+            .nodes
+            .iter()
+            .find(|n| n.name == name.as_bytes() && n.kind == NodeType::File)
+            .ok_or_else(|| {
+                SourceError::Snapshot(format!(
+                    "snapshot {} has no file {name:?} (it holds: {})",
+                    self.snapshot.id.short(),
+                    self.names().join(", ")
+                ))
+            })
+    }
+
+    /// A reader over a root file.
+    pub fn reader(&self, name: &str) -> Result<FileReader, SourceError> {
+        Ok(FileReader::new(Arc::clone(&self.repo), self.node(name)?))
+    }
+
+    /// The manifest the backup wrote, if any.
+    pub fn manifest(&self) -> Option<serde_json::Value> {
+        self.snapshot.snap.extra.get("coffer").cloned()
+    }
+}
+
+/// One kind of source.
+pub trait Source: Send + Sync {
+    /// The configured name.
+    fn name(&self) -> &str;
+    /// The type as written in the config (`postgres`, `redis`, ...).
+    fn kind(&self) -> &'static str;
+    /// Prepares a backup: connects, checks, and returns what to read. `manifest` is stored in
+    /// the snapshot once every stream has succeeded.
+    fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError>;
+    /// Restores from a snapshot this source made.
+    fn restore(
+        &self,
+        files: &SnapshotFiles,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport, SourceError>;
+    /// Settings worth showing in `coffer sources` (no secrets).
+    fn describe(&self) -> String;
+}
+
+/// Builds the source a `[[source]]` entry declares; errors name the file, line and key.
+pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, SourceError> {
+    let settings = toml::Value::Table(entry.settings.clone());
+    let bad = |e: toml::de::Error| SourceError::Config(cfg.source_error(entry, e.message()));
+    Ok(match entry.kind.as_str() {
+        "postgres" => Box::new(postgres::Postgres::new(
+            &entry.name,
+            settings.try_into().map_err(bad)?,
+        )?),
+        "redis" => Box::new(redis::Redis::new(
+            &entry.name,
+            settings.try_into().map_err(bad)?,
+        )?),
+        "files" => Box::new(files::Files::new(
+            &entry.name,
+            settings.try_into().map_err(bad)?,
+        )?),
+        "command" => Box::new(command::CommandSource::new(
+            &entry.name,
+            settings.try_into().map_err(bad)?,
+        )?),
+        other => {
+            return Err(SourceError::Config(cfg.source_error(
+                entry,
+                format!("unknown type {other:?} (known: postgres, redis, files, command)"),
+            )))
+        }
+    })
+}
+
+/// Snapshot tags that mark a source's snapshots.
+pub fn source_tags(name: &str, kind: &str) -> Vec<String> {
+    vec![format!("source:{name}"), format!("type:{kind}")]
+}

@@ -1,0 +1,467 @@
+//! `type = "postgres"`: PostgreSQL, backed up the way its own tools do it.
+//!
+//! Logical mode (this module today): `pg_dumpall --globals-only` (roles, tablespaces) and one
+//! `pg_dump --format=custom --compress=0` per database, each streamed into the repository as a
+//! file of the snapshot (`globals.sql`, `<database>.dump`). The dumps are left uncompressed so
+//! that the repository deduplicates successive dumps and compresses once.
+//!
+//! Restore creates the target database if needed (an existing one only with `--clean`), applies
+//! the globals (a role that already exists is kept, which is not an error), and streams the
+//! dump into `pg_restore` without a temporary file.
+//!
+//! ```toml
+//! [[source]]
+//! name = "pg-main"
+//! type = "postgres"
+//! url = "postgresql://postgres:${PGPASSWORD}@127.0.0.1:5432/"
+//! databases = ["app"]          # default: every database that accepts connections
+//! ```
+
+use std::process::Command;
+use std::time::Instant;
+
+use coffer_config::EnvString;
+use serde::Deserialize;
+
+use crate::{
+    util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
+};
+
+/// Settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// libpq URL of the server (any database; the path is replaced per database).
+    pub url: EnvString,
+    /// Databases to dump (default: all that accept connections, templates excluded).
+    pub databases: Option<Vec<String>>,
+    /// Databases to leave out of the default list.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// `logical` (default) or `physical`.
+    pub mode: Option<String>,
+    /// Directory holding pg_dump, pg_restore, psql (default: PATH).
+    pub bin_dir: Option<String>,
+}
+
+/// A PostgreSQL source.
+pub struct Postgres {
+    name: String,
+    url: String,
+    databases: Option<Vec<String>>,
+    exclude: Vec<String>,
+    bin_dir: Option<String>,
+}
+
+/// File name of a database's dump in the snapshot: the name itself when it is a plain file
+/// name, otherwise percent-encoded.
+pub fn dump_file(db: &str) -> String {
+    let mut out = String::new();
+    for b in db.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{out}.dump")
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL with its database replaced (query parameters kept).
+pub fn url_with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgresql", url));
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => match rest.find('?') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        },
+    };
+    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+    format!("{scheme}://{authority}/{}{query}", percent_encode(db))
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl Postgres {
+    /// Checks the settings.
+    pub fn new(name: &str, cfg: Config) -> Result<Postgres, SourceError> {
+        match cfg.mode.as_deref() {
+            None | Some("logical") => {}
+            Some("physical") => {
+                return Err(SourceError::Usage(format!(
+                    "source {name:?}: mode = \"physical\" (base backup + WAL archive) is not available yet; use mode = \"logical\""
+                )))
+            }
+            Some(m) => {
+                return Err(SourceError::Usage(format!(
+                    "source {name:?}: mode {m:?} is unknown (use \"logical\" or \"physical\")"
+                )))
+            }
+        }
+        if !cfg.url.starts_with("postgres://") && !cfg.url.starts_with("postgresql://") {
+            return Err(SourceError::Usage(format!(
+                "source {name:?}: url must start with postgresql:// (got {})",
+                redact(&cfg.url)
+            )));
+        }
+        Ok(Postgres {
+            name: name.to_string(),
+            url: cfg.url.0,
+            databases: cfg.databases,
+            exclude: cfg.exclude_databases,
+            bin_dir: cfg.bin_dir,
+        })
+    }
+
+    fn tool(&self, prog: &str) -> Command {
+        let path = match &self.bin_dir {
+            Some(d) => format!("{d}/{prog}"),
+            None => prog.to_string(),
+        };
+        let mut c = Command::new(path);
+        // Never prompt: a missing password must fail, not hang a scheduled job.
+        c.env("PGCONNECT_TIMEOUT", "15").arg("--no-password");
+        c
+    }
+
+    fn tool_err(&self, message: String) -> SourceError {
+        SourceError::Tool {
+            source_name: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Runs one query on `db`, returning rows of `|`-separated fields.
+    fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        let mut c = self.tool("psql");
+        c.args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-F",
+            "\u{1f}",
+            "-c",
+            sql,
+        ])
+        .arg("--dbname")
+        .arg(url_with_database(&self.url, db));
+        let out = util::output(c).map_err(|m| SourceError::Server {
+            source_name: self.name.clone(),
+            message: format!("{}: {m}", redact(&url_with_database(&self.url, db))),
+        })?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\u{1f}').map(str::to_string).collect())
+            .collect())
+    }
+
+    fn databases(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        let rows = self.query(
+            "postgres",
+            "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        )?;
+        let all: Vec<(String, u64)> = rows
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.parse().ok()?)))
+            .collect();
+        match &self.databases {
+            Some(wanted) => {
+                let mut out = Vec::new();
+                for w in wanted {
+                    match all.iter().find(|(n, _)| n == w) {
+                        Some(d) => out.push(d.clone()),
+                        None => {
+                            return Err(SourceError::Server {
+                                source_name: self.name.clone(),
+                                message: format!(
+                                    "database {w:?} does not exist on {} (it has: {})",
+                                    redact(&self.url),
+                                    all.iter()
+                                        .map(|(n, _)| n.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            })
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            None => Ok(all
+                .into_iter()
+                .filter(|(n, _)| !self.exclude.contains(n))
+                .collect()),
+        }
+    }
+}
+
+impl Source for Postgres {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError> {
+        let started = Instant::now();
+        let version = self
+            .query("postgres", "SHOW server_version")?
+            .first()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default();
+        let dbs = self.databases()?;
+        manifest.set("mode", "logical");
+        manifest.set("server_version", version);
+        manifest.set("started_at", chrono::Local::now().to_rfc3339());
+        let mut list = Vec::new();
+        for (db, size) in &dbs {
+            list.push(serde_json::json!({"name": db, "file": dump_file(db), "size_bytes": size}));
+        }
+        manifest.set("databases", serde_json::Value::Array(list));
+
+        let mut streams = Vec::new();
+        let mut g = self.tool("pg_dumpall");
+        g.arg("--globals-only")
+            .arg("--dbname")
+            .arg(url_with_database(&self.url, "postgres"));
+        streams.push(util::stream("globals.sql", g).map_err(|m| self.tool_err(m))?);
+        for (db, _) in &dbs {
+            // Started only when the previous dump has ended: the archiver reads the streams
+            // in order, so each pg_dump runs alone.
+            let mut c = self.tool("pg_dump");
+            c.args(["--format=custom", "--compress=0"])
+                .arg("--dbname")
+                .arg(url_with_database(&self.url, db));
+            streams.push(deferred(&dump_file(db), c));
+        }
+        let m = manifest.clone();
+        streams.push(coffer_archiver::lazy_stream(
+            "coffer-manifest.json",
+            move || {
+                m.set("duration_seconds", started.elapsed().as_secs_f64());
+                m.set("finished_at", chrono::Local::now().to_rfc3339());
+                serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
+            },
+        ));
+        Ok(BackupPlan::Streams(streams))
+    }
+
+    fn restore(
+        &self,
+        files: &SnapshotFiles,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport, SourceError> {
+        let mut report = RestoreReport::default();
+        let dumped: Vec<String> = files
+            .names()
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".dump").map(str::to_string))
+            .collect();
+        let manifest_dbs: Vec<String> = files
+            .manifest()
+            .and_then(|m| m.get("databases").cloned())
+            .and_then(|d| d.as_array().cloned())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source_db = match (&req.database, manifest_dbs.len()) {
+            (Some(d), _) => d.clone(),
+            (None, 1) => manifest_dbs[0].clone(),
+            (None, _) if dumped.len() == 1 && manifest_dbs.is_empty() => dumped[0].clone(),
+            (None, _) => {
+                return Err(SourceError::Usage(format!(
+                    "snapshot {} holds several databases ({}): choose one with --database",
+                    files.snapshot.id.short(),
+                    manifest_dbs.join(", ")
+                )))
+            }
+        };
+        let file = dump_file(&source_db);
+        files.node(&file).map_err(|_| {
+            SourceError::Usage(format!(
+                "database {source_db:?} is not in snapshot {} (it holds: {})",
+                files.snapshot.id.short(),
+                manifest_dbs.join(", ")
+            ))
+        })?;
+
+        if let Some(dir) = &req.target {
+            // File-shaped restore: the dump and the globals, for pg_restore by hand.
+            for f in [file.as_str(), "globals.sql"] {
+                let path = dir.join(f);
+                let n = util::write_file(&path, files.reader(f)?).map_err(SourceError::Usage)?;
+                report
+                    .steps
+                    .push(format!("wrote {} ({n} bytes)", path.display()));
+            }
+            return Ok(report);
+        }
+
+        let target_db = req.to_database.clone().unwrap_or_else(|| source_db.clone());
+        // Globals first: the dump refers to its roles. A role that already exists is kept.
+        let mut psql = self.tool("psql");
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
+            .arg("--dbname")
+            .arg(url_with_database(&self.url, "postgres"));
+        let globals = files.reader("globals.sql")?;
+        let (_, stderr) = util::feed_capture(psql, globals).map_err(|m| self.tool_err(m))?;
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(self.tool_err(format!(
+                "restoring roles and tablespaces: {}",
+                errors.join("; ")
+            )));
+        }
+        report
+            .steps
+            .push("applied globals (roles that already existed were kept)".into());
+
+        let exists = !self
+            .query(
+                "postgres",
+                &format!(
+                    "SELECT 1 FROM pg_database WHERE datname = {}",
+                    quote_literal(&target_db)
+                ),
+            )?
+            .is_empty();
+        if exists && !req.clean {
+            return Err(SourceError::Usage(format!(
+                "database {target_db:?} already exists: use --clean to replace its objects, or --to-database NEW"
+            )));
+        }
+        if !exists {
+            self.query(
+                "postgres",
+                &format!("CREATE DATABASE {}", quote_ident(&target_db)),
+            )?;
+            report.steps.push(format!("created database {target_db:?}"));
+        }
+        let mut r = self.tool("pg_restore");
+        r.arg("--dbname")
+            .arg(url_with_database(&self.url, &target_db));
+        if exists {
+            r.args(["--clean", "--if-exists"]);
+        }
+        let started = Instant::now();
+        util::feed(r, files.reader(&file)?).map_err(|m| {
+            self.tool_err(format!(
+                "pg_restore into {target_db:?} failed; the database may be partly restored: {m}"
+            ))
+        })?;
+        report.steps.push(format!(
+            "restored {source_db:?} into {target_db:?} with pg_restore in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let tables = self.query(
+            &target_db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )?;
+        if let Some(n) = tables
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            report.checks.insert("tables".into(), n.into());
+        }
+        Ok(report)
+    }
+
+    fn describe(&self) -> String {
+        let dbs = match &self.databases {
+            Some(d) => d.join(", "),
+            None => "all databases".into(),
+        };
+        format!("{} ({dbs}, logical)", redact(&self.url))
+    }
+}
+
+/// A stream whose command starts when the stream is first read.
+fn deferred(filename: &str, cmd: Command) -> coffer_archiver::StreamSource {
+    type Finish = Box<dyn FnOnce() -> Result<(), String> + Send>;
+    struct Deferred {
+        cmd: Option<Command>,
+        filename: String,
+        reader: Option<Box<dyn std::io::Read + Send>>,
+        finish: std::sync::Arc<parking_lot::Mutex<Option<Finish>>>,
+    }
+    impl std::io::Read for Deferred {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if let Some(cmd) = self.cmd.take() {
+                match util::stream(&self.filename, cmd) {
+                    Ok(s) => {
+                        self.reader = Some(s.reader);
+                        *self.finish.lock() = Some(s.finish);
+                    }
+                    Err(e) => {
+                        let msg = e.clone();
+                        *self.finish.lock() = Some(Box::new(move || Err(msg)));
+                        return Err(std::io::Error::other(e));
+                    }
+                }
+            }
+            match &mut self.reader {
+                Some(r) => r.read(buf),
+                None => Ok(0),
+            }
+        }
+    }
+    let slot: std::sync::Arc<parking_lot::Mutex<Option<Finish>>> = Default::default();
+    let finish = std::sync::Arc::clone(&slot);
+    coffer_archiver::StreamSource {
+        filename: filename.to_string(),
+        reader: Box::new(Deferred {
+            cmd: Some(cmd),
+            filename: filename.to_string(),
+            reader: None,
+            finish: slot,
+        }),
+        finish: Box::new(move || match finish.lock().take() {
+            Some(f) => f(),
+            None => Ok(()),
+        }),
+    }
+}

@@ -1,0 +1,401 @@
+//! Sources declared in coffer.toml, against the real servers on this machine: PostgreSQL
+//! logical round trips, failure paths (unreachable server, pg_dump killed mid-stream),
+//! command and files sources, config errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util::*;
+
+const PG: &str = "postgresql://postgres@127.0.0.1:5432/";
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {db} {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database name unique to this test process.
+fn dbname(base: &str) -> String {
+    format!("coffer_{base}_{}", std::process::id())
+}
+
+fn drop_db(db: &str) {
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+    );
+}
+
+/// Row counts and an md5 of every table's rows, in a stable order.
+fn fingerprint(db: &str) -> String {
+    let tables = psql(
+        db,
+        "SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ' ' ORDER BY schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    );
+    let mut out = Vec::new();
+    for t in tables.split_whitespace() {
+        let fp = psql(db, &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x"));
+        out.push(format!("{t}={fp}"));
+    }
+    out.push(format!(
+        "view={}",
+        psql(db, "SELECT * FROM sales_by_city ORDER BY 1 LIMIT 3")
+    ));
+    out.push(format!("function={}", psql(db, "SELECT greet('Zoë')")));
+    out.join("\n")
+}
+
+fn make_app_db(db: &str) {
+    drop_db(db);
+    psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+    psql(
+        db,
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, city text);
+         CREATE TABLE orders (id bigserial PRIMARY KEY, customer int REFERENCES customers(id), amount numeric(12,2), at timestamptz);
+         CREATE TABLE notes (id int PRIMARY KEY, body text, data bytea, tags jsonb);
+         INSERT INTO customers (name, city) SELECT 'Kunde ' || g, (ARRAY['Zürich','北京','São Paulo','Kraków'])[1 + g % 4] FROM generate_series(1, 2000) g;
+         INSERT INTO orders (customer, amount, at) SELECT 1 + g % 2000, (g % 997) * 1.25, '2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 50000) g;
+         INSERT INTO notes SELECT g, repeat('ünïcødé ✓ ', g % 50), decode(md5(g::text), 'hex'), jsonb_build_object('n', g, 'ok', g % 2 = 0) FROM generate_series(1, 3000) g;
+         CREATE VIEW sales_by_city AS SELECT c.city, sum(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.city;
+         CREATE FUNCTION greet(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'Grüß dich, ' || who $$;",
+    );
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    config: PathBuf,
+    repo: Repo,
+}
+
+/// A repository and a config file whose sources are given as TOML.
+fn setup(prefix: &str, sources: &str) -> Setup {
+    let tmp = tempdir(prefix);
+    let dir = tmp.path().to_path_buf();
+    let repo = Repo::local(&dir.join("repo"));
+    repo.init();
+    let config = dir.join("coffer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[repository]]\nname = \"local\"\nurl = \"{}\"\npassword = \"${{COFFER_PASSWORD}}\"\n\n{sources}",
+            dir.join("repo").display()
+        ),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        dir,
+        config,
+        repo,
+    }
+}
+
+impl Setup {
+    fn coffer<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = coffer_bare();
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+}
+
+#[test]
+fn postgres_logical_round_trip() {
+    let db = dbname("app");
+    let restored = dbname("app_restored");
+    let role = format!("coffer_role_{}", std::process::id());
+    make_app_db(&db);
+    drop_db(&restored);
+    psql(
+        "postgres",
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"),
+    );
+    psql(&db, &format!("ALTER TABLE notes OWNER TO {role}"));
+    let s = setup(
+        "coffer-pg-",
+        &format!("[[source]]\nname = \"pg-main\"\ntype = \"postgres\"\nurl = \"{PG}\"\ndatabases = [\"{db}\"]\n"),
+    );
+    let want = fingerprint(&db);
+
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "pg-main"])).ok();
+    let sum = r.summary();
+    assert_eq!(sum["files_new"], 3, "{sum}");
+    let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    let snap = &v[0];
+    assert!(
+        snap["tags"].to_string().contains("source:pg-main"),
+        "{snap}"
+    );
+    let manifest = &snap["coffer"];
+    assert_eq!(manifest["type"], "postgres");
+    assert!(
+        manifest["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("15"),
+        "{manifest}"
+    );
+    assert_eq!(manifest["databases"][0]["name"], db.as_str());
+    assert!(
+        manifest["duration_seconds"].as_f64().is_some(),
+        "{manifest}"
+    );
+
+    // Into a new database: roles that already exist (postgres, ours) are kept, not errors.
+    let r = run(&mut s.coffer([
+        "--json",
+        "restore",
+        "--source",
+        "pg-main",
+        "latest",
+        "--to-database",
+        &restored,
+    ]))
+    .ok();
+    assert_eq!(r.summary()["checks"]["tables"], 3, "{}", r.describe());
+    assert_eq!(fingerprint(&restored), want);
+    assert_eq!(
+        psql(
+            &restored,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
+        ),
+        role
+    );
+
+    // Into an existing database: refused without --clean, replaced with it.
+    run(&mut s.coffer(["restore", "--source", "pg-main", "--to-database", &restored]))
+        .expect_code(1);
+    psql(
+        &restored,
+        "DELETE FROM orders WHERE id % 2 = 0; INSERT INTO customers (name) VALUES ('extra')",
+    );
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "pg-main",
+        "--to-database",
+        &restored,
+        "--clean",
+    ]))
+    .ok();
+    assert_eq!(fingerprint(&restored), want);
+
+    // A second backup of unchanged data stores almost nothing: the dump is uncompressed and
+    // deduplicates.
+    let r2 = run(&mut s.coffer(["--json", "backup", "--source", "pg-main"])).ok();
+    let added = r2.summary()["data_added"].as_u64().unwrap();
+    let total = r2.summary()["total_bytes_processed"].as_u64().unwrap();
+    // Only the chunks around the dump's header (timestamps) change.
+    assert!(
+        added * 2 < total,
+        "second dump added {added} of {total} bytes"
+    );
+
+    // The file-shaped restore gives pg_restore-able files.
+    let out = s.dir.join("files");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "pg-main",
+        "--target",
+        out.to_str().unwrap(),
+    ]))
+    .ok();
+    assert!(out.join(format!("{db}.dump")).metadata().unwrap().len() > 100_000);
+    assert!(std::fs::read_to_string(out.join("globals.sql"))
+        .unwrap()
+        .contains(&role));
+    s.repo.restic_check(true);
+    drop_db(&db);
+    drop_db(&restored);
+    psql("postgres", &format!("DROP ROLE IF EXISTS {role}"));
+}
+
+#[test]
+fn postgres_failures_leave_no_snapshot() {
+    // Unreachable server.
+    let s = setup(
+        "coffer-pg-fail-",
+        "[[source]]\nname = \"down\"\ntype = \"postgres\"\nurl = \"postgresql://postgres@127.0.0.1:1/\"\n",
+    );
+    let r = run(&mut s.coffer(["backup", "--source", "down"])).expect_code(1);
+    assert!(
+        r.output().contains("127.0.0.1") && r.output().contains("down"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(s.repo.count_files("snapshots"), 0);
+
+    // pg_dump killed mid-stream: a wrapper starts the real one and kills it after a moment.
+    let db = dbname("big");
+    drop_db(&db);
+    psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+    psql(&db, "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 1500000) g");
+    let bin = s.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["psql", "pg_dumpall", "pg_restore"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    write(
+        &bin.join("pg_dump"),
+        b"#!/bin/sh\n/usr/bin/pg_dump \"$@\" &\npid=$!\nsleep 0.5\nkill -9 $pid\nwait $pid\nexit $?\n",
+    );
+    chmod(&bin.join("pg_dump"), 0o755);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap()
+            + &format!(
+                "\n[[source]]\nname = \"killed\"\ntype = \"postgres\"\nurl = \"{PG}\"\ndatabases = [\"{db}\"]\nbin_dir = \"{}\"\n",
+                bin.display()
+            ),
+    )
+    .unwrap();
+    let r = run(&mut s.coffer(["backup", "--source", "killed"])).expect_code(1);
+    assert!(
+        r.output().contains("pg_dump") && r.output().contains("137"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        s.repo.count_files("snapshots"),
+        0,
+        "a killed dump must not become a snapshot"
+    );
+    run(&mut s.repo.coffer(["unlock"])).ok();
+    s.repo.restic_check(false);
+    drop_db(&db);
+
+    // A database that does not exist is named.
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap()
+            + &format!("\n[[source]]\nname = \"nodb\"\ntype = \"postgres\"\nurl = \"{PG}\"\ndatabases = [\"no_such_db_x\"]\n"),
+    )
+    .unwrap();
+    let r = run(&mut s.coffer(["backup", "--source", "nodb"])).expect_code(1);
+    assert!(r.output().contains("no_such_db_x"), "{}", r.describe());
+}
+
+#[test]
+fn command_and_files_sources() {
+    let tmp = tempdir("coffer-cmd-");
+    let out = tmp.path().join("restored.txt");
+    let tree = tmp.path().join("tree");
+    random_files(&tree.join("a"), 3 << 20, 1 << 20, 5);
+    write(&tree.join("conf/app.conf"), b"key = value\n");
+    let s = setup(
+        "coffer-cmd-repo-",
+        &format!(
+            "[[source]]\nname = \"defs\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"seq 1 100000\"]\nrestore_command = [\"sh\", \"-c\", \"cat > {}\"]\nfilename = \"defs.txt\"\n\n\
+             [[source]]\nname = \"broken\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"echo partial; echo oops >&2; exit 3\"]\n\n\
+             [[source]]\nname = \"tree\"\ntype = \"files\"\npaths = [\"{}\"]\nexclude = [\"*.tmp\"]\n",
+            out.display(),
+            tree.display()
+        ),
+    );
+    run(&mut s.coffer(["backup", "--source", "defs"])).ok();
+    run(&mut s.coffer(["restore", "--source", "defs"])).ok();
+    let want: String = (1..=100000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+
+    let r = run(&mut s.coffer(["backup", "--source", "broken"])).expect_code(1);
+    assert!(
+        r.output().contains("status 3") && r.output().contains("oops"),
+        "{}",
+        r.describe()
+    );
+
+    write(&tree.join("skip.tmp"), b"x");
+    run(&mut s.coffer(["backup", "--source", "tree"])).ok();
+    let target = s.dir.join("tree-restore");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "tree",
+        "--target",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    let got = restored_path(&target, &tree);
+    assert!(!got.join("skip.tmp").exists());
+    for sub in ["a", "conf"] {
+        assert_trees_equal(
+            &tree.join(sub),
+            &got.join(sub),
+            Restorer::Coffer,
+            "files source",
+        );
+    }
+
+    let l = run(&mut s.coffer(["--json", "sources"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
+    let names: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["defs", "broken", "tree"]);
+    assert!(
+        v[0]["last_snapshot"].is_string() && v[1]["last_snapshot"].is_null(),
+        "{v}"
+    );
+    s.repo.restic_check(true);
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let s = setup(
+        "coffer-cfg-",
+        "[[source]]\nname = \"pg\"\ntype = \"postgres\"\nurl = \"postgresql://x@127.0.0.1/\"\ndatabse = [\"app\"]\n",
+    );
+    let r = run(&mut s.coffer(["backup", "--source", "pg"])).expect_code(1);
+    let o = r.output();
+    assert!(
+        o.contains("coffer.toml") && o.contains("line 7") && o.contains("databse"),
+        "{o}"
+    );
+
+    let r = run(&mut s.coffer(["backup", "--source", "nope"])).expect_code(1);
+    assert!(r.output().contains("nope"), "{}", r.describe());
+
+    std::fs::write(
+        &s.config,
+        "[[repository]]\nname = \"l\"\nurl = \"${COFFER_NOT_SET_ANYWHERE}\"\n",
+    )
+    .unwrap();
+    let r = run(&mut s.coffer(["sources"])).expect_code(1);
+    let o = r.output();
+    assert!(
+        o.contains("COFFER_NOT_SET_ANYWHERE") && o.contains("line 3"),
+        "{o}"
+    );
+}
