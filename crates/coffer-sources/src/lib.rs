@@ -11,6 +11,7 @@
 pub mod command;
 pub mod files;
 mod manifest;
+pub mod mariadb;
 pub mod postgres;
 pub mod redis;
 mod util;
@@ -184,6 +185,10 @@ pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, Sourc
             &entry.name,
             settings.try_into().map_err(bad)?,
         )?),
+        "mariadb" | "mysql" => Box::new(mariadb::Mariadb::new(
+            &entry.name,
+            settings.try_into().map_err(bad)?,
+        )?),
         "redis" => Box::new(redis::Redis::new(
             &entry.name,
             settings.try_into().map_err(bad)?,
@@ -199,7 +204,7 @@ pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, Sourc
         other => {
             return Err(SourceError::Config(cfg.source_error(
                 entry,
-                format!("unknown type {other:?} (known: postgres, redis, files, command)"),
+                format!("unknown type {other:?} (known: postgres, mariadb, redis, files, command)"),
             )))
         }
     })

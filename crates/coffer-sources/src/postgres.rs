@@ -269,7 +269,7 @@ impl Source for Postgres {
             c.args(["--format=custom", "--compress=0"])
                 .arg("--dbname")
                 .arg(url_with_database(&self.url, db));
-            streams.push(deferred(&dump_file(db), c));
+            streams.push(util::deferred(&dump_file(db), c, None));
         }
         let m = manifest.clone();
         streams.push(coffer_archiver::lazy_stream(
@@ -416,52 +416,5 @@ impl Source for Postgres {
             None => "all databases".into(),
         };
         format!("{} ({dbs}, logical)", redact(&self.url))
-    }
-}
-
-/// A stream whose command starts when the stream is first read.
-fn deferred(filename: &str, cmd: Command) -> coffer_archiver::StreamSource {
-    type Finish = Box<dyn FnOnce() -> Result<(), String> + Send>;
-    struct Deferred {
-        cmd: Option<Command>,
-        filename: String,
-        reader: Option<Box<dyn std::io::Read + Send>>,
-        finish: std::sync::Arc<parking_lot::Mutex<Option<Finish>>>,
-    }
-    impl std::io::Read for Deferred {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if let Some(cmd) = self.cmd.take() {
-                match util::stream(&self.filename, cmd) {
-                    Ok(s) => {
-                        self.reader = Some(s.reader);
-                        *self.finish.lock() = Some(s.finish);
-                    }
-                    Err(e) => {
-                        let msg = e.clone();
-                        *self.finish.lock() = Some(Box::new(move || Err(msg)));
-                        return Err(std::io::Error::other(e));
-                    }
-                }
-            }
-            match &mut self.reader {
-                Some(r) => r.read(buf),
-                None => Ok(0),
-            }
-        }
-    }
-    let slot: std::sync::Arc<parking_lot::Mutex<Option<Finish>>> = Default::default();
-    let finish = std::sync::Arc::clone(&slot);
-    coffer_archiver::StreamSource {
-        filename: filename.to_string(),
-        reader: Box::new(Deferred {
-            cmd: Some(cmd),
-            filename: filename.to_string(),
-            reader: None,
-            finish: slot,
-        }),
-        finish: Box::new(move || match finish.lock().take() {
-            Some(f) => f(),
-            None => Ok(()),
-        }),
     }
 }

@@ -160,3 +160,59 @@ pub fn write_file(path: &std::path::Path, mut input: impl Read) -> Result<u64, S
     std::fs::rename(&tmp, path).map_err(|e| format!("renaming to {}: {e}", path.display()))?;
     Ok(n)
 }
+
+/// Something a deferred command needs to stay alive until it has run (a credentials file).
+pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
+
+/// A stream whose command starts when the stream is first read.
+pub fn deferred(
+    filename: &str,
+    cmd: Command,
+    keep: Option<KeepAlive>,
+) -> coffer_archiver::StreamSource {
+    type Finish = Box<dyn FnOnce() -> Result<(), String> + Send>;
+    struct Deferred {
+        cmd: Option<Command>,
+        filename: String,
+        reader: Option<Box<dyn std::io::Read + Send>>,
+        finish: std::sync::Arc<parking_lot::Mutex<Option<Finish>>>,
+        _keep: Option<KeepAlive>,
+    }
+    impl std::io::Read for Deferred {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if let Some(cmd) = self.cmd.take() {
+                match stream(&self.filename, cmd) {
+                    Ok(s) => {
+                        self.reader = Some(s.reader);
+                        *self.finish.lock() = Some(s.finish);
+                    }
+                    Err(e) => {
+                        let msg = e.clone();
+                        *self.finish.lock() = Some(Box::new(move || Err(msg)));
+                        return Err(std::io::Error::other(e));
+                    }
+                }
+            }
+            match &mut self.reader {
+                Some(r) => r.read(buf),
+                None => Ok(0),
+            }
+        }
+    }
+    let slot: std::sync::Arc<parking_lot::Mutex<Option<Finish>>> = Default::default();
+    let finish = std::sync::Arc::clone(&slot);
+    coffer_archiver::StreamSource {
+        filename: filename.to_string(),
+        reader: Box::new(Deferred {
+            cmd: Some(cmd),
+            filename: filename.to_string(),
+            reader: None,
+            finish: slot,
+            _keep: keep,
+        }),
+        finish: Box::new(move || match finish.lock().take() {
+            Some(f) => f(),
+            None => Ok(()),
+        }),
+    }
+}

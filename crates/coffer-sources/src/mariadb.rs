@@ -1,0 +1,447 @@
+//! `type = "mariadb"`: MariaDB and MySQL, logical backups with the server's own dump tool.
+//!
+//! One `mariadb-dump --single-transaction --routines --events --triggers` per database (a
+//! consistent InnoDB view without locking writers), streamed into the repository as
+//! `<database>.sql`, plus `users.sql` (`--system=users`: `CREATE USER IF NOT EXISTS` and
+//! grants, so restoring it keeps accounts that exist). The dumps name no database, so a dump
+//! restores into any database name.
+//!
+//! The password never appears on a command line: it goes into a temporary defaults file
+//! readable only by us.
+//!
+//! ```toml
+//! [[source]]
+//! name = "mariadb-main"
+//! type = "mariadb"
+//! url = "mariadb://root:${MARIADB_PASSWORD}@127.0.0.1:3306/"
+//! databases = ["shop"]         # default: every database except the system ones
+//! ```
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use coffer_config::EnvString;
+use serde::Deserialize;
+
+use crate::{
+    util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
+};
+
+const SYSTEM_DATABASES: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
+
+/// Settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `mariadb://user:password@host:port/` (or `mysql://`).
+    pub url: EnvString,
+    /// Databases to dump (default: all but the system databases).
+    pub databases: Option<Vec<String>>,
+    /// Databases to leave out of the default list.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// `logical` (default); `physical` (mariadb-backup) is not available yet.
+    pub mode: Option<String>,
+    /// Directory holding mariadb and mariadb-dump (default: PATH).
+    pub bin_dir: Option<String>,
+}
+
+struct Conn {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_url(url: &str) -> Result<Conn, String> {
+    let rest = url
+        .strip_prefix("mariadb://")
+        .or_else(|| url.strip_prefix("mysql://"))
+        .ok_or("url must start with mariadb:// or mysql://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
+            None => (percent_decode(u), None),
+        },
+        None => ("root".to_string(), None),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+        ),
+        None => (hostport.to_string(), 3306),
+    };
+    Ok(Conn {
+        host: if host.is_empty() {
+            "127.0.0.1".into()
+        } else {
+            host
+        },
+        port,
+        user,
+        password,
+    })
+}
+
+/// A MariaDB source.
+pub struct Mariadb {
+    name: String,
+    conn: Conn,
+    databases: Option<Vec<String>>,
+    exclude: Vec<String>,
+    bin_dir: Option<String>,
+}
+
+/// File name of a database's dump in the snapshot.
+pub fn dump_file(db: &str) -> String {
+    format!(
+        "{}.sql",
+        crate::postgres::dump_file(db).trim_end_matches(".dump")
+    )
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+impl Mariadb {
+    /// Checks the settings.
+    pub fn new(name: &str, cfg: Config) -> Result<Mariadb, SourceError> {
+        match cfg.mode.as_deref() {
+            None | Some("logical") => {}
+            Some(m) => {
+                return Err(SourceError::Usage(format!(
+                    "source {name:?}: mode {m:?} is not available (use \"logical\")"
+                )))
+            }
+        }
+        let conn =
+            parse_url(&cfg.url).map_err(|e| SourceError::Usage(format!("source {name:?}: {e}")))?;
+        Ok(Mariadb {
+            name: name.to_string(),
+            conn,
+            databases: cfg.databases,
+            exclude: cfg.exclude_databases,
+            bin_dir: cfg.bin_dir,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}@{}:{}", self.conn.user, self.conn.host, self.conn.port)
+    }
+
+    /// A defaults file holding the credentials (mode 0600), alive as long as the handle.
+    fn defaults_file(&self) -> Result<Arc<tempfile::NamedTempFile>, SourceError> {
+        let mut f = tempfile::Builder::new()
+            .prefix("coffer-mariadb-")
+            .tempfile()
+            .map_err(|e| SourceError::Usage(format!("creating a credentials file: {e}")))?;
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut text = format!(
+            "[client]\nhost=\"{}\"\nport={}\nuser=\"{}\"\n",
+            esc(&self.conn.host),
+            self.conn.port,
+            esc(&self.conn.user)
+        );
+        if let Some(p) = &self.conn.password {
+            text.push_str(&format!("password=\"{}\"\n", esc(p)));
+        }
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.flush())
+            .map_err(|e| SourceError::Usage(format!("writing a credentials file: {e}")))?;
+        Ok(Arc::new(f))
+    }
+
+    fn tool(&self, prog: &str, defaults: &tempfile::NamedTempFile) -> Command {
+        let path = match &self.bin_dir {
+            Some(d) => format!("{d}/{prog}"),
+            None => prog.to_string(),
+        };
+        let mut c = Command::new(path);
+        // Must come first, as the client requires.
+        c.arg(format!(
+            "--defaults-extra-file={}",
+            defaults.path().display()
+        ));
+        c.arg("--default-character-set=utf8mb4");
+        if prog == "mariadb" {
+            c.arg("--connect-timeout=15");
+        }
+        c
+    }
+
+    fn tool_err(&self, message: String) -> SourceError {
+        SourceError::Tool {
+            source_name: self.name.clone(),
+            message,
+        }
+    }
+
+    fn query(&self, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        let d = self.defaults_file()?;
+        let mut c = self.tool("mariadb", &d);
+        c.args(["--batch", "--skip-column-names", "-e", sql]);
+        if let Some(db) = db {
+            c.arg(db);
+        }
+        let out = util::output(c).map_err(|m| SourceError::Server {
+            source_name: self.name.clone(),
+            message: format!("{}: {m}", self.endpoint()),
+        })?;
+        Ok(out
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+
+    fn databases(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        let rows = self.query(
+            None,
+            "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0) FROM information_schema.schemata s LEFT JOIN information_schema.tables t ON t.table_schema = s.schema_name GROUP BY s.schema_name ORDER BY s.schema_name",
+        )?;
+        let all: Vec<(String, u64)> = rows
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.parse().ok()?)))
+            .collect();
+        match &self.databases {
+            Some(wanted) => wanted
+                .iter()
+                .map(|w| {
+                    all.iter()
+                        .find(|(n, _)| n == w)
+                        .cloned()
+                        .ok_or_else(|| SourceError::Server {
+                            source_name: self.name.clone(),
+                            message: format!(
+                                "database {w:?} does not exist on {}",
+                                self.endpoint()
+                            ),
+                        })
+                })
+                .collect(),
+            None => Ok(all
+                .into_iter()
+                .filter(|(n, _)| {
+                    !SYSTEM_DATABASES.contains(&n.as_str()) && !self.exclude.contains(n)
+                })
+                .collect()),
+        }
+    }
+}
+
+impl Source for Mariadb {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "mariadb"
+    }
+
+    fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError> {
+        let started = Instant::now();
+        let version = self
+            .query(None, "SELECT VERSION()")?
+            .first()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default();
+        let dbs = self.databases()?;
+        manifest.set("mode", "logical");
+        manifest.set("server_version", version);
+        manifest.set("started_at", chrono::Local::now().to_rfc3339());
+        manifest.set(
+            "databases",
+            serde_json::Value::Array(
+                dbs.iter()
+                    .map(|(db, size)| serde_json::json!({"name": db, "file": dump_file(db), "size_bytes": size}))
+                    .collect(),
+            ),
+        );
+        let defaults = self.defaults_file()?;
+        let mut streams = Vec::new();
+        let mut users = self.tool("mariadb-dump", &defaults);
+        users.args([
+            "--system=users",
+            "--no-create-info",
+            "--no-data",
+            "--skip-triggers",
+        ]);
+        streams.push(util::deferred(
+            "users.sql",
+            users,
+            Some(Arc::clone(&defaults) as util::KeepAlive),
+        ));
+        for (db, _) in &dbs {
+            let mut c = self.tool("mariadb-dump", &defaults);
+            c.args([
+                "--single-transaction",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--hex-blob",
+                "--quick",
+                "--skip-dump-date",
+            ])
+            .arg(db);
+            streams.push(util::deferred(
+                &dump_file(db),
+                c,
+                Some(Arc::clone(&defaults) as util::KeepAlive),
+            ));
+        }
+        let m = manifest.clone();
+        streams.push(coffer_archiver::lazy_stream(
+            "coffer-manifest.json",
+            move || {
+                m.set("duration_seconds", started.elapsed().as_secs_f64());
+                m.set("finished_at", chrono::Local::now().to_rfc3339());
+                serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
+            },
+        ));
+        Ok(BackupPlan::Streams(streams))
+    }
+
+    fn restore(
+        &self,
+        files: &SnapshotFiles,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport, SourceError> {
+        let mut report = RestoreReport::default();
+        let dbs: Vec<String> = files
+            .manifest()
+            .and_then(|m| m.get("databases").cloned())
+            .and_then(|d| d.as_array().cloned())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source_db = match (&req.database, dbs.len()) {
+            (Some(d), _) => d.clone(),
+            (None, 1) => dbs[0].clone(),
+            (None, _) => {
+                return Err(SourceError::Usage(format!(
+                    "snapshot {} holds {} databases ({}): choose one with --database",
+                    files.snapshot.id.short(),
+                    dbs.len(),
+                    dbs.join(", ")
+                )))
+            }
+        };
+        let file = dump_file(&source_db);
+        files.node(&file)?;
+        if let Some(dir) = &req.target {
+            for f in [file.as_str(), "users.sql"] {
+                let path = dir.join(f);
+                let n = util::write_file(&path, files.reader(f)?).map_err(SourceError::Usage)?;
+                report
+                    .steps
+                    .push(format!("wrote {} ({n} bytes)", path.display()));
+            }
+            return Ok(report);
+        }
+        let target_db = req.to_database.clone().unwrap_or_else(|| source_db.clone());
+        let defaults = self.defaults_file()?;
+
+        // Accounts first (CREATE USER IF NOT EXISTS keeps existing ones).
+        let mut c = self.tool("mariadb", &defaults);
+        c.arg("--force");
+        util::feed(c, files.reader("users.sql")?)
+            .map_err(|m| self.tool_err(format!("restoring users: {m}")))?;
+        report
+            .steps
+            .push("applied users and grants (existing accounts kept)".into());
+
+        let exists = !self
+            .query(
+                None,
+                &format!(
+                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = {}",
+                    quote_literal(&target_db)
+                ),
+            )?
+            .is_empty();
+        if exists && !req.clean {
+            return Err(SourceError::Usage(format!(
+                "database {target_db:?} already exists: use --clean to replace it, or --to-database NEW"
+            )));
+        }
+        if exists {
+            self.query(None, &format!("DROP DATABASE {}", quote_ident(&target_db)))?;
+            report
+                .steps
+                .push(format!("dropped existing database {target_db:?} (--clean)"));
+        }
+        self.query(
+            None,
+            &format!(
+                "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+                quote_ident(&target_db)
+            ),
+        )?;
+        let started = Instant::now();
+        let mut c = self.tool("mariadb", &defaults);
+        c.arg(&target_db);
+        util::feed(c, files.reader(&file)?).map_err(|m| {
+            self.tool_err(format!("loading {source_db:?} into {target_db:?} failed; the database is partly restored: {m}"))
+        })?;
+        report.steps.push(format!(
+            "restored {source_db:?} into {target_db:?} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let tables = self.query(
+            None,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE'",
+                quote_literal(&target_db)
+            ),
+        )?;
+        if let Some(n) = tables
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            report.checks.insert("tables".into(), n.into());
+        }
+        Ok(report)
+    }
+
+    fn describe(&self) -> String {
+        let dbs = match &self.databases {
+            Some(d) => d.join(", "),
+            None => "all databases".into(),
+        };
+        format!("mariadb://{} ({dbs}, logical)", self.endpoint())
+    }
+}
