@@ -109,9 +109,19 @@ impl Config {
 
     /// Parses text read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+        // The parser's own Display quotes the offending line, which may hold a password:
+        // report the line number and the message only.
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {}", e.message().trim_end()),
+                    None => e.message().trim_end().to_string(),
+                },
+            }
         })?;
         cfg.path = path.to_path_buf();
         cfg.text = text.to_string();

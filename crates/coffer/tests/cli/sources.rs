@@ -498,3 +498,66 @@ fn mariadb_logical_round_trip() {
         &format!("DROP DATABASE IF EXISTS {db}; DROP DATABASE IF EXISTS {restored}"),
     );
 }
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379"])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_backup_and_restores() {
+    // db 12 is this test's own; the source backs up the whole instance.
+    redis_cli(&["-n", "12", "FLUSHDB"]);
+    for i in 0..500 {
+        redis_cli(&["-n", "12", "SET", &format!("k{i}"), &format!("välue {i}")]);
+    }
+    redis_cli(&["-n", "12", "RPUSH", "list", "a", "b", "c"]);
+    redis_cli(&["-n", "12", "HSET", "hash", "f", "v"]);
+    let s = setup(
+        "coffer-redis-",
+        "[[source]]\nname = \"cache\"\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/\"\n",
+    );
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "cache"])).ok();
+    assert_eq!(r.summary()["files_new"], 1, "{}", r.describe());
+    let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    let m = &v[0]["coffer"];
+    assert!(
+        m["redis_version"].is_string() && m["rdb_crc64"].is_string(),
+        "{m}"
+    );
+    assert_eq!(m["keys"]["db12"], 502, "{m}");
+
+    let r = run(&mut s.coffer(["--json", "restore", "--source", "cache", "--scratch"])).ok();
+    let checks = &r.summary()["checks"];
+    assert!(checks.to_string().contains("502"), "{checks}");
+
+    let dir = s.dir.join("rdb");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        dir.to_str().unwrap(),
+    ]))
+    .ok();
+    let check = Command::new("redis-check-rdb")
+        .arg(dir.join("dump.rdb"))
+        .output()
+        .expect("redis-check-rdb");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("RDB looks OK"),
+        "{check:?}"
+    );
+    redis_cli(&["-n", "12", "FLUSHDB"]);
+    s.repo.restic_check(true);
+}
