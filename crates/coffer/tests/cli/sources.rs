@@ -77,7 +77,7 @@ fn make_app_db(db: &str) {
          CREATE TABLE orders (id bigserial PRIMARY KEY, customer int REFERENCES customers(id), amount numeric(12,2), at timestamptz);
          CREATE TABLE notes (id int PRIMARY KEY, body text, data bytea, tags jsonb);
          INSERT INTO customers (name, city) SELECT 'Kunde ' || g, (ARRAY['Zürich','北京','São Paulo','Kraków'])[1 + g % 4] FROM generate_series(1, 2000) g;
-         INSERT INTO orders (customer, amount, at) SELECT 1 + g % 2000, (g % 997) * 1.25, '2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 50000) g;
+         INSERT INTO orders (customer, amount, at) SELECT 1 + g % 2000, (g % 997) * 1.25, '2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 400000) g;
          INSERT INTO notes SELECT g, repeat('ünïcødé ✓ ', g % 50), decode(md5(g::text), 'hex'), jsonb_build_object('n', g, 'ok', g % 2 = 0) FROM generate_series(1, 3000) g;
          CREATE VIEW sales_by_city AS SELECT c.city, sum(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.city;
          CREATE FUNCTION greet(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'Grüß dich, ' || who $$;",
