@@ -47,6 +47,8 @@ if [[ " ${tools[*]} " == *" rustic "* ]] && ! command -v rustic >/dev/null; then
 fi
 
 rm -rf "$work"; mkdir -p "$work"
+# A private copy, so that a rebuild during the run cannot swap the binary halfway through.
+cp "$coffer" "$work/coffer"; coffer="$work/coffer"
 export RESTIC_PASSWORD=$pw COFFER_PASSWORD=$pw
 # Whatever caches a tool would still open go to the scratch space.
 export RESTIC_CACHE_DIR="$work/cache-restic" COFFER_CACHE_DIR="$work/cache-coffer"
@@ -224,6 +226,7 @@ for tool in "${tools[@]}"; do
     measure "$tool" before
     echo "$tool: forget, prune, check, check --read-data" >&2
     run "$tool" forget $cmd forget --keep-last "$keep"
+    measure "$tool" forgot
     case $tool in
     rustic) run "$tool" prune $cmd prune --max-unused 0% --instant-delete ;;
     *) run "$tool" prune $cmd prune --max-unused 0% ;;
@@ -261,7 +264,7 @@ for op in backup forget prune check read-data; do
     for tool in "${tools[@]}"; do
         case $op in
         backup) key=before; label="backup x$snapshots" ;;
-        forget) key=before; label=forget ;;
+        forget) key=forgot; label=forget ;;
         *) key=after; label=$op ;;
         esac
         [ "$op" = read-data ] && label="check -rd"

@@ -78,10 +78,14 @@ fn run_on(g: &GlobalOpts, repo: &Arc<coffer_repo::Repository>, a: Args) -> anyho
             println!("dry run: nothing was changed");
         } else {
             println!(
-                "done: {} packs written, {} index files written, {} deleted; freed {} ({} -> {})",
+                "done: {} packs written, {} packs deleted ({} unused, {} repacked, {} unreferenced); {} index files replaced by {}; freed {} ({} -> {})",
                 stats.packs_written,
-                stats.index_files_written,
+                stats.remove_packs.count + stats.repack_packs.count + stats.unreferenced_packs.count,
+                stats.remove_packs.count,
+                stats.repack_packs.count,
+                stats.unreferenced_packs.count,
                 stats.index_files_deleted,
+                stats.index_files_written,
                 bytes(stats.bytes_freed),
                 bytes(stats.total_before),
                 bytes(stats.total_after)
