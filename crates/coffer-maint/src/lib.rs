@@ -2,6 +2,7 @@
 //! sound, all on top of `coffer-repo` and all leaving a repository that stock restic accepts:
 //!
 //! - [`retention`]: which snapshots a keep policy (`--keep-daily 7 ...`) keeps, and why.
+//! - [`chains`]: which archived log files (WAL) the remaining base backups still need.
 //! - [`prune`]: delete unreferenced packs, repack partly used ones, rewrite the index.
 //! - [`check`]: structure checks and reading back pack data (all or a subset).
 //! - [`repair`]: rebuild the index from pack headers; rewrite snapshots around lost data.
@@ -14,6 +15,7 @@
 //! (the CLI waits for it with `--retry-lock`). Each operation writes before it deletes, so a
 //! process killed at any point leaves a valid repository.
 
+pub mod chains;
 pub mod check;
 pub mod copy;
 mod error;

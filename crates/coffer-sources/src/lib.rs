@@ -58,6 +58,20 @@ pub enum SourceError {
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] coffer_repo::RepoError),
+    /// Writing a snapshot failed.
+    #[error(transparent)]
+    Backup(#[from] coffer_archiver::BackupError),
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A WAL file was refused on its way into or out of the archive.
+    #[error("{0}")]
+    Wal(String),
 }
 
 /// What a backup of a source reads.
@@ -86,6 +100,8 @@ pub struct RestoreRequest {
     pub clean: bool,
     /// Start a scratch server from the backup and check it (Redis).
     pub scratch: bool,
+    /// Parallel restore jobs (PostgreSQL logical: `pg_restore --jobs`, from a temporary file).
+    pub jobs: Option<usize>,
 }
 
 /// What a restore did, for the CLI to print.
@@ -174,6 +190,10 @@ pub trait Source: Send + Sync {
     ) -> Result<RestoreReport, SourceError>;
     /// Settings worth showing in `coffer sources` (no secrets).
     fn describe(&self) -> String;
+    /// Tags besides `source:NAME` and `type:KIND` that its snapshots carry.
+    fn extra_tags(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Builds the source a `[[source]]` entry declares; errors name the file, line and key.
@@ -181,10 +201,7 @@ pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, Sourc
     let settings = toml::Value::Table(entry.settings.clone());
     let bad = |e: toml::de::Error| SourceError::Config(cfg.source_error(entry, e.message()));
     Ok(match entry.kind.as_str() {
-        "postgres" => Box::new(postgres::Postgres::new(
-            &entry.name,
-            settings.try_into().map_err(bad)?,
-        )?),
+        "postgres" => postgres::build(&entry.name, settings.try_into().map_err(bad)?)?,
         "mariadb" | "mysql" => Box::new(mariadb::Mariadb::new(
             &entry.name,
             settings.try_into().map_err(bad)?,

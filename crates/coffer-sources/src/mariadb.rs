@@ -1,10 +1,29 @@
-//! `type = "mariadb"`: MariaDB and MySQL, logical backups with the server's own dump tool.
+//! `type = "mariadb"`: MariaDB and MySQL, backed up with the server's own tools, logically
+//! (`mode = "logical"`, the default) or physically (`mode = "physical"`).
 //!
-//! One `mariadb-dump --single-transaction --routines --events --triggers` per database (a
-//! consistent InnoDB view without locking writers), streamed into the repository as
-//! `<database>.sql`, plus `users.sql` (`--system=users`: `CREATE USER IF NOT EXISTS` and
+//! Logical: one `mariadb-dump --single-transaction --routines --events --triggers` per
+//! database (a consistent InnoDB view without locking writers), streamed into the repository
+//! as `<database>.sql`, plus `users.sql` (`--system=users`: `CREATE USER IF NOT EXISTS` and
 //! grants, so restoring it keeps accounts that exist). The dumps name no database, so a dump
 //! restores into any database name.
+//!
+//! Physical (`mariadb_physical.rs`): `mariadb-backup --backup --stream=xbstream` (Debian package
+//! `mariadb-backup`) copies the whole server's data directory, streamed into the repository as
+//! `backup.xbstream`; the manifest records the InnoDB checkpoint LSN and, when the binary log
+//! is on, the binlog file, position and GTID the copy is consistent with. It has to run on the
+//! database host, as a user that can read the data directory (root, or one in group mysql).
+//! Restore unpacks it with `mbstream -x` into an empty or new `--target DIR` and runs
+//! `mariadb-backup --prepare` there; moving DIR into place is left to the operator, who has to
+//! stop the server for it:
+//!
+//! ```sh
+//! coffer restore --source mariadb-phys latest --target /var/lib/mysql-restored
+//! systemctl stop mariadb
+//! mv /var/lib/mysql /var/lib/mysql.old && mv /var/lib/mysql-restored /var/lib/mysql
+//! chown -R mysql:mysql /var/lib/mysql && systemctl start mariadb
+//! # or, into an empty data directory:
+//! mariadb-backup --copy-back --target-dir=/var/lib/mysql-restored
+//! ```
 //!
 //! The password never appears on a command line: it goes into a temporary defaults file
 //! readable only by us.
@@ -15,6 +34,12 @@
 //! type = "mariadb"
 //! url = "mariadb://root:${MARIADB_PASSWORD}@127.0.0.1:3306/"
 //! databases = ["shop"]         # default: every database except the system ones
+//!
+//! [[source]]
+//! name = "mariadb-phys"
+//! type = "mariadb"
+//! url = "mariadb://root:${MARIADB_PASSWORD}@127.0.0.1:3306/"
+//! mode = "physical"            # the whole server; `databases` does not apply
 //! ```
 
 use std::io::Write;
@@ -24,6 +49,9 @@ use std::time::Instant;
 
 use coffer_config::EnvString;
 use serde::Deserialize;
+
+#[path = "mariadb_physical.rs"]
+mod physical;
 
 use crate::{
     util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
@@ -42,9 +70,9 @@ pub struct Config {
     /// Databases to leave out of the default list.
     #[serde(default)]
     pub exclude_databases: Vec<String>,
-    /// `logical` (default); `physical` (mariadb-backup) is not available yet.
+    /// `logical` (default, mariadb-dump) or `physical` (mariadb-backup, the whole server).
     pub mode: Option<String>,
-    /// Directory holding mariadb and mariadb-dump (default: PATH).
+    /// Directory holding mariadb, mariadb-dump, mariadb-backup and mbstream (default: PATH).
     pub bin_dir: Option<String>,
 }
 
@@ -109,10 +137,17 @@ fn parse_url(url: &str) -> Result<Conn, String> {
     })
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Logical,
+    Physical,
+}
+
 /// A MariaDB source.
 pub struct Mariadb {
     name: String,
     conn: Conn,
+    mode: Mode,
     databases: Option<Vec<String>>,
     exclude: Vec<String>,
     bin_dir: Option<String>,
@@ -137,19 +172,29 @@ fn quote_literal(s: &str) -> String {
 impl Mariadb {
     /// Checks the settings.
     pub fn new(name: &str, cfg: Config) -> Result<Mariadb, SourceError> {
-        match cfg.mode.as_deref() {
-            None | Some("logical") => {}
+        let mode = match cfg.mode.as_deref() {
+            None | Some("logical") => Mode::Logical,
+            Some("physical") => Mode::Physical,
             Some(m) => {
                 return Err(SourceError::Usage(format!(
-                    "source {name:?}: mode {m:?} is not available (use \"logical\")"
+                    "source {name:?}: unknown mode {m:?} (use \"logical\" or \"physical\")"
                 )))
             }
+        };
+        // A physical copy is of the whole server; silently ignoring a database list would
+        // make the operator believe the backup is smaller or narrower than it is.
+        if mode == Mode::Physical && (cfg.databases.is_some() || !cfg.exclude_databases.is_empty())
+        {
+            return Err(SourceError::Usage(format!(
+                "source {name:?}: databases and exclude_databases do not apply to mode \"physical\" (mariadb-backup copies the whole server); use mode \"logical\" for single databases"
+            )));
         }
         let conn =
             parse_url(&cfg.url).map_err(|e| SourceError::Usage(format!("source {name:?}: {e}")))?;
         Ok(Mariadb {
             name: name.to_string(),
             conn,
+            mode,
             databases: cfg.databases,
             exclude: cfg.exclude_databases,
             bin_dir: cfg.bin_dir,
@@ -182,12 +227,15 @@ impl Mariadb {
         Ok(Arc::new(f))
     }
 
-    fn tool(&self, prog: &str, defaults: &tempfile::NamedTempFile) -> Command {
-        let path = match &self.bin_dir {
+    fn bin(&self, prog: &str) -> String {
+        match &self.bin_dir {
             Some(d) => format!("{d}/{prog}"),
             None => prog.to_string(),
-        };
-        let mut c = Command::new(path);
+        }
+    }
+
+    fn tool(&self, prog: &str, defaults: &tempfile::NamedTempFile) -> Command {
+        let mut c = Command::new(self.bin(prog));
         // Must come first, as the client requires.
         c.arg(format!(
             "--defaults-extra-file={}",
@@ -269,6 +317,9 @@ impl Source for Mariadb {
     }
 
     fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError> {
+        if self.mode == Mode::Physical {
+            return physical::backup(self, manifest);
+        }
         let started = Instant::now();
         let version = self
             .query(None, "SELECT VERSION()")?
@@ -336,6 +387,11 @@ impl Source for Mariadb {
         files: &SnapshotFiles,
         req: &RestoreRequest,
     ) -> Result<RestoreReport, SourceError> {
+        // The snapshot decides, not the configured mode: a source switched to physical still
+        // restores its older logical snapshots, and the other way round.
+        if physical::is_physical(files) {
+            return physical::restore(self, files, req);
+        }
         let mut report = RestoreReport::default();
         let dbs: Vec<String> = files
             .manifest()
@@ -438,10 +494,18 @@ impl Source for Mariadb {
     }
 
     fn describe(&self) -> String {
-        let dbs = match &self.databases {
-            Some(d) => d.join(", "),
-            None => "all databases".into(),
-        };
-        format!("mariadb://{} ({dbs}, logical)", self.endpoint())
+        match self.mode {
+            Mode::Physical => format!(
+                "mariadb://{} (whole server, physical: mariadb-backup)",
+                self.endpoint()
+            ),
+            Mode::Logical => {
+                let dbs = match &self.databases {
+                    Some(d) => d.join(", "),
+                    None => "all databases".into(),
+                };
+                format!("mariadb://{} ({dbs}, logical)", self.endpoint())
+            }
+        }
     }
 }

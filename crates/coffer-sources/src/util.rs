@@ -53,7 +53,17 @@ fn describe_status(prog: &str, st: std::process::ExitStatus, stderr: &str) -> St
 }
 
 /// A stream from `cmd`'s stdout; the backup fails unless it exits 0.
-pub fn stream(filename: &str, mut cmd: Command) -> Result<StreamSource, String> {
+pub fn stream(filename: &str, cmd: Command) -> Result<StreamSource, String> {
+    stream_then(filename, cmd, |_| Ok(()))
+}
+
+/// Like [`stream`], and once the command has exited 0, `after` reads its stderr (positions
+/// and figures that tools such as pg_basebackup print there) and may still fail the backup.
+pub fn stream_then(
+    filename: &str,
+    mut cmd: Command,
+    after: impl FnOnce(&str) -> Result<(), String> + Send + 'static,
+) -> Result<StreamSource, String> {
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -73,7 +83,7 @@ pub fn stream(filename: &str, mut cmd: Command) -> Result<StreamSource, String> 
                 .map_err(|e| format!("waiting for {prog}: {e}"))?;
             let _ = collector.join();
             if st.success() {
-                Ok(())
+                after(&tail.text())
             } else {
                 Err(describe_status(&prog, st, &tail.text()))
             }

@@ -88,6 +88,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         );
     }
     let mut source = None;
+    let mut extra_tags = Vec::new();
     let mut stream_list = Vec::new();
     let mut source_paths = Vec::new();
     if let Some(name) = &a.source {
@@ -105,6 +106,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             }
             coffer_sources::BackupPlan::Streams(s) => stream_list = s,
         }
+        extra_tags = src.extra_tags();
         source = Some((name.clone(), src.kind(), manifest, repo_name));
     }
     let excludes = PatternSet::new(&patterns)?;
@@ -189,6 +191,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let mut finalize: Option<coffer_archiver::Finalize> = None;
     if let Some((name, kind, manifest, _)) = source {
         tags.extend(coffer_sources::source_tags(&name, kind));
+        tags.extend(extra_tags);
         finalize = Some(Box::new(move |extra| {
             extra.insert(
                 "coffer".into(),

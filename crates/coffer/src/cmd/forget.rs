@@ -6,7 +6,10 @@
 //! Also owns the helpers `tag` shares: resolving snapshot arguments, removing snapshot files,
 //! restic's JSON form of a snapshot, and a plain text table.
 
+use std::collections::HashSet;
+
 use anyhow::{bail, Context};
+use coffer_maint::chains;
 use coffer_maint::retention::{self, GroupBy, KeepDuration, Policy, TagList};
 use coffer_repo::backend::FileType;
 use coffer_repo::snapshot::SnapshotWithId;
@@ -134,7 +137,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let text = !g.json && !g.quiet;
 
     let remove: Vec<&SnapshotWithId> = if a.snapshots.is_empty() {
-        apply_policy(g, &a, &policy, &snaps)?
+        let all = repo.snapshots()?;
+        apply_policy(g, &a, &policy, &snaps, &all)?
     } else {
         let chosen = resolve(&snaps, &a.snapshots)?;
         if text {
@@ -178,11 +182,14 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
 }
 
 /// Groups, applies the policy, prints the result; returns the snapshots to remove.
+/// Archived log files (WAL) are not subject to the policy: they go when no base backup that
+/// stays needs them (`coffer_maint::chains`). `all` is every snapshot, filter or not.
 fn apply_policy<'a>(
     g: &GlobalOpts,
     a: &Args,
     policy: &Policy,
     snaps: &'a [SnapshotWithId],
+    all: &[SnapshotWithId],
 ) -> anyhow::Result<Vec<&'a SnapshotWithId>> {
     let text = !g.json && !g.quiet;
     if text {
@@ -191,7 +198,9 @@ fn apply_policy<'a>(
     let now = chrono::Utc::now();
     let mut remove = Vec::new();
     let mut json_groups = Vec::new();
-    for group in retention::group(snaps, a.group_by) {
+    let (logs, backups): (Vec<&SnapshotWithId>, Vec<&SnapshotWithId>) =
+        snaps.iter().partition(|s| chains::is_log_file(&s.snap));
+    for group in retention::group(backups, a.group_by) {
         let outcome = retention::apply(group.snapshots.iter().copied(), policy, now);
         let kept: Vec<&retention::Decision<'_>> = outcome.kept().collect();
         let removed: Vec<&SnapshotWithId> = outcome.removed().collect();
@@ -232,6 +241,37 @@ fn apply_policy<'a>(
             }));
         }
         remove.extend(removed);
+    }
+    if !logs.is_empty() {
+        let gone: HashSet<Id> = remove.iter().map(|s| s.id).collect();
+        let d = chains::log_removals(&logs, all, &gone);
+        if text {
+            println!("archived log files (WAL), kept while a remaining base backup needs them:");
+            for (chain, start) in &d.chains {
+                match start {
+                    Some(p) => println!("  {chain}: oldest remaining base backup starts at {p}"),
+                    None => println!("  {chain}: no base backup remains, all its files are kept"),
+                }
+            }
+            println!(
+                "keep {} WAL snapshots, remove {}",
+                d.keep.len(),
+                d.remove.len()
+            );
+            println!();
+        }
+        if g.json {
+            json_groups.push(serde_json::json!({
+                "tags": ["wal"],
+                "host": "",
+                "paths": null,
+                "keep": d.keep.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
+                "remove": d.remove.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
+                "reasons": [],
+                "chains": d.chains,
+            }));
+        }
+        remove.extend(d.remove);
     }
     if g.json {
         println!("{}", serde_json::Value::Array(json_groups));

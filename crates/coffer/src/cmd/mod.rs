@@ -11,6 +11,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod pg;
 mod prune;
 mod repair;
 mod restore;
@@ -64,6 +65,13 @@ pub enum Command {
     Find(find::Args),
     /// List the sources of the config file with their latest snapshot
     Sources(sources::Args),
+    /// Archive one WAL file of a physical PostgreSQL source (archive_command)
+    WalPush(pg::PushArgs),
+    /// Restore one archived WAL file (restore_command); exits 1 when it is not archived
+    WalFetch(pg::FetchArgs),
+    /// PostgreSQL physical restores: a data directory at a point in time
+    #[command(subcommand)]
+    Pg(pg::PgCommand),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -92,6 +100,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Diff(a) => diff::run(g, a),
         Command::Find(a) => find::run(g, a),
         Command::Sources(a) => sources::run(g, a),
+        Command::WalPush(a) => pg::push(g, a),
+        Command::WalFetch(a) => pg::fetch(g, a),
+        Command::Pg(c) => pg::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

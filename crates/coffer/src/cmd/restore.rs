@@ -33,6 +33,10 @@ pub struct Args {
     /// With --source (Redis): start a scratch server from the backup and check its keys
     #[arg(long, requires = "source")]
     pub scratch: bool,
+    /// With --source (PostgreSQL logical): pg_restore with N parallel jobs (the dump is
+    /// spooled to a temporary file first, which parallel pg_restore needs)
+    #[arg(long, requires = "source", value_name = "N")]
+    pub jobs: Option<usize>,
     /// Restore only paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub include: Vec<String>,
@@ -56,7 +60,7 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     let tag = format!("source:{name}");
     let snap = repo
         .find_snapshot(&a.snapshot, |s| {
-            s.tags.contains(&tag) && a.filter.matches(s)
+            s.tags.contains(&tag) && !coffer_maint::chains::is_log_file(s) && a.filter.matches(s)
         })
         .with_context(|| format!("finding snapshot {:?} of source {name:?}", a.snapshot))?;
     repo.load_index()?;
@@ -76,6 +80,7 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         database: a.database.clone(),
         clean: a.clean,
         scratch: a.scratch,
+        jobs: a.jobs,
     };
     let report = src.restore(&files, &req).with_context(|| {
         format!(

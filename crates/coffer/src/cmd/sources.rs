@@ -39,12 +39,18 @@ pub fn run(g: &GlobalOpts, _a: Args) -> anyhow::Result<i32> {
         }
         let tag = format!("source:{}", entry.name);
         let last = match &repos[&key] {
-            Ok(snaps) => snaps.iter().rfind(|s| s.snap.tags.contains(&tag)).map(|s| {
-                (
-                    s.id.short(),
-                    s.snap.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                )
-            }),
+            // An archived WAL file is not a backup of its own: the last base backup counts.
+            Ok(snaps) => snaps
+                .iter()
+                .rfind(|s| {
+                    s.snap.tags.contains(&tag) && !coffer_maint::chains::is_log_file(&s.snap)
+                })
+                .map(|s| {
+                    (
+                        s.id.short(),
+                        s.snap.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    )
+                }),
             Err(_) => None,
         };
         rows.push(serde_json::json!({

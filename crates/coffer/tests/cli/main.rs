@@ -9,6 +9,7 @@ mod errors;
 mod forget;
 mod inspect;
 mod keys;
+mod pitr;
 mod prune;
 mod restic_compat;
 mod roundtrip;

@@ -499,6 +499,285 @@ fn mariadb_logical_round_trip() {
     );
 }
 
+fn maria_at(port: u16, db: Option<&str>, sql: &str) -> String {
+    let mut c = Command::new("mariadb");
+    c.args([
+        "-uroot",
+        "-h127.0.0.1",
+        &format!("-P{port}"),
+        "--protocol=tcp",
+        "--connect-timeout=5",
+        "--batch",
+        "--skip-column-names",
+        "--default-character-set=utf8mb4",
+        "-e",
+        sql,
+    ]);
+    if let Some(db) = db {
+        c.arg(db);
+    }
+    let out = c.output().expect("mariadb");
+    assert!(
+        out.status.success(),
+        "mariadb -P{port} {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// [`maria_fingerprint`]'s figures, from the server on `port`.
+fn maria_fingerprint_at(port: u16, db: &str) -> String {
+    let q = |sql: &str| maria_at(port, Some(db), sql);
+    let mut out = Vec::new();
+    for t in ["customers", "orders", "blobs"] {
+        out.push(q(&format!("SELECT COUNT(*) FROM {t}")));
+        out.push(
+            q(&format!("CHECKSUM TABLE {t} EXTENDED"))
+                .split('\t')
+                .nth(1)
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    out.push(q("SELECT * FROM city_totals ORDER BY city"));
+    out.push(q("SELECT greet('Zoë')"));
+    out.push(q(
+        "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()",
+    ));
+    out.push(q(
+        "SELECT GROUP_CONCAT(name ORDER BY id SEPARATOR '|') FROM customers WHERE id <= 8",
+    ));
+    out.join("\n")
+}
+
+/// A throwaway mariadbd on a restored data directory; killed on drop, so that a failing
+/// test does not leave it running.
+struct ScratchMaria {
+    child: std::process::Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ScratchMaria {
+    fn start(datadir: &std::path::Path, run_dir: &std::path::Path) -> ScratchMaria {
+        std::fs::create_dir_all(run_dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = run_dir.join("error.log");
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg("--user=root")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!(
+                "--socket={}",
+                run_dir.join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                run_dir.join("mysqld.pid").display()
+            ))
+            .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--tmpdir={}", run_dir.display()))
+            .args([
+                "--skip-networking=0",
+                &format!("--port={port}"),
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting mariadbd");
+        let mut s = ScratchMaria { child, port, log };
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("scratch mariadbd exited with {st}: {}", s.log_text());
+            }
+            let up = Command::new("mariadb")
+                .args([
+                    "-uroot",
+                    "-h127.0.0.1",
+                    "--protocol=tcp",
+                    "--connect-timeout=1",
+                ])
+                .arg(format!("-P{port}"))
+                .args(["-e", "SELECT 1"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                return s;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(90),
+                "scratch mariadbd not answering after 90 s: {}",
+                s.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Shuts the server down cleanly (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        // SAFETY: kill with the pid of a child we have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = std::time::Instant::now();
+        while let Ok(None) = self.child.try_wait() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "scratch mariadbd still running 60 s after SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ScratchMaria {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn mariadb_physical_round_trip() {
+    let db = dbname("phys");
+    maria(
+        None,
+        &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4"),
+    );
+    maria(
+        Some(&db),
+        "CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, city VARCHAR(50)) ENGINE=InnoDB;
+         CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT, amount DECIMAL(12,2), at DATETIME(6), FOREIGN KEY (customer) REFERENCES customers(id)) ENGINE=InnoDB;
+         CREATE TABLE blobs (id INT PRIMARY KEY, body MEDIUMTEXT, data LONGBLOB) ENGINE=InnoDB;
+         INSERT INTO customers (name, city) SELECT CONCAT(ELT(1 + seq % 4, 'Jürgen ', 'Zoë ', '李 ', 'Łukasz '), seq), ELT(1 + seq % 4, 'Zürich', '北京', 'São Paulo', 'Kraków') FROM seq_1_to_2000;
+         INSERT INTO orders (customer, amount, at) SELECT 1 + seq % 2000, (seq % 997) * 1.25, TIMESTAMP('2024-01-01') + INTERVAL seq MINUTE FROM seq_1_to_30000;
+         INSERT INTO blobs SELECT seq, REPEAT('ünïcødé ✓ ', seq % 50), UNHEX(MD5(seq)) FROM seq_1_to_2000;
+         CREATE VIEW city_totals AS SELECT c.city, SUM(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.city;
+         CREATE FUNCTION greet(who VARCHAR(50)) RETURNS VARCHAR(100) DETERMINISTIC RETURN CONCAT('Grüß dich, ', who);
+         CREATE TRIGGER name_trim BEFORE INSERT ON customers FOR EACH ROW SET NEW.name = TRIM(NEW.name);",
+    );
+    let want = maria_fingerprint_at(3306, &db);
+    let s = setup(
+        "coffer-maria-phys-",
+        "[[source]]\nname = \"maria-phys\"\ntype = \"mariadb\"\nurl = \"mariadb://root@127.0.0.1:3306/\"\nmode = \"physical\"\n",
+    );
+    let l = run(&mut s.coffer(["--json", "sources"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&l.stdout).unwrap();
+    assert!(v[0]["target"].as_str().unwrap().contains("physical"), "{v}");
+
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "maria-phys"])).ok();
+    assert_eq!(r.summary()["files_new"], 2, "{}", r.describe());
+    let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    let m = &v[0]["coffer"];
+    assert_eq!(m["mode"], "physical", "{m}");
+    assert!(
+        m["server_version"].as_str().unwrap().contains("MariaDB"),
+        "{m}"
+    );
+    let lsn = m["innodb_checkpoint_lsn"].as_u64().expect("checkpoint LSN");
+    assert!(m["size_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
+    assert!(m["duration_seconds"].as_f64().is_some(), "{m}");
+    assert!(m.get("binlog").is_some(), "{m}");
+    assert!(
+        m["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == db.as_str()),
+        "{m}"
+    );
+
+    // No --target: refused, naming the option and showing the command.
+    let r = run(&mut s.coffer(["restore", "--source", "maria-phys"])).expect_code(1);
+    assert!(
+        r.output().contains("--target DIR")
+            && r.output().contains("coffer restore --source maria-phys"),
+        "{}",
+        r.describe()
+    );
+    // A non-empty target: refused, and left as it was.
+    let busy = s.dir.join("busy");
+    write(&busy.join("keep.txt"), b"mine");
+    let r = run(&mut s.coffer([
+        "restore",
+        "--source",
+        "maria-phys",
+        "--target",
+        busy.to_str().unwrap(),
+    ]))
+    .expect_code(1);
+    assert!(r.output().contains("not empty"), "{}", r.describe());
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+    assert_eq!(std::fs::read(busy.join("keep.txt")).unwrap(), b"mine");
+
+    let data = s.dir.join("restored-datadir");
+    let r = run(&mut s.coffer([
+        "--json",
+        "restore",
+        "--source",
+        "maria-phys",
+        "--target",
+        data.to_str().unwrap(),
+    ]))
+    .ok();
+    let sum = r.summary();
+    assert_eq!(sum["checks"]["backup_type"], "log-applied", "{sum}");
+    assert_eq!(sum["checks"]["innodb_checkpoint_lsn"], lsn, "{sum}");
+    assert!(
+        sum["steps"].to_string().contains("chown -R mysql:mysql"),
+        "{sum}"
+    );
+    assert!(data.join(&db).is_dir(), "{sum}");
+
+    let server = ScratchMaria::start(&data, &s.dir.join("run"));
+    assert_eq!(maria_fingerprint_at(server.port, &db), want);
+    server.stop();
+
+    // mariadb-backup failing after some output: the backup fails and no snapshot is made.
+    let bin = s.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/mariadb", bin.join("mariadb")).unwrap();
+    write(
+        &bin.join("mariadb-backup"),
+        b"#!/bin/sh\necho partial-xbstream\necho 'simulated copy failure' >&2\nexit 2\n",
+    );
+    chmod(&bin.join("mariadb-backup"), 0o755);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap()
+            + &format!(
+                "\n[[source]]\nname = \"maria-broken\"\ntype = \"mariadb\"\nurl = \"mariadb://root@127.0.0.1:3306/\"\nmode = \"physical\"\nbin_dir = \"{}\"\n",
+                bin.display()
+            ),
+    )
+    .unwrap();
+    let r = run(&mut s.coffer(["backup", "--source", "maria-broken"])).expect_code(1);
+    assert!(
+        r.output().contains("mariadb-backup") && r.output().contains("simulated copy failure"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(s.repo.count_files("snapshots"), 1);
+    run(&mut s.repo.coffer(["unlock"])).ok();
+    s.repo.restic_check(true);
+    maria(None, &format!("DROP DATABASE IF EXISTS {db}"));
+}
+
 fn redis_cli(args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", "6379"])

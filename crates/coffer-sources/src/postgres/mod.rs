@@ -1,13 +1,16 @@
 //! `type = "postgres"`: PostgreSQL, backed up the way its own tools do it.
 //!
-//! Logical mode (this module today): `pg_dumpall --globals-only` (roles, tablespaces) and one
-//! `pg_dump --format=custom --compress=0` per database, each streamed into the repository as a
-//! file of the snapshot (`globals.sql`, `<database>.dump`). The dumps are left uncompressed so
-//! that the repository deduplicates successive dumps and compresses once.
-//!
+//! Logical mode (the default, in this file): `pg_dumpall --globals-only` (roles, tablespaces)
+//! and one `pg_dump --format=custom --compress=0` per database, each streamed into the
+//! repository as a file of the snapshot (`globals.sql`, `<database>.dump`). The dumps are left
+//! uncompressed so that the repository deduplicates successive dumps and compresses once.
 //! Restore creates the target database if needed (an existing one only with `--clean`), applies
 //! the globals (a role that already exists is kept, which is not an error), and streams the
-//! dump into `pg_restore` without a temporary file.
+//! dump into `pg_restore`; `--jobs N` spools it to a temporary file first, which parallel
+//! pg_restore needs.
+//!
+//! Physical mode ([`physical`]): a base backup streamed from `pg_basebackup` plus continuous
+//! WAL archiving through `coffer wal-push` ([`archive`]), restored to a point in time.
 //!
 //! ```toml
 //! [[source]]
@@ -16,6 +19,11 @@
 //! url = "postgresql://postgres:${PGPASSWORD}@127.0.0.1:5432/"
 //! databases = ["app"]          # default: every database that accepts connections
 //! ```
+
+pub mod archive;
+mod label;
+pub mod physical;
+pub mod wal;
 
 use std::process::Command;
 use std::time::Instant;
@@ -40,17 +48,41 @@ pub struct Config {
     pub exclude_databases: Vec<String>,
     /// `logical` (default) or `physical`.
     pub mode: Option<String>,
-    /// Directory holding pg_dump, pg_restore, psql (default: PATH).
+    /// Directory holding pg_dump, pg_restore, psql, pg_basebackup (default: PATH).
     pub bin_dir: Option<String>,
+    /// Physical mode: `fast` (default: an immediate checkpoint) or `spread`.
+    pub checkpoint: Option<String>,
 }
 
-/// A PostgreSQL source.
+/// Builds the source for the configured mode.
+pub fn build(name: &str, cfg: Config) -> Result<Box<dyn Source>, SourceError> {
+    if !cfg.url.starts_with("postgres://") && !cfg.url.starts_with("postgresql://") {
+        return Err(SourceError::Usage(format!(
+            "source {name:?}: url must start with postgresql:// (got {})",
+            redact(&cfg.url)
+        )));
+    }
+    match cfg.mode.as_deref() {
+        None | Some("logical") => Ok(Box::new(Postgres::new(name, cfg)?)),
+        Some("physical") => Ok(Box::new(physical::Physical::new(name, cfg)?)),
+        Some(m) => Err(SourceError::Usage(format!(
+            "source {name:?}: mode {m:?} is unknown (use \"logical\" or \"physical\")"
+        ))),
+    }
+}
+
+/// Connection to one server and its client tools.
+pub(crate) struct Server {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    bin_dir: Option<String>,
+}
+
+/// A PostgreSQL source, logical mode.
 pub struct Postgres {
-    name: String,
-    url: String,
+    server: Server,
     databases: Option<Vec<String>>,
     exclude: Vec<String>,
-    bin_dir: Option<String>,
 }
 
 /// File name of a database's dump in the snapshot: the name itself when it is a plain file
@@ -113,38 +145,17 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-impl Postgres {
-    /// Checks the settings.
-    pub fn new(name: &str, cfg: Config) -> Result<Postgres, SourceError> {
-        match cfg.mode.as_deref() {
-            None | Some("logical") => {}
-            Some("physical") => {
-                return Err(SourceError::Usage(format!(
-                    "source {name:?}: mode = \"physical\" (base backup + WAL archive) is not available yet; use mode = \"logical\""
-                )))
-            }
-            Some(m) => {
-                return Err(SourceError::Usage(format!(
-                    "source {name:?}: mode {m:?} is unknown (use \"logical\" or \"physical\")"
-                )))
-            }
-        }
-        if !cfg.url.starts_with("postgres://") && !cfg.url.starts_with("postgresql://") {
-            return Err(SourceError::Usage(format!(
-                "source {name:?}: url must start with postgresql:// (got {})",
-                redact(&cfg.url)
-            )));
-        }
-        Ok(Postgres {
+impl Server {
+    pub(crate) fn new(name: &str, url: String, bin_dir: Option<String>) -> Server {
+        Server {
             name: name.to_string(),
-            url: cfg.url.0,
-            databases: cfg.databases,
-            exclude: cfg.exclude_databases,
-            bin_dir: cfg.bin_dir,
-        })
+            url,
+            bin_dir,
+        }
     }
 
-    fn tool(&self, prog: &str) -> Command {
+    /// A client tool, found in `bin_dir` or on PATH.
+    pub(crate) fn tool(&self, prog: &str) -> Command {
         let path = match &self.bin_dir {
             Some(d) => format!("{d}/{prog}"),
             None => prog.to_string(),
@@ -155,15 +166,15 @@ impl Postgres {
         c
     }
 
-    fn tool_err(&self, message: String) -> SourceError {
+    pub(crate) fn tool_err(&self, message: String) -> SourceError {
         SourceError::Tool {
             source_name: self.name.clone(),
             message,
         }
     }
 
-    /// Runs one query on `db`, returning rows of `|`-separated fields.
-    fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+    /// Runs one query on `db`, returning rows of fields.
+    pub(crate) fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
         let mut c = self.tool("psql");
         c.args([
             "-X",
@@ -189,6 +200,34 @@ impl Postgres {
             .map(|l| l.split('\u{1f}').map(str::to_string).collect())
             .collect())
     }
+}
+
+impl Postgres {
+    /// Checks the settings.
+    pub fn new(name: &str, cfg: Config) -> Result<Postgres, SourceError> {
+        if cfg.checkpoint.is_some() {
+            return Err(SourceError::Usage(format!(
+                "source {name:?}: checkpoint applies to mode = \"physical\" only"
+            )));
+        }
+        Ok(Postgres {
+            server: Server::new(name, cfg.url.0, cfg.bin_dir),
+            databases: cfg.databases,
+            exclude: cfg.exclude_databases,
+        })
+    }
+
+    fn tool(&self, prog: &str) -> Command {
+        self.server.tool(prog)
+    }
+
+    fn tool_err(&self, message: String) -> SourceError {
+        self.server.tool_err(message)
+    }
+
+    fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        self.server.query(db, sql)
+    }
 
     fn databases(&self) -> Result<Vec<(String, u64)>, SourceError> {
         let rows = self.query(
@@ -207,10 +246,10 @@ impl Postgres {
                         Some(d) => out.push(d.clone()),
                         None => {
                             return Err(SourceError::Server {
-                                source_name: self.name.clone(),
+                                source_name: self.server.name.clone(),
                                 message: format!(
                                     "database {w:?} does not exist on {} (it has: {})",
-                                    redact(&self.url),
+                                    redact(&self.server.url),
                                     all.iter()
                                         .map(|(n, _)| n.as_str())
                                         .collect::<Vec<_>>()
@@ -232,7 +271,7 @@ impl Postgres {
 
 impl Source for Postgres {
     fn name(&self) -> &str {
-        &self.name
+        &self.server.name
     }
 
     fn kind(&self) -> &'static str {
@@ -260,7 +299,7 @@ impl Source for Postgres {
         let mut g = self.tool("pg_dumpall");
         g.arg("--globals-only")
             .arg("--dbname")
-            .arg(url_with_database(&self.url, "postgres"));
+            .arg(url_with_database(&self.server.url, "postgres"));
         streams.push(util::stream("globals.sql", g).map_err(|m| self.tool_err(m))?);
         for (db, _) in &dbs {
             // Started only when the previous dump has ended: the archiver reads the streams
@@ -268,7 +307,7 @@ impl Source for Postgres {
             let mut c = self.tool("pg_dump");
             c.args(["--format=custom", "--compress=0"])
                 .arg("--dbname")
-                .arg(url_with_database(&self.url, db));
+                .arg(url_with_database(&self.server.url, db));
             streams.push(util::deferred(&dump_file(db), c, None));
         }
         let m = manifest.clone();
@@ -342,7 +381,7 @@ impl Source for Postgres {
         let mut psql = self.tool("psql");
         psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
             .arg("--dbname")
-            .arg(url_with_database(&self.url, "postgres"));
+            .arg(url_with_database(&self.server.url, "postgres"));
         let globals = files.reader("globals.sql")?;
         let (_, stderr) = util::feed_capture(psql, globals).map_err(|m| self.tool_err(m))?;
         let errors: Vec<&str> = stderr
@@ -382,16 +421,46 @@ impl Source for Postgres {
         }
         let mut r = self.tool("pg_restore");
         r.arg("--dbname")
-            .arg(url_with_database(&self.url, &target_db));
+            .arg(url_with_database(&self.server.url, &target_db));
         if exists {
             r.args(["--clean", "--if-exists"]);
         }
         let started = Instant::now();
-        util::feed(r, files.reader(&file)?).map_err(|m| {
+        let failed = |m: String| {
             self.tool_err(format!(
                 "pg_restore into {target_db:?} failed; the database may be partly restored: {m}"
             ))
-        })?;
+        };
+        match req.jobs.filter(|&j| j > 1) {
+            None => {
+                util::feed(r, files.reader(&file)?).map_err(failed)?;
+            }
+            Some(jobs) => {
+                // Parallel pg_restore seeks in the archive, so it cannot read a pipe: spool the
+                // dump to a private temporary file (TMPDIR), removed when this returns.
+                let mut tmp = tempfile::Builder::new()
+                    .prefix("coffer-pg-restore-")
+                    .suffix(".dump")
+                    .tempfile()
+                    .map_err(|source| SourceError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                let n = std::io::copy(&mut files.reader(&file)?, tmp.as_file_mut()).map_err(
+                    |source| SourceError::Io {
+                        path: tmp.path().to_path_buf(),
+                        source,
+                    },
+                )?;
+                report.steps.push(format!(
+                    "spooled the dump ({:.1} MB) to {} for pg_restore --jobs {jobs}",
+                    n as f64 / 1e6,
+                    tmp.path().display()
+                ));
+                r.arg("--jobs").arg(jobs.to_string()).arg(tmp.path());
+                util::output(r).map_err(failed)?;
+            }
+        }
         report.steps.push(format!(
             "restored {source_db:?} into {target_db:?} with pg_restore in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -415,6 +484,6 @@ impl Source for Postgres {
             Some(d) => d.join(", "),
             None => "all databases".into(),
         };
-        format!("{} ({dbs}, logical)", redact(&self.url))
+        format!("{} ({dbs}, logical)", redact(&self.server.url))
     }
 }
