@@ -20,12 +20,14 @@
 //! - Unknown keys are errors (a misspelt `databse` must not silently mean "every database").
 
 mod env;
+pub mod jobs;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 pub use env::{expand, EnvString};
+pub use jobs::{JobConfig, Misfire, ServerConfig, Span};
 
 /// The whole file.
 #[derive(Debug, Deserialize, Default)]
@@ -37,6 +39,12 @@ pub struct Config {
     /// `[[source]]` entries, each checked by its type's module in `coffer-sources`.
     #[serde(default)]
     pub source: Vec<SourceEntry>,
+    /// `[server]`: the daemon's settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[[job]]` entries: what the daemon runs and when.
+    #[serde(default)]
+    pub job: Vec<JobConfig>,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -175,11 +183,119 @@ impl Config {
                 _ => {}
             }
         }
+        self.validate_jobs(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(self.invalid(errors.join("\n  ")))
         }
+    }
+
+    fn validate_jobs(&self, errors: &mut Vec<String>) {
+        let st = &self.server.storage;
+        if !(0.0 < st.low && st.low <= st.high && st.high <= st.critical && st.critical <= 100.0) {
+            errors.push(format!(
+                "[server.storage]: thresholds must satisfy 0 < low <= high <= critical <= 100 (got {} / {} / {})",
+                st.low, st.high, st.critical
+            ));
+        }
+        if self.server.max_concurrent_jobs == 0 {
+            errors.push("[server]: key `max_concurrent_jobs` must be at least 1".into());
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(format!(
+                "[server]: key `listen`: {:?} is not an address such as 127.0.0.1:8081",
+                self.server.listen
+            ));
+        }
+        let repo_known = |r: &str| self.repository.iter().any(|x| x.name == r);
+        let mut seen = std::collections::HashSet::new();
+        for j in &self.job {
+            let at = format!("{}: job {:?}", self.line_of("name", &j.name), j.name);
+            if !seen.insert(&j.name) {
+                errors.push(format!("{at} is declared twice"));
+            }
+            if j.name.is_empty()
+                || j.name
+                    .contains(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            {
+                errors.push(format!("{at}: the name may hold only letters, digits, '-', '_' and '.' (it becomes part of run ids)"));
+            }
+            if j.sources.is_empty() {
+                errors.push(format!("{at}: key `sources` lists no source"));
+            }
+            for s in &j.sources {
+                if !self.source.iter().any(|x| &x.name == s) {
+                    errors.push(format!("{at}: key `sources`: no [[source]] is named {s:?}"));
+                }
+            }
+            match &j.repository {
+                Some(r) if !repo_known(r) => errors.push(format!(
+                    "{at}: key `repository`: no [[repository]] is named {r:?}"
+                )),
+                None if self.repository.len() > 1 => errors.push(format!(
+                    "{at}: key `repository` is required when several repositories are declared"
+                )),
+                None if self.repository.is_empty() => {
+                    errors.push(format!("{at}: no [[repository]] is declared"))
+                }
+                _ => {}
+            }
+            let main = j
+                .repository
+                .clone()
+                .or_else(|| self.repository.first().map(|r| r.name.clone()));
+            for c in &j.copy_to {
+                if !repo_known(c) {
+                    errors.push(format!(
+                        "{at}: key `copy_to`: no [[repository]] is named {c:?}"
+                    ));
+                } else if Some(c) == main.as_ref() {
+                    errors.push(format!(
+                        "{at}: key `copy_to` names the job's own repository {c:?}"
+                    ));
+                }
+            }
+            if let Err(e) = jobs::parse_schedule(&j.schedule) {
+                errors.push(format!("{at}: key `schedule`: {e}"));
+            }
+            if let Some(v) = &j.verify_schedule {
+                if let Err(e) = jobs::parse_schedule(v) {
+                    errors.push(format!("{at}: key `verify_schedule`: {e}"));
+                }
+            }
+            if let Some(tz) = &j.timezone {
+                if let Err(e) = jobs::parse_timezone(tz) {
+                    errors.push(format!("{at}: key `timezone`: {e}"));
+                }
+            }
+            if let Some(r) = &j.retention {
+                for e in jobs::check_retention(r) {
+                    errors.push(format!("{at}: key `retention`: {e}"));
+                }
+            }
+            if j.max_runtime.secs() == 0 {
+                errors.push(format!("{at}: key `max_runtime` must be longer than 0s"));
+            }
+            if j.rpo.is_some_and(|r| r.secs() == 0) {
+                errors.push(format!("{at}: key `rpo` must be longer than 0s"));
+            }
+        }
+    }
+
+    /// The job called `name`.
+    pub fn job(&self, name: &str) -> Result<&JobConfig, ConfigError> {
+        self.job.iter().find(|j| j.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.job.iter().map(|j| j.name.as_str()).collect();
+            self.invalid(format!(
+                "no [[job]] is named {name:?} (declared: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
     }
 
     /// "line N" of the first `key = "value"` line, for messages about a table.
@@ -282,6 +398,51 @@ repository = "local"
         );
         assert!(c.source[0].settings.get("name").is_none());
         assert_eq!(c.repository_for(Some(&c.source[0])).unwrap().name, "local");
+    }
+
+    #[test]
+    fn jobs_and_server() {
+        let base = "[[repository]]\nname = \"local\"\nurl = \"/x\"\n[[repository]]\nname = \"off\"\nurl = \"/y\"\n\
+                    [[source]]\nname = \"etc\"\ntype = \"files\"\nrepository = \"local\"\npaths = [\"/etc\"]\n";
+        let c = parse(&format!(
+            "{base}[server]\nlisten = \"127.0.0.1:9000\"\n[[job]]\nname = \"nightly\"\nsources = [\"etc\"]\n\
+             repository = \"local\"\ncopy_to = [\"off\"]\nschedule = \"0 2 * * *\"\ntimezone = \"Asia/Shanghai\"\n\
+             rpo = \"26h\"\nretention = {{ daily = 7, weekly = 4 }}\nretries = 2\n"
+        ))
+        .unwrap();
+        let j = c.job("nightly").unwrap();
+        assert_eq!(
+            (j.rpo.unwrap().secs(), j.retries, j.max_runtime.secs()),
+            (26 * 3600, 2, 12 * 3600)
+        );
+        assert_eq!(c.server.listen, "127.0.0.1:9000");
+        assert_eq!(c.server.storage.critical, 95.0);
+        assert!(c.job("nope").unwrap_err().to_string().contains("nightly"));
+
+        // Every mistake at once, each with its line and key.
+        let e = parse(&format!(
+            "{base}[[job]]\nname = \"bad job\"\nsources = [\"etc\", \"ghost\"]\nschedule = \"0 25 * * *\"\n\
+             timezone = \"Mars/Base\"\nretention = {{ dayly = 7 }}\ncopy_to = [\"local\"]\nrepository = \"local\"\n\
+             [[job]]\nname = \"j2\"\nsources = [\"etc\"]\nschedule = \"* * *\"\n"
+        ))
+        .unwrap_err();
+        for want in [
+            "line 13",
+            "ghost",
+            "`schedule`",
+            "Mars/Base",
+            "dayly",
+            "`copy_to` names the job's own",
+            "only letters",
+            "line 21",
+            "3 fields",
+            "`repository` is required",
+        ] {
+            assert!(e.contains(want), "{want:?} missing in {e}");
+        }
+        let e = parse("[server]\nlisten = \"nowhere\"\n[server.storage]\nlow = 90\nhigh = 80\n")
+            .unwrap_err();
+        assert!(e.contains("listen") && e.contains("low <= high"), "{e}");
     }
 
     #[test]

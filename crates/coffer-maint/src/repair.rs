@@ -79,7 +79,11 @@ fn read_pack_header(repo: &Repository, pack: &Id, size: u64) -> Result<Vec<Packe
     if buf.len() < 4 {
         return Err("pack is too short".into());
     }
-    let hlen = u32::from_le_bytes(buf[buf.len() - 4..].try_into().expect("4 bytes")) as u64;
+    let hlen = u32::from_le_bytes(
+        buf[buf.len() - 4..]
+            .try_into()
+            .expect("a slice of the last 4 bytes; buf has at least 4, checked above"),
+    ) as u64;
     if hlen + 4 > size {
         return Err(format!("header length {hlen} exceeds the pack size"));
     }

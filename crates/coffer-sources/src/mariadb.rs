@@ -370,15 +370,7 @@ impl Source for Mariadb {
                 Some(Arc::clone(&defaults) as util::KeepAlive),
             ));
         }
-        let m = manifest.clone();
-        streams.push(coffer_archiver::lazy_stream(
-            "coffer-manifest.json",
-            move || {
-                m.set("duration_seconds", started.elapsed().as_secs_f64());
-                m.set("finished_at", chrono::Local::now().to_rfc3339());
-                serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
-            },
-        ));
+        streams.push(util::manifest_stream(manifest, started));
         Ok(BackupPlan::Streams(streams))
     }
 
@@ -393,30 +385,8 @@ impl Source for Mariadb {
             return physical::restore(self, files, req);
         }
         let mut report = RestoreReport::default();
-        let dbs: Vec<String> = files
-            .manifest()
-            .and_then(|m| m.get("databases").cloned())
-            .and_then(|d| d.as_array().cloned())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let source_db = match (&req.database, dbs.len()) {
-            (Some(d), _) => d.clone(),
-            (None, 1) => dbs[0].clone(),
-            (None, _) => {
-                return Err(SourceError::Usage(format!(
-                    "snapshot {} holds {} databases ({}): choose one with --database",
-                    files.snapshot.id.short(),
-                    dbs.len(),
-                    dbs.join(", ")
-                )))
-            }
-        };
+        let source_db = util::choose_database(files, req.database.as_deref(), dump_file)?;
         let file = dump_file(&source_db);
-        files.node(&file)?;
         if let Some(dir) = &req.target {
             for f in [file.as_str(), "users.sql"] {
                 let path = dir.join(f);

@@ -228,13 +228,10 @@ pub(super) fn backup(src: &Mariadb, manifest: &Manifest) -> Result<BackupPlan, S
             record_positions(&m, &work.path().join("lsn"))
         }),
     };
-    let m = manifest.clone();
-    let manifest_stream = coffer_archiver::lazy_stream("coffer-manifest.json", move || {
-        m.set("duration_seconds", started.elapsed().as_secs_f64());
-        m.set("finished_at", chrono::Local::now().to_rfc3339());
-        serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
-    });
-    Ok(BackupPlan::Streams(vec![stream, manifest_stream]))
+    Ok(BackupPlan::Streams(vec![
+        stream,
+        util::manifest_stream(manifest, started),
+    ]))
 }
 
 /// Makes `dir` a new directory, or accepts it if it is an empty one; refuses anything else

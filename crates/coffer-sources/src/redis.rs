@@ -339,7 +339,10 @@ impl Source for Redis {
                 tmp = tempfile::Builder::new()
                     .prefix("coffer-redis-")
                     .tempdir()
-                    .map_err(|e| self.tool_err(format!("creating a temporary directory: {e}")))?;
+                    .map_err(|source| SourceError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
                 tmp.path().to_path_buf()
             }
         };
@@ -351,20 +354,20 @@ impl Source for Redis {
             )));
         }
         let mut reader = VerifyingReader::new(files.reader(RDB_FILE)?);
-        if let Err(e) = util::write_file(&path, &mut reader) {
+        if let Err(e) = util::write_file_io(&path, &mut reader) {
             let _ = std::fs::remove_file(path.with_extension("coffer-tmp"));
             return Err(match reader.error.take() {
                 Some(bad) => SourceError::Snapshot(format!(
                     "snapshot {}: {RDB_FILE} is damaged: {bad}",
                     files.snapshot.id.short()
                 )),
-                None => self.tool_err(e),
+                None => e.into(),
             });
         }
-        let rdb = reader
-            .summary
-            .take()
-            .expect("the verifying reader reached the end");
+        let rdb = reader.summary.take().expect(
+            "write_file_io succeeded, so it read the verifying reader to its end, which verified \
+             the RDB (a failed verification fails the write)",
+        );
         report.steps.push(format!(
             "wrote {} ({} bytes, RDB version {}, {})",
             path.display(),
@@ -706,7 +709,8 @@ pub fn crc64(mut crc: u64, data: &[u8]) -> u64 {
     let t = &CRC64_TABLES;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        let v = crc ^ u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let v =
+            crc ^ u64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8-byte slices"));
         crc = t[7][(v & 0xff) as usize]
             ^ t[6][((v >> 8) & 0xff) as usize]
             ^ t[5][((v >> 16) & 0xff) as usize]
@@ -1739,8 +1743,9 @@ impl ScratchServer {
                     format!("starting redis-server: {e} (is it installed and on PATH?)")
                 })?;
             let log = Arc::new(Mutex::new(VecDeque::new()));
-            collect_log(child.stdout.take().expect("piped"), Arc::clone(&log));
-            collect_log(child.stderr.take().expect("piped"), Arc::clone(&log));
+            const PIPED: &str = "stdout and stderr of a child just spawned with Stdio::piped()";
+            collect_log(child.stdout.take().expect(PIPED), Arc::clone(&log));
+            collect_log(child.stderr.take().expect(PIPED), Arc::clone(&log));
             let mut server = ScratchServer {
                 child: Some(child),
                 port,
@@ -1789,7 +1794,9 @@ impl ScratchServer {
         let quick = Duration::from_secs(2).min(self.timeout);
         let mut answered = false;
         loop {
-            let child = self.child.as_mut().expect("running");
+            let child = self.child.as_mut().expect(
+                "wait_loaded runs on a server just started, and returns whenever it drops the child",
+            );
             if let Ok(Some(st)) = child.try_wait() {
                 self.child = None;
                 // The log threads may still be draining the pipes.

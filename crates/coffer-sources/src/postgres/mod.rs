@@ -137,6 +137,20 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The database of the one `.dump` file of a snapshot, if it holds exactly one.
+fn only_dump(files: &SnapshotFiles) -> Option<String> {
+    let mut dumped: Vec<String> = files
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".dump").map(str::to_string))
+        .collect();
+    if dumped.len() == 1 {
+        dumped.pop()
+    } else {
+        None
+    }
+}
+
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -310,15 +324,7 @@ impl Source for Postgres {
                 .arg(url_with_database(&self.server.url, db));
             streams.push(util::deferred(&dump_file(db), c, None));
         }
-        let m = manifest.clone();
-        streams.push(coffer_archiver::lazy_stream(
-            "coffer-manifest.json",
-            move || {
-                m.set("duration_seconds", started.elapsed().as_secs_f64());
-                m.set("finished_at", chrono::Local::now().to_rfc3339());
-                serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
-            },
-        ));
+        streams.push(util::manifest_stream(manifest, started));
         Ok(BackupPlan::Streams(streams))
     }
 
@@ -328,41 +334,14 @@ impl Source for Postgres {
         req: &RestoreRequest,
     ) -> Result<RestoreReport, SourceError> {
         let mut report = RestoreReport::default();
-        let dumped: Vec<String> = files
-            .names()
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(".dump").map(str::to_string))
-            .collect();
-        let manifest_dbs: Vec<String> = files
-            .manifest()
-            .and_then(|m| m.get("databases").cloned())
-            .and_then(|d| d.as_array().cloned())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let source_db = match (&req.database, manifest_dbs.len()) {
-            (Some(d), _) => d.clone(),
-            (None, 1) => manifest_dbs[0].clone(),
-            (None, _) if dumped.len() == 1 && manifest_dbs.is_empty() => dumped[0].clone(),
-            (None, _) => {
-                return Err(SourceError::Usage(format!(
-                    "snapshot {} holds several databases ({}): choose one with --database",
-                    files.snapshot.id.short(),
-                    manifest_dbs.join(", ")
-                )))
-            }
+        let wanted = match &req.database {
+            Some(d) => Some(d.clone()),
+            // No manifest, or one that lists no database: the snapshot's only dump, if any.
+            None if util::manifest_databases(files).is_empty() => only_dump(files),
+            None => None,
         };
+        let source_db = util::choose_database(files, wanted.as_deref(), dump_file)?;
         let file = dump_file(&source_db);
-        files.node(&file).map_err(|_| {
-            SourceError::Usage(format!(
-                "database {source_db:?} is not in snapshot {} (it holds: {})",
-                files.snapshot.id.short(),
-                manifest_dbs.join(", ")
-            ))
-        })?;
 
         if let Some(dir) = &req.target {
             // File-shaped restore: the dump and the globals, for pg_restore by hand.

@@ -182,13 +182,10 @@ impl Source for Physical {
         })
         .map_err(|e| self.server.tool_err(e))?;
         base.reader = Box::new(label::LabelReader::new(base.reader, found));
-        let m = manifest.clone();
-        let man = coffer_archiver::lazy_stream("coffer-manifest.json", move || {
-            m.set("duration_seconds", started.elapsed().as_secs_f64());
-            m.set("finished_at", chrono::Local::now().to_rfc3339());
-            serde_json::to_vec_pretty(&m.snapshot()).unwrap_or_default()
-        });
-        Ok(BackupPlan::Streams(vec![base, man]))
+        Ok(BackupPlan::Streams(vec![
+            base,
+            util::manifest_stream(manifest, started),
+        ]))
     }
 
     fn restore(

@@ -123,19 +123,7 @@ impl<W: Write> Differ<'_, W> {
     fn print_dir(&mut self, modifier: &str, prefix: &[u8], tree: &Id) -> anyhow::Result<()> {
         let t = self.repo.load_tree(tree)?;
         for n in &t.nodes {
-            let is_dir = n.kind == NodeType::Dir;
-            let path = join(prefix, &n.name, is_dir);
-            self.change(&path, modifier)?;
-            let (stat, blobs) = if modifier == "+" {
-                (&mut self.added, &mut self.after)
-            } else {
-                (&mut self.removed, &mut self.before)
-            };
-            stat.add(n);
-            add_blobs(blobs, n);
-            if let Some(st) = n.subtree.filter(|_| is_dir) {
-                self.print_dir(modifier, &path, &st)?;
-            }
+            self.only(prefix, n, modifier)?;
         }
         Ok(())
     }
@@ -173,6 +161,7 @@ impl<W: Write> Differ<'_, W> {
         Ok(())
     }
 
+    /// Lists an entry that only one side has (`+` added, `-` removed), and everything below it.
     fn only(&mut self, prefix: &[u8], n: &Node, modifier: &str) -> anyhow::Result<()> {
         let is_dir = n.kind == NodeType::Dir;
         let path = join(prefix, &n.name, is_dir);

@@ -51,8 +51,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
     ui::cancel_on_signal(&progress);
     match c {
         Command::Index(a) => {
-            let report = {
-                let _r = ui::TaskReporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress));
+            let report = with_progress(g, &progress, || {
                 repair::repair_index(
                     &repo,
                     &RepairIndexOptions {
@@ -60,14 +59,10 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                         dry_run: a.dry_run,
                     },
                     &progress,
-                )?
-            };
+                )
+            })?;
             drop(lock);
-            if g.json {
-                let mut v = serde_json::to_value(&report)?;
-                v["message_type"] = "summary".into();
-                println!("{v}");
-            } else if !g.quiet {
+            print_report(g, &report, |report| {
                 for p in &report.unreadable_packs {
                     println!("pack {p}: unreadable, its blobs are lost");
                 }
@@ -81,16 +76,12 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                     report.blobs_dropped,
                     report.index_files_replaced,
                     report.index_files_written,
-                    if a.dry_run {
-                        " (dry run: nothing changed)"
-                    } else {
-                        ""
-                    }
+                    dry_run_note(a.dry_run)
                 );
                 if report.blobs_dropped > 0 || !report.unreadable_packs.is_empty() {
                     println!("data was lost: run `coffer repair snapshots` so that snapshots stop referring to it");
                 }
-            }
+            })?;
         }
         Command::Snapshots(a) => {
             repo.load_index()?;
@@ -106,8 +97,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                 }
                 snaps = chosen;
             }
-            let report = {
-                let _r = ui::TaskReporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress));
+            let report = with_progress(g, &progress, || {
                 repair::repair_snapshots(
                     &repo,
                     &snaps,
@@ -117,14 +107,10 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                         tag: a.add_tag.clone(),
                     },
                     &progress,
-                )?
-            };
+                )
+            })?;
             drop(lock);
-            if g.json {
-                let mut v = serde_json::to_value(&report)?;
-                v["message_type"] = "summary".into();
-                println!("{v}");
-            } else if !g.quiet {
+            print_report(g, &report, |report| {
                 for r in &report.repaired {
                     println!("snapshot {}:", r.snapshot.short());
                     for f in &r.dropped_files {
@@ -147,14 +133,44 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                     "{} of {} snapshots needed repair{}",
                     report.repaired.len(),
                     report.snapshots,
-                    if a.dry_run {
-                        " (dry run: nothing changed)"
-                    } else {
-                        ""
-                    }
+                    dry_run_note(a.dry_run)
                 );
-            }
+            })?;
         }
     }
     Ok(0)
+}
+
+/// Runs `work` while the progress of `progress` is shown (a bar, or JSON status lines).
+fn with_progress<T>(
+    g: &GlobalOpts,
+    progress: &Arc<Progress>,
+    work: impl FnOnce() -> coffer_maint::Result<T>,
+) -> anyhow::Result<T> {
+    let _r = ui::TaskReporter::start(ui::mode(g.json, g.quiet), Arc::clone(progress));
+    Ok(work()?)
+}
+
+/// Prints a report: restic's `summary` message with --json, otherwise `text` unless --quiet.
+fn print_report<R: serde::Serialize>(
+    g: &GlobalOpts,
+    report: &R,
+    text: impl FnOnce(&R),
+) -> anyhow::Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(report)?;
+        v["message_type"] = "summary".into();
+        println!("{v}");
+    } else if !g.quiet {
+        text(report);
+    }
+    Ok(())
+}
+
+fn dry_run_note(dry_run: bool) -> &'static str {
+    if dry_run {
+        " (dry run: nothing changed)"
+    } else {
+        ""
+    }
 }

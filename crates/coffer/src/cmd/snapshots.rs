@@ -1,3 +1,6 @@
+//! `coffer snapshots`: the snapshot list, restic's table or JSON. Archived WAL files (one
+//! snapshot each) are left out unless asked for.
+
 use crate::cmd::SnapshotFilter;
 use crate::global::GlobalOpts;
 
@@ -8,14 +11,30 @@ pub struct Args {
     /// Only the latest N snapshots of each host and path set
     #[arg(long)]
     pub latest: Option<usize>,
+    /// Also list archived WAL files (one snapshot each; shown anyway with --tag wal)
+    #[arg(long)]
+    pub all: bool,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let repo = g.open()?;
+    // A busy PostgreSQL cluster archives hundreds of WAL files a day, each its own snapshot:
+    // listed only when asked for.
+    let show_logs = a.all
+        || a.filter
+            .tags
+            .iter()
+            .any(|t| t.split(',').any(|t| t == "wal"));
+    let mut hidden = 0usize;
     let mut snaps: Vec<_> = repo
         .snapshots()?
         .into_iter()
         .filter(|s| a.filter.matches(&s.snap))
+        .filter(|s| {
+            let shown = show_logs || !coffer_maint::chains::is_log_file(&s.snap);
+            hidden += usize::from(!shown);
+            shown
+        })
         .collect();
     if let Some(n) = a.latest {
         let mut keep = Vec::new();
@@ -64,5 +83,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
     println!("{}", "-".repeat(80));
     println!("{} snapshots", snaps.len());
+    if hidden > 0 {
+        println!("({hidden} archived WAL files not listed: --all or --tag wal lists them)");
+    }
     Ok(0)
 }

@@ -45,6 +45,7 @@ struct Lab {
     bin: PathBuf,
     coffer: PathBuf,
     clusters: Vec<PathBuf>,
+    pg_password: Option<String>,
 }
 
 impl Lab {
@@ -84,6 +85,7 @@ bin_dir = "{bin}"
             coffer,
             dir,
             clusters: Vec::new(),
+            pg_password: None,
         };
         lab.chown();
         lab
@@ -129,18 +131,46 @@ bin_dir = "{bin}"
 
     /// A new cluster archiving into the repository, started on `port`.
     fn cluster(&mut self, name: &str, port: u16) -> PathBuf {
+        self.cluster_with(name, port, None)
+    }
+
+    /// A new cluster; with a password, TCP connections need it (scram-sha-256) and nothing is
+    /// archived.
+    fn cluster_with(&mut self, name: &str, port: u16, password: Option<&str>) -> PathBuf {
         let data = self.dir.join(name);
-        run(self
-            .pg("initdb", port)
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data))
-        .ok();
+        let mut initdb = self.pg("initdb", port);
+        initdb.args(["-U", "postgres", "-D"]).arg(&data);
+        match password {
+            None => {
+                initdb.args(["-A", "trust"]);
+            }
+            Some(pw) => {
+                let f = self.dir.join("pg-password");
+                std::fs::write(&f, pw).unwrap();
+                self.chown();
+                initdb
+                    .args([
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "--pwfile",
+                    ])
+                    .arg(&f);
+                self.pg_password = Some(pw.to_string());
+            }
+        }
+        run(&mut initdb).ok();
+        let archive = match password {
+            None => format!(
+                "archive_mode = on\narchive_command = '{c} --config {d}/coffer.toml wal-push --source pg-phys %p'\n",
+                d = self.dir.display(),
+                c = self.coffer.display()
+            ),
+            Some(_) => String::new(),
+        };
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\n\
-             archive_mode = on\narchive_command = '{c} --config {d}/coffer.toml wal-push --source pg-phys %p'\n\
-             max_wal_size = '64MB'\nfsync = off\n",
+             {archive}max_wal_size = '64MB'\nfsync = off\n",
             d = self.dir.display(),
-            c = self.coffer.display()
         );
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -164,7 +194,11 @@ bin_dir = "{bin}"
     }
 
     fn psql(&self, port: u16, sql: &str) -> String {
-        let r = run(Command::new("psql")
+        let mut c = Command::new("psql");
+        if let Some(pw) = &self.pg_password {
+            c.env("PGPASSWORD", pw);
+        }
+        let r = run(c
             .env("PGCONNECT_TIMEOUT", "10")
             .args([
                 "-X",
@@ -520,4 +554,87 @@ fn postgres_point_in_time_recovery() {
         .args(["pg", "restore", "--source", "pg-phys", &base1, "--target"])
         .arg(lab.dir.join("never")));
     assert!(!gone.status.success(), "{}", gone.describe());
+}
+
+#[test]
+fn postgres_password_auth_and_parallel_restore() {
+    let mut lab = Lab::new();
+    let port = free_port();
+    lab.cluster_with("secured", port, Some("s3cret pw"));
+    run(lab.coffer(port).arg("init")).ok();
+    let toml = lab.dir.join("coffer.toml");
+    let mut cfg = std::fs::read_to_string(&toml).unwrap();
+    for (name, pw) in [("wrong-pw", "nope"), ("right-pw", "s3cret%20pw")] {
+        cfg.push_str(&format!(
+            "\n[[source]]\nname = \"{name}\"\ntype = \"postgres\"\n\
+             url = \"postgresql://postgres:{pw}@127.0.0.1:${{PITR_PORT}}/postgres\"\ndatabases = [\"app\"]\n"
+        ));
+    }
+    std::fs::write(&toml, cfg).unwrap();
+    lab.chown();
+    lab.psql(port, "CREATE DATABASE app");
+    let app = |db: &str, sql: &str| {
+        let r = run(Command::new("psql")
+            .env("PGPASSWORD", "s3cret pw")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &port.to_string(), "-d", db, "-c", sql]))
+        .ok();
+        r.stdout_str().trim().to_string()
+    };
+    app(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int, w text); \
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 50000) g; \
+         INSERT INTO u SELECT g, 'ü' || g FROM generate_series(1, 20000) g",
+    );
+    let sum =
+        "SELECT (SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t) || '/' || \
+               (SELECT count(*) || ':' || md5(string_agg(w, ',' ORDER BY id)) FROM u)";
+
+    // A wrong password: a clear error, exit 1, no snapshot, a valid repository.
+    let r = run(lab.coffer(port).args(["backup", "--source", "wrong-pw"])).expect_code(1);
+    assert!(
+        r.stderr.contains("password authentication failed") && r.stderr.contains("wrong-pw"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        !r.stderr.contains("nope"),
+        "the password leaked: {}",
+        r.describe()
+    );
+    let snaps = run(lab.coffer(port).args(["--json", "snapshots"])).ok();
+    assert_eq!(snaps.stdout_str().trim(), "[]");
+
+    // The right one (percent-encoded in the URL), then a parallel restore through a temporary
+    // file.
+    run(lab.coffer(port).args(["backup", "--source", "right-pw"])).ok();
+    let r = run(lab.coffer(port).args([
+        "--json",
+        "restore",
+        "--source",
+        "right-pw",
+        "--to-database",
+        "app_copy",
+        "--jobs",
+        "2",
+    ]))
+    .ok();
+    let steps = r.summary()["steps"].to_string();
+    assert!(steps.contains("pg_restore --jobs 2"), "{}", r.describe());
+    assert_eq!(app("app_copy", sum), app("app", sum));
+    crate::util::Repo::local(&lab.dir.join("repo"))
+        .restic_check(true)
+        .ok();
 }

@@ -47,10 +47,8 @@ pub fn rel_files(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Restores snapshot `id` and compares file contents with `expected` (a copy of the backed-up
-/// directory `src` at the time).
-pub fn restore_matches(repo: &Repo, id: &str, src: &Path, expected: &Path, scratch: &Path) {
-    let target = scratch.join(format!("restore-{id}"));
+/// `coffer --json restore ID --target TARGET --verify`, which must succeed with no errors.
+fn restore_id_verified(repo: &Repo, id: &str, target: &Path) {
     let r = run(&mut repo.coffer([
         "--json".as_ref(),
         "restore".as_ref(),
@@ -66,6 +64,13 @@ pub fn restore_matches(repo: &Repo, id: &str, src: &Path, expected: &Path, scrat
         "restore of {id}: {}",
         r.describe()
     );
+}
+
+/// Restores snapshot `id` and compares file contents with `expected` (a copy of the backed-up
+/// directory `src` at the time).
+pub fn restore_matches(repo: &Repo, id: &str, src: &Path, expected: &Path, scratch: &Path) {
+    let target = scratch.join(format!("restore-{id}"));
+    restore_id_verified(repo, id, &target);
     let got = restored_path(&target, src);
     let want_files = rel_files(expected);
     assert_eq!(rel_files(&got), want_files, "files of snapshot {id}");
@@ -227,16 +232,7 @@ fn prune_while_backups_run() {
     // Every snapshot that remains restores, verified, and the newest one is the source.
     for id in repo.snapshot_ids() {
         let target = tmp.path().join(format!("r-{id}"));
-        let r = run(&mut repo.coffer([
-            "--json".as_ref(),
-            "restore".as_ref(),
-            id.as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-            "--verify".as_ref(),
-        ]))
-        .ok();
-        assert_eq!(r.summary()["errors"], 0, "{}", r.describe());
+        restore_id_verified(&repo, &id, &target);
         std::fs::remove_dir_all(&target).unwrap();
     }
     let last = tmp.path().join("last");
