@@ -57,6 +57,9 @@ pub struct Args {
     /// Back up a source declared in the config file (postgres, redis, files, command)
     #[arg(long, conflicts_with_all = ["stdin", "stdin_from_command", "paths"])]
     pub source: Option<String>,
+    /// With --source: write into this [[repository]] of the config instead of the source's
+    #[arg(long, requires = "source", value_name = "NAME")]
+    pub repository: Option<String>,
 }
 
 fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
@@ -92,7 +95,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let mut stream_list = Vec::new();
     let mut source_paths = Vec::new();
     if let Some(name) = &a.source {
-        let (src, repo_name) = super::sources::load(g, name)?;
+        let (src, mut repo_name) = super::sources::load(g, name)?;
+        if a.repository.is_some() {
+            repo_name = a.repository.clone();
+        }
         let manifest = coffer_sources::Manifest::default();
         manifest.set("source", name.clone());
         manifest.set("type", src.kind());

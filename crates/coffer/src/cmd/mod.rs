@@ -9,6 +9,7 @@ mod dump;
 mod find;
 mod forget;
 mod init;
+mod job;
 mod key;
 mod ls;
 mod pg;
@@ -72,6 +73,16 @@ pub enum Command {
     /// PostgreSQL physical restores: a data directory at a point in time
     #[command(subcommand)]
     Pg(pg::PgCommand),
+    /// Check the config file
+    #[command(subcommand)]
+    Config(job::ConfigCommand),
+    /// Run, pause or resume a [[job]] of the config file
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// List job runs from the run catalog, newest first
+    Runs(job::RunsArgs),
+    /// Each job's state, last run, last success, RPO and next run
+    Status,
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -103,6 +114,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::WalPush(a) => pg::push(g, a),
         Command::WalFetch(a) => pg::fetch(g, a),
         Command::Pg(c) => pg::run(g, c),
+        Command::Config(c) => job::config(g, c),
+        Command::Job(c) => job::job(g, c),
+        Command::Runs(a) => job::runs(g, a),
+        Command::Status => job::status(g),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

@@ -21,6 +21,9 @@ pub struct Args {
     /// Restore a source declared in the config file (into its server, or --target for files)
     #[arg(long)]
     pub source: Option<String>,
+    /// Restore what job run ID backed up (every source into DIR/SOURCE, or one with --source)
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
     /// With --source: load into this database (created if missing)
     #[arg(long, requires = "source")]
     pub to_database: Option<String>,
@@ -58,9 +61,13 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     let repo = g.open_named(repo_name.as_deref())?;
     let _lock = g.lock(&repo, false)?;
     let tag = format!("source:{name}");
+    let run_tag = a.run.as_ref().map(|r| format!("run:{r}"));
     let snap = repo
         .find_snapshot(&a.snapshot, |s| {
-            s.tags.contains(&tag) && !coffer_maint::chains::is_log_file(s) && a.filter.matches(s)
+            s.tags.contains(&tag)
+                && run_tag.as_ref().is_none_or(|t| s.tags.contains(t))
+                && !coffer_maint::chains::is_log_file(s)
+                && a.filter.matches(s)
         })
         .with_context(|| format!("finding snapshot {:?} of source {name:?}", a.snapshot))?;
     repo.load_index()?;
@@ -113,10 +120,94 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `--run ID --target DIR`: every snapshot of the run, each into DIR/<source>.
+fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
+    let Some(target) = a.target.clone() else {
+        bail!("restore --run {id} needs --target DIR (or --source NAME to load one source into its server)");
+    };
+    // Run ids end in the job's name (and a .N suffix for a second run in the same second).
+    let job_repo = g.config()?.and_then(|cfg| {
+        let job = id.split_once('-')?.1;
+        let job = job.rsplit_once('.').map_or(job, |(j, n)| {
+            if n.chars().all(|c| c.is_ascii_digit()) {
+                j
+            } else {
+                job
+            }
+        });
+        cfg.job.iter().find(|j| j.name == job)?.repository.clone()
+    });
+    let repo = g.open_named(job_repo.as_deref())?;
+    let _lock = g.lock(&repo, false)?;
+    let tag = format!("run:{id}");
+    let snaps: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|s| s.snap.tags.contains(&tag) && a.filter.matches(&s.snap))
+        .collect();
+    if snaps.is_empty() {
+        bail!("no snapshot is tagged {tag}: `coffer runs` lists run ids and their snapshots");
+    }
+    repo.load_index()?;
+    let mut errors = 0;
+    for snap in &snaps {
+        let source = snap
+            .snap
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix("source:"))
+            .unwrap_or("snapshot")
+            .to_string();
+        let dir = target.join(&source);
+        let opts = RestoreOptions {
+            target: dir.clone(),
+            includes: PatternSet::new(&a.include)?,
+            excludes: PatternSet::new(&a.exclude)?,
+            verify: a.verify,
+            threads: a.threads.max(1),
+        };
+        let r = restore(
+            Arc::clone(&repo),
+            &snap.snap,
+            &opts,
+            Arc::new(Progress::default()),
+            cancel_flag(),
+        )?;
+        errors += r.errors.len();
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "summary", "run_id": id, "source": source,
+                    "snapshot_id": snap.id.to_hex(), "target": dir, "files_restored": r.files,
+                    "bytes_restored": r.bytes, "errors": r.errors})
+            );
+        } else if !g.quiet {
+            println!(
+                "{source}: snapshot {} -> {} ({} files, {})",
+                snap.id.short(),
+                dir.display(),
+                r.files,
+                bytes(r.bytes)
+            );
+            for e in &r.errors {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if errors > 0 {
+        bail!("there were {errors} errors during restore");
+    }
+    Ok(0)
+}
+
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    if let (Some(id), None) = (a.run.clone(), &a.source) {
+        return run_whole(g, a, &id);
+    }
     if let Some(name) = a.source.clone() {
         return run_source(g, a, &name);
     }
+
     let Some(target) = a.target.clone() else {
         bail!("restore needs --target DIR (or --source NAME to restore a configured source)");
     };

@@ -8,6 +8,7 @@ mod crash;
 mod errors;
 mod forget;
 mod inspect;
+mod jobs;
 mod keys;
 mod pitr;
 mod prune;

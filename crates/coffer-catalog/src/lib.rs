@@ -1,0 +1,584 @@
+//! The run catalog: one row per job run (state, times, figures, errors, snapshots), the
+//! paused flag of each job, in one SQLite file. The daemon, `coffer job run`, `coffer runs`
+//! and `coffer status` share it; it survives restarts, and old runs are trimmed by age.
+//!
+//! States are the seeds' (QUEUED, RUNNING, SUCCESS, FAILED, WARNING, RETRY, PAUSED), stored
+//! and printed in upper case. Run ids are `YYYYMMDD_HHMMSS-<job>` in UTC, so they sort by start
+//! time; a second run of one job within the same second gets `.2`, `.3`, ...
+//!
+//! SQLite runs in WAL mode with a busy timeout, so a CLI reading the catalog while the daemon
+//! writes waits instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// A catalog error.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// SQLite failed.
+    #[error("run catalog {path}: {source}")]
+    Sqlite {
+        /// The catalog file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The directory could not be created.
+    #[error("run catalog {path}: {source}")]
+    Io {
+        /// The catalog file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was written by a newer coffer.
+    #[error("run catalog {path} has schema version {found}; this coffer knows up to {known}: upgrade coffer")]
+    Schema {
+        /// The catalog file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+}
+
+/// Result with [`CatalogError`].
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+/// A run's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// Waiting for a slot.
+    Queued,
+    /// Running.
+    Running,
+    /// Every source backed up.
+    Success,
+    /// Failed (after its retries).
+    Failed,
+    /// Backed up, with warnings (files that could not be read).
+    Warning,
+    /// Failed, and waiting to be tried again.
+    Retry,
+    /// Not run: the job or its repository is paused.
+    Paused,
+}
+
+impl Status {
+    /// Every state, in the seeds' order.
+    pub const ALL: [Status; 7] = [
+        Status::Queued,
+        Status::Running,
+        Status::Success,
+        Status::Failed,
+        Status::Warning,
+        Status::Retry,
+        Status::Paused,
+    ];
+
+    /// Upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "QUEUED",
+            Status::Running => "RUNNING",
+            Status::Success => "SUCCESS",
+            Status::Failed => "FAILED",
+            Status::Warning => "WARNING",
+            Status::Retry => "RETRY",
+            Status::Paused => "PAUSED",
+        }
+    }
+
+    /// Parses the upper-case name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Success | Status::Failed | Status::Warning | Status::Paused
+        )
+    }
+
+    /// Whether the run produced a usable backup.
+    pub fn is_good(self) -> bool {
+        matches!(self, Status::Success | Status::Warning)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one source of a run did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceResult {
+    /// Source name.
+    pub source: String,
+    /// Source type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// SUCCESS, WARNING or FAILED.
+    pub status: String,
+    /// The snapshot made, if any.
+    pub snapshot_id: Option<String>,
+    /// Bytes read from the source.
+    pub source_bytes: u64,
+    /// Bytes added to the repository (after deduplication and compression).
+    pub stored_bytes: u64,
+    /// Files read.
+    pub files: u64,
+    /// Seconds.
+    pub duration_seconds: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What could not be read.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One run, as stored and as `/api/runs` returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    /// `YYYYMMDD_HHMMSS-job`.
+    pub id: String,
+    /// Job name.
+    pub job: String,
+    /// State.
+    pub status: Status,
+    /// `schedule`, `manual`, `misfire`, `api`, `retry`.
+    pub trigger: String,
+    /// Repository name.
+    pub repository: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When it started (or was queued).
+    pub started: DateTime<Utc>,
+    /// When it ended.
+    pub ended: Option<DateTime<Utc>>,
+    /// Seconds.
+    pub duration_seconds: Option<f64>,
+    /// Bytes read from the sources.
+    pub source_bytes: u64,
+    /// Bytes added to the repository.
+    pub stored_bytes: u64,
+    /// source_bytes / stored_bytes of what was new (deduplication and compression).
+    pub compression_ratio: Option<f64>,
+    /// Files read.
+    pub files: u64,
+    /// source_bytes per second.
+    pub throughput_bytes_per_second: Option<f64>,
+    /// CPU seconds the run used (user + system).
+    pub cpu_seconds: Option<f64>,
+    /// Peak resident memory of the process during the run, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Errors.
+    pub errors: Vec<String>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Snapshots made.
+    pub snapshot_ids: Vec<String>,
+    /// Per source.
+    pub sources: Vec<SourceResult>,
+}
+
+impl Run {
+    /// A new RUNNING run.
+    pub fn start(job: &str, repository: &str, trigger: &str, attempt: u32) -> Run {
+        Run {
+            id: String::new(),
+            job: job.to_string(),
+            status: Status::Running,
+            trigger: trigger.to_string(),
+            repository: repository.to_string(),
+            attempt,
+            started: Utc::now(),
+            ended: None,
+            duration_seconds: None,
+            source_bytes: 0,
+            stored_bytes: 0,
+            compression_ratio: None,
+            files: 0,
+            throughput_bytes_per_second: None,
+            cpu_seconds: None,
+            peak_rss_bytes: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            snapshot_ids: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    /// Fills the totals from the per-source results and closes the run with `status`.
+    pub fn finish(&mut self, status: Status) {
+        let end = Utc::now();
+        let secs = (end - self.started).num_milliseconds().max(0) as f64 / 1000.0;
+        self.status = status;
+        self.ended = Some(end);
+        self.duration_seconds = Some(secs);
+        self.source_bytes = self.sources.iter().map(|s| s.source_bytes).sum();
+        self.stored_bytes = self.sources.iter().map(|s| s.stored_bytes).sum();
+        self.files = self.sources.iter().map(|s| s.files).sum();
+        self.compression_ratio =
+            (self.stored_bytes > 0).then(|| self.source_bytes as f64 / self.stored_bytes as f64);
+        self.throughput_bytes_per_second = (secs > 0.0).then(|| self.source_bytes as f64 / secs);
+        self.snapshot_ids = self
+            .sources
+            .iter()
+            .filter_map(|s| s.snapshot_id.clone())
+            .collect();
+        for s in &self.sources {
+            if let Some(e) = &s.error {
+                self.errors.push(format!("{}: {e}", s.source));
+            }
+            self.warnings
+                .extend(s.warnings.iter().map(|w| format!("{}: {w}", s.source)));
+        }
+    }
+}
+
+/// The catalog.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| CatalogError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let c = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
+        c.migrate()?;
+        Ok(c)
+    }
+
+    /// The default location: /var/lib/coffer/catalog.db for root, else under XDG_DATA_HOME.
+    pub fn default_path() -> PathBuf {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/coffer/catalog.db");
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("coffer/catalog.db")
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
+        move |source| CatalogError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.conn
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(self.err())?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(self.err())?;
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.err())?;
+        if version > SCHEMA_VERSION {
+            return Err(CatalogError::Schema {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS runs (
+                         id TEXT PRIMARY KEY,
+                         job TEXT NOT NULL,
+                         status TEXT NOT NULL,
+                         started TEXT NOT NULL,
+                         ended TEXT,
+                         body TEXT NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started);
+                     CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+                     CREATE TABLE IF NOT EXISTS jobs (
+                         name TEXT PRIMARY KEY,
+                         paused INTEGER NOT NULL DEFAULT 0,
+                         paused_by TEXT,
+                         paused_at TEXT
+                     );
+                     PRAGMA user_version = 1;
+                     COMMIT;",
+                )
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new run, giving it its id.
+    pub fn insert(&self, run: &mut Run) -> Result<()> {
+        let base = format!("{}-{}", run.started.format("%Y%m%d_%H%M%S"), run.job);
+        for n in 1.. {
+            let id = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}.{n}")
+            };
+            run.id = id;
+            let body = serde_json::to_string(&run).unwrap_or_default();
+            let inserted = self
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO runs (id, job, status, started, ended, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        run.id,
+                        run.job,
+                        run.status.as_str(),
+                        run.started.to_rfc3339(),
+                        run.ended.map(|e| e.to_rfc3339()),
+                        body
+                    ],
+                )
+                .map_err(self.err())?;
+            if inserted == 1 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a run's current state.
+    pub fn update(&self, run: &Run) -> Result<()> {
+        let body = serde_json::to_string(run).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, ended = ?3, body = ?4 WHERE id = ?1",
+                params![
+                    run.id,
+                    run.status.as_str(),
+                    run.ended.map(|e| e.to_rfc3339()),
+                    body
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn decode(body: String) -> Option<Run> {
+        serde_json::from_str(&body).ok()
+    }
+
+    /// One run.
+    pub fn get(&self, id: &str) -> Result<Option<Run>> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        Ok(body.and_then(Catalog::decode))
+    }
+
+    /// Runs, newest first; of one job if given.
+    pub fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<Run>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT body FROM runs WHERE (?1 IS NULL OR job = ?1) ORDER BY started DESC, id DESC LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![job, limit as i64], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(run) = Catalog::decode(r.map_err(self.err())?) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest run of `job` in one of `states`.
+    pub fn last(&self, job: &str, states: &[Status]) -> Result<Option<Run>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT body, status FROM runs WHERE job = ?1 ORDER BY started DESC, id DESC")
+            .map_err(self.err())?;
+        let mut rows = st.query([job]).map_err(self.err())?;
+        while let Some(r) = rows.next().map_err(self.err())? {
+            let status: String = r.get(1).map_err(self.err())?;
+            if Status::parse(&status).is_some_and(|s| states.contains(&s)) {
+                return Ok(Catalog::decode(r.get(0).map_err(self.err())?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks runs left RUNNING, QUEUED or RETRY by a process that died as FAILED.
+    pub fn fail_unfinished(&self, why: &str) -> Result<usize> {
+        let open: Vec<Run> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT body FROM runs WHERE status IN ('RUNNING', 'QUEUED', 'RETRY')")
+                .map_err(self.err())?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(self.err())?;
+            rows.filter_map(|r| r.ok().and_then(Catalog::decode))
+                .collect()
+        };
+        for mut r in open.clone() {
+            r.errors.push(why.to_string());
+            r.finish(Status::Failed);
+            self.update(&r)?;
+        }
+        Ok(open.len())
+    }
+
+    /// Deletes finished runs that ended before `cutoff`; returns how many.
+    pub fn trim(&self, cutoff: DateTime<Utc>) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM runs WHERE ended IS NOT NULL AND ended < ?1",
+                [cutoff.to_rfc3339()],
+            )
+            .map_err(self.err())
+    }
+
+    /// Pauses or resumes a job; `by` says who.
+    pub fn set_paused(&self, job: &str, paused: bool, by: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO jobs (name, paused, paused_by, paused_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET paused = ?2, paused_by = ?3, paused_at = ?4",
+                params![job, paused as i64, by, Utc::now().to_rfc3339()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Whether a job is paused.
+    pub fn is_paused(&self, job: &str) -> Result<bool> {
+        let p: Option<i64> = self
+            .conn
+            .query_row("SELECT paused FROM jobs WHERE name = ?1", [job], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())?;
+        Ok(p.unwrap_or(0) != 0)
+    }
+
+    /// How many consecutive FAILED runs `job` has had most recently.
+    pub fn consecutive_failures(&self, job: &str) -> Result<u32> {
+        let mut n = 0;
+        for r in self.list(Some(job), 1000)? {
+            match r.status {
+                Status::Failed => n += 1,
+                s if s.is_good() => break,
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(job: &str) -> Run {
+        let mut r = Run::start(job, "local", "manual", 1);
+        r.sources.push(SourceResult {
+            source: "etc".into(),
+            kind: "files".into(),
+            status: "SUCCESS".into(),
+            snapshot_id: Some("abc".into()),
+            source_bytes: 1000,
+            stored_bytes: 250,
+            files: 3,
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn runs_round_trip_and_ids_do_not_collide() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sub/catalog.db");
+        let c = Catalog::open(&path).unwrap();
+        let mut a = run("nightly");
+        let mut b = run("nightly");
+        b.started = a.started;
+        let mut other = run("hourly");
+        other.started = a.started;
+        c.insert(&mut a).unwrap();
+        c.insert(&mut b).unwrap();
+        c.insert(&mut other).unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(b.id.starts_with(&a.id) && b.id.ends_with(".2"), "{}", b.id);
+        assert!(other.id.ends_with("-hourly"));
+        a.finish(Status::Success);
+        c.update(&a).unwrap();
+        assert_eq!(a.compression_ratio, Some(4.0));
+        assert_eq!(a.snapshot_ids, vec!["abc".to_string()]);
+        drop(c);
+
+        // Survives reopening.
+        let c = Catalog::open(&path).unwrap();
+        let got = c.get(&a.id).unwrap().unwrap();
+        assert_eq!(got, a);
+        assert_eq!(c.list(Some("nightly"), 10).unwrap().len(), 2);
+        assert_eq!(c.list(None, 10).unwrap().len(), 3);
+        assert_eq!(
+            c.last("nightly", &[Status::Success]).unwrap().unwrap().id,
+            a.id
+        );
+        // b was left RUNNING by a "crash".
+        assert_eq!(c.fail_unfinished("daemon restarted").unwrap(), 2);
+        let b2 = c.get(&b.id).unwrap().unwrap();
+        assert_eq!(b2.status, Status::Failed);
+        assert!(b2.errors.iter().any(|e| e.contains("restarted")));
+        assert_eq!(c.consecutive_failures("nightly").unwrap(), 1);
+        let json = serde_json::to_value(&b2).unwrap();
+        assert_eq!(json["status"], "FAILED");
+
+        c.set_paused("nightly", true, "cli").unwrap();
+        assert!(c.is_paused("nightly").unwrap());
+        c.set_paused("nightly", false, "cli").unwrap();
+        assert!(!c.is_paused("nightly").unwrap() && !c.is_paused("never").unwrap());
+        assert_eq!(
+            c.trim(Utc::now() + chrono::Duration::seconds(5)).unwrap(),
+            3
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Running a `[[job]]`: back up its sources into its repository, retry what failed with
+//! exponential backoff, cancel a run that outlives `max_runtime`, apply the job's retention
+//! after a good run (never after a failed one), and record every step in the run catalog.
+//! `coffer job run` calls [`run_job`] directly; the daemon's scheduler will call it from its
+//! worker pool.
+//!
+//! A run's state moves RUNNING → (RETRY → RUNNING)* → SUCCESS | WARNING | FAILED; a job that is
+//! paused records one PAUSED run and does nothing. Every snapshot a run makes is tagged
+//! `run:<id>` and `job:<name>` besides the source's own tags, so a run can be restored as a
+//! whole (`coffer restore --run ID`). A retry only runs the sources that failed.
+
+mod retention;
+mod source;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_catalog::{Catalog, CatalogError, Run, SourceResult, Status};
+use coffer_config::{Config, JobConfig, RepositoryConfig};
+use coffer_repo::backend::Location;
+use coffer_repo::Repository;
+
+pub use retention::RetentionReport;
+pub use source::{backup_source, SourceUsage};
+
+/// Why a job could not be run at all (a failing source is a FAILED run, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] coffer_config::ConfigError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The repository could not be opened.
+    #[error("repository {name:?}: {message}")]
+    Repository {
+        /// Its name in the config.
+        name: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Opens a repository declared in the config, with its password file or password.
+pub fn open_repository(repo: &RepositoryConfig) -> Result<Arc<Repository>, JobError> {
+    let err = |message: String| JobError::Repository {
+        name: repo.name.clone(),
+        message,
+    };
+    let password = match (&repo.password_file, &repo.password) {
+        (Some(f), _) => std::fs::read_to_string(&**f)
+            .map_err(|e| err(format!("reading password_file {}: {e}", &**f)))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        (None, Some(p)) => p.0.clone(),
+        (None, None) => {
+            return Err(err(
+                "no password_file or password: a job cannot prompt for one".into(),
+            ))
+        }
+    };
+    let location = Location::parse(&repo.url).map_err(|e| err(e.to_string()))?;
+    Repository::open(&location, &password)
+        .map(Arc::new)
+        .map_err(|e| err(e.to_string()))
+}
+
+/// What triggered a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule.
+    Schedule,
+    /// `coffer job run`.
+    Manual,
+    /// A schedule missed while the daemon was down.
+    Misfire,
+    /// The HTTP API.
+    Api,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Misfire => "misfire",
+            Trigger::Api => "api",
+        }
+    }
+}
+
+/// A callback for a run's state changes.
+pub type OnChange = Box<dyn Fn(&Run) + Send + Sync>;
+
+/// Settings of one run besides the job's own.
+pub struct RunOptions {
+    /// The coffer binary each source's backup runs in.
+    pub exe: std::path::PathBuf,
+    /// Why it runs.
+    pub trigger: Trigger,
+    /// Set to stop the run (shutdown, Ctrl-C); max_runtime sets it too.
+    pub cancel: Arc<AtomicBool>,
+    /// How long to wait for a repository lock.
+    pub lock_wait: Duration,
+    /// Called after every state change (for logs and progress).
+    pub on_change: Option<OnChange>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            exe: std::env::current_exe().unwrap_or_else(|_| "coffer".into()),
+            trigger: Trigger::Manual,
+            cancel: Arc::new(AtomicBool::new(false)),
+            lock_wait: Duration::from_secs(600),
+            on_change: None,
+        }
+    }
+}
+
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass and has no other effect.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Runs `job` to its end and returns the finished run (also stored in `catalog`).
+pub fn run_job(
+    cfg: &Config,
+    job: &JobConfig,
+    catalog: &Catalog,
+    opts: &RunOptions,
+) -> Result<Run, JobError> {
+    let repo_cfg = match &job.repository {
+        Some(name) => cfg
+            .repository
+            .iter()
+            .find(|r| &r.name == name)
+            .ok_or_else(|| JobError::Repository {
+                name: name.clone(),
+                message: "not declared".into(),
+            })?,
+        None => cfg.repository_for(None)?,
+    };
+    let notify = |r: &Run| {
+        if let Some(f) = &opts.on_change {
+            f(r)
+        }
+    };
+    let mut run = Run::start(&job.name, &repo_cfg.name, opts.trigger.as_str(), 1);
+    if catalog.is_paused(&job.name)? {
+        run.errors
+            .push("the job is paused (coffer job resume NAME)".into());
+        catalog.insert(&mut run)?;
+        run.finish(Status::Paused);
+        catalog.update(&run)?;
+        notify(&run);
+        return Ok(run);
+    }
+    catalog.insert(&mut run)?;
+    let cpu0 = own_cpu_seconds();
+    let mut cpu_children = 0.0;
+    let mut peak_rss = 0u64;
+
+    // max_runtime: a watchdog raises the cancel flag; the backup stops at its next read.
+    let deadline = Instant::now() + job.max_runtime.0;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (cancel, timed_out, done) = (
+            Arc::clone(&opts.cancel),
+            Arc::clone(&timed_out),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if Instant::now() >= deadline {
+                    timed_out.store(true, Ordering::Relaxed);
+                    cancel.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Opened here for retention, and so that a repository that cannot be opened fails the
+    // run once instead of once per source.
+    let repo = open_repository(repo_cfg);
+    let mut results: Vec<Option<SourceResult>> = vec![None; job.sources.len()];
+    let mut attempt = 1u32;
+    loop {
+        run.attempt = attempt;
+        run.status = Status::Running;
+        catalog.update(&run)?;
+        notify(&run);
+        for (i, name) in job.sources.iter().enumerate() {
+            if results[i].as_ref().is_some_and(|r| r.status != "FAILED") {
+                continue;
+            }
+            let mut r = match &repo {
+                Ok(_) => {
+                    let tags = vec![format!("run:{}", run.id), format!("job:{}", job.name)];
+                    let (r, usage) =
+                        source::backup_source(&cfg.path, &repo_cfg.name, name, &tags, opts);
+                    cpu_children += usage.cpu_seconds;
+                    peak_rss = peak_rss.max(usage.peak_rss_bytes);
+                    r
+                }
+                Err(e) => SourceResult {
+                    source: name.clone(),
+                    status: "FAILED".into(),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            };
+            r.kind = cfg
+                .source
+                .iter()
+                .find(|s| &s.name == name)
+                .map(|s| s.kind.clone())
+                .unwrap_or_default();
+            results[i] = Some(r);
+            run.sources = results.iter().flatten().cloned().collect();
+            catalog.update(&run)?;
+            if opts.cancel.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        let failed = results
+            .iter()
+            .any(|r| r.as_ref().is_none_or(|r| r.status == "FAILED"));
+        if !failed || attempt > job.retries || opts.cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        // Exponential backoff, cut short by cancellation or the deadline.
+        let wait = job.retry_delay.0 * 2u32.saturating_pow(attempt - 1);
+        run.status = Status::Retry;
+        catalog.update(&run)?;
+        notify(&run);
+        tracing::warn!(job = %job.name, attempt, wait_secs = wait.as_secs(), "sources failed; retrying");
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !opts.cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if opts.cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        attempt += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = watchdog.join();
+
+    run.sources = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.clone().unwrap_or_else(|| SourceResult {
+                source: job.sources[i].clone(),
+                status: "FAILED".into(),
+                error: Some("not run: the run was cancelled".into()),
+                ..Default::default()
+            })
+        })
+        .collect();
+    if timed_out.load(Ordering::Relaxed) {
+        run.errors.push(format!(
+            "cancelled: the run exceeded its max_runtime of {}",
+            job.max_runtime
+        ));
+    } else if opts.cancel.load(Ordering::Relaxed) {
+        run.errors.push("cancelled".into());
+    }
+    let any_failed = run.sources.iter().any(|s| s.status == "FAILED");
+    let any_warning = run.sources.iter().any(|s| s.status == "WARNING");
+    let status = if any_failed || opts.cancel.load(Ordering::Relaxed) {
+        Status::Failed
+    } else if any_warning {
+        Status::Warning
+    } else {
+        Status::Success
+    };
+    run.cpu_seconds = Some(own_cpu_seconds() - cpu0 + cpu_children);
+    run.peak_rss_bytes = Some(peak_rss);
+    run.finish(status);
+
+    // Retention only after a good run, so a failing source never thins out the backups
+    // that are still good.
+    if status.is_good() {
+        if let (Some(policy), Ok(repo)) = (&job.retention, &repo) {
+            match retention::apply(repo, job, policy, opts.lock_wait) {
+                Ok(r) => {
+                    tracing::info!(job = %job.name, removed = r.removed, "retention applied");
+                }
+                Err(e) => {
+                    run.warnings.push(format!("retention: {e}"));
+                    if run.status == Status::Success {
+                        run.status = Status::Warning;
+                    }
+                }
+            }
+        }
+    }
+    catalog.update(&run)?;
+    notify(&run);
+    Ok(run)
+}

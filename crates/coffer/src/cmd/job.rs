@@ -1,0 +1,328 @@
+//! Jobs from the command line: `config check`, `job run|pause|resume`, `runs` and `status`.
+//! The work is in `coffer_jobs` (running) and `coffer_catalog` (history); this module loads
+//! the config, opens the catalog and prints.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use coffer_catalog::{Catalog, Run, Status};
+use coffer_config::{Config, JobConfig};
+
+use crate::global::{cancel_flag, GlobalOpts};
+use crate::ui::bytes;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the config file (every error at once, with line and key) without running
+    Check,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum JobCommand {
+    /// Run a job now and wait for it (exit 0 SUCCESS, 3 WARNING, 1 FAILED)
+    Run {
+        /// The job
+        name: String,
+    },
+    /// Stop a job from running (scheduled or manual) until it is resumed
+    Pause {
+        /// The job
+        name: String,
+    },
+    /// Let a paused job run again
+    Resume {
+        /// The job
+        name: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunsArgs {
+    /// Only this job's runs
+    #[arg(long)]
+    pub job: Option<String>,
+    /// How many (newest first)
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+fn load(g: &GlobalOpts) -> anyhow::Result<Config> {
+    g.config()?
+        .context("jobs live in the config file: use --config FILE or COFFER_CONFIG")
+}
+
+/// The run catalog the config names (or the default place).
+pub fn catalog(cfg: &Config) -> anyhow::Result<Catalog> {
+    let path = match &cfg.server.catalog {
+        Some(p) => PathBuf::from(&**p),
+        None => Catalog::default_path(),
+    };
+    Ok(Catalog::open(&path)?)
+}
+
+pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
+    let ConfigCommand::Check = c;
+    let cfg = load(g)?;
+    // Sources check their own settings; report all of them, not the first.
+    let mut errors = Vec::new();
+    for s in &cfg.source {
+        if let Err(e) = coffer_sources::build(&cfg, s) {
+            errors.push(e.to_string());
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    let now = chrono::Utc::now();
+    let jobs: Vec<serde_json::Value> = cfg
+        .job
+        .iter()
+        .map(|j| serde_json::json!({"name": j.name, "next_run": next_run(j, now).map(|t| t.to_rfc3339())}))
+        .collect();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"message_type": "summary", "valid": true, "file": cfg.path,
+                "repositories": cfg.repository.len(), "sources": cfg.source.len(), "jobs": jobs})
+        );
+    } else if !g.quiet {
+        println!(
+            "{}: valid ({} repositories, {} sources, {} jobs)",
+            cfg.path.display(),
+            cfg.repository.len(),
+            cfg.source.len(),
+            cfg.job.len()
+        );
+        for j in &cfg.job {
+            println!(
+                "  job {:<16} {:<20} next run {}",
+                j.name,
+                j.schedule,
+                next_run(j, now)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into())
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// The next time `job` is due after `after`, in its time zone.
+pub fn next_run(
+    job: &JobConfig,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let cron = coffer_config::jobs::parse_schedule(&job.schedule).ok()?;
+    match &job.timezone {
+        Some(tz) => {
+            let tz = coffer_config::jobs::parse_timezone(tz).ok()?;
+            cron.find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        }
+        None => cron
+            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc)),
+    }
+}
+
+fn print_run(r: &Run) {
+    println!(
+        "run {} of job {}: {} (attempt {}, {:.1}s, {} read, {} stored{})",
+        r.id,
+        r.job,
+        r.status,
+        r.attempt,
+        r.duration_seconds.unwrap_or_default(),
+        bytes(r.source_bytes),
+        bytes(r.stored_bytes),
+        r.compression_ratio
+            .map(|c| format!(", ratio {c:.2}"))
+            .unwrap_or_default()
+    );
+    for s in &r.sources {
+        println!(
+            "  {:<16} {:<8} {:<8} {}{}",
+            s.source,
+            s.kind,
+            s.status,
+            s.snapshot_id
+                .as_deref()
+                .map(|i| format!("snapshot {}", &i[..8.min(i.len())]))
+                .unwrap_or_default(),
+            s.error
+                .as_deref()
+                .map(|e| format!(" error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for e in &r.errors {
+        if !r
+            .sources
+            .iter()
+            .any(|s| e.ends_with(s.error.as_deref().unwrap_or("\0")))
+        {
+            println!("  error: {e}");
+        }
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
+    let cfg = load(g)?;
+    let cat = catalog(&cfg)?;
+    match c {
+        JobCommand::Pause { name } => {
+            cfg.job(&name)?;
+            cat.set_paused(&name, true, &whoami())?;
+            if !g.quiet {
+                println!("job {name} paused");
+            }
+            Ok(0)
+        }
+        JobCommand::Resume { name } => {
+            cfg.job(&name)?;
+            cat.set_paused(&name, false, &whoami())?;
+            if !g.quiet {
+                println!("job {name} resumed");
+            }
+            Ok(0)
+        }
+        JobCommand::Run { name } => {
+            let job = cfg.job(&name)?;
+            let json = g.json;
+            let quiet = g.quiet;
+            let opts = coffer_jobs::RunOptions {
+                exe: std::env::current_exe().context("finding the coffer binary")?,
+                trigger: coffer_jobs::Trigger::Manual,
+                cancel: cancel_flag(),
+                lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
+                on_change: Some(Box::new(move |r: &Run| {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"message_type": "status", "run_id": r.id, "status": r.status, "attempt": r.attempt})
+                        );
+                    } else if !quiet && !r.status.is_final() {
+                        eprintln!("{}: {} (attempt {})", r.id, r.status, r.attempt);
+                    }
+                })),
+            };
+            let run = coffer_jobs::run_job(&cfg, job, &cat, &opts)?;
+            if g.json {
+                let mut v = serde_json::to_value(&run)?;
+                v["message_type"] = "summary".into();
+                println!("{v}");
+            } else if !g.quiet {
+                print_run(&run);
+            }
+            Ok(match run.status {
+                Status::Success | Status::Paused => 0,
+                Status::Warning => 3,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
+    let cfg = load(g)?;
+    if let Some(j) = &a.job {
+        cfg.job(j)?;
+    }
+    let cat = catalog(&cfg)?;
+    let runs = cat.list(a.job.as_deref(), a.limit)?;
+    if g.json {
+        println!("{}", serde_json::json!({ "runs": runs }));
+        return Ok(0);
+    }
+    println!(
+        "{:<32} {:<12} {:<8} {:>8} {:>10} {:>10}  snapshots",
+        "run", "job", "status", "secs", "read", "stored"
+    );
+    for r in &runs {
+        println!(
+            "{:<32} {:<12} {:<8} {:>8.1} {:>10} {:>10}  {}",
+            r.id,
+            r.job,
+            r.status.as_str(),
+            r.duration_seconds.unwrap_or_default(),
+            bytes(r.source_bytes),
+            bytes(r.stored_bytes),
+            r.snapshot_ids
+                .iter()
+                .map(|s| &s[..8.min(s.len())])
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    Ok(0)
+}
+
+pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
+    let cfg = load(g)?;
+    let cat = catalog(&cfg)?;
+    let now = chrono::Utc::now();
+    let mut jobs = Vec::new();
+    for j in &cfg.job {
+        let last = cat.list(Some(&j.name), 1)?.into_iter().next();
+        let good = cat.last(&j.name, &[Status::Success, Status::Warning])?;
+        let age = good
+            .as_ref()
+            .and_then(|r| r.ended)
+            .map(|e| (now - e).num_seconds());
+        let rpo = j.rpo.map(|r| r.secs() as i64);
+        let overdue = match (age, rpo) {
+            (Some(a), Some(r)) => a > r,
+            (None, _) => false,
+            (Some(_), None) => false,
+        };
+        jobs.push(serde_json::json!({
+            "name": j.name,
+            "paused": cat.is_paused(&j.name)?,
+            "status": last.as_ref().map(|r| r.status),
+            "last_run": last.as_ref().map(|r| r.id.clone()),
+            "last_success": good.as_ref().and_then(|r| r.ended).map(|t| t.to_rfc3339()),
+            "backup_age_seconds": age,
+            "rpo_seconds": rpo,
+            "overdue": overdue,
+            "consecutive_failures": cat.consecutive_failures(&j.name)?,
+            "next_run": next_run(j, now).map(|t| t.to_rfc3339()),
+        }));
+    }
+    if g.json {
+        println!("{}", serde_json::json!({ "jobs": jobs }));
+        return Ok(0);
+    }
+    println!(
+        "{:<16} {:<8} {:<7} {:<26} {:<26} next run",
+        "job", "status", "paused", "last run", "last success"
+    );
+    for j in &jobs {
+        println!(
+            "{:<16} {:<8} {:<7} {:<26} {:<26} {}{}",
+            j["name"].as_str().unwrap_or(""),
+            j["status"].as_str().unwrap_or("never"),
+            if j["paused"] == true { "yes" } else { "no" },
+            j["last_run"].as_str().unwrap_or("-"),
+            j["last_success"].as_str().unwrap_or("-"),
+            j["next_run"].as_str().unwrap_or("-"),
+            if j["overdue"] == true {
+                "  OVERDUE (older than its rpo)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}

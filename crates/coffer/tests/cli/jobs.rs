@@ -1,0 +1,289 @@
+//! Jobs run from the command line against real sources (files, PostgreSQL, commands): states
+//! and retries in the run catalog, max_runtime, pause, retention, restoring a whole run, and
+//! config errors reported all at once.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{coffer_bare, random_files, run, tempdir, Repo};
+
+struct Lab {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    config: PathBuf,
+    repo: Repo,
+}
+
+impl Lab {
+    fn new(jobs: &str) -> Lab {
+        let tmp = tempdir("coffer-jobs-");
+        let dir = tmp.path().to_path_buf();
+        let repo = Repo::local(&dir.join("repo"));
+        repo.init();
+        random_files(&dir.join("data"), 3 << 20, 64 << 10, 7);
+        let config = dir.join("coffer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[server]
+catalog = "{d}/catalog.db"
+
+[[repository]]
+name = "local"
+url = "{d}/repo"
+password = "${{COFFER_PASSWORD}}"
+
+[[source]]
+name = "files"
+type = "files"
+paths = ["{d}/data"]
+
+[[source]]
+name = "pg"
+type = "postgres"
+url = "postgresql://postgres@127.0.0.1:5432/"
+databases = ["postgres"]
+
+[[source]]
+name = "broken"
+type = "command"
+command = ["sh", "-c", "echo half; exit 3"]
+
+[[source]]
+name = "slow"
+type = "command"
+command = ["sh", "-c", "echo start; exec sleep 60"]
+
+{jobs}"#,
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        Lab {
+            _tmp: tmp,
+            dir,
+            config,
+            repo,
+        }
+    }
+
+    fn coffer<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = coffer_bare();
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+
+    fn runs(&self, job: &str) -> Vec<serde_json::Value> {
+        let r = run(&mut self.coffer(["--json", "runs", "--job", job])).ok();
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        v["runs"].as_array().unwrap().clone()
+    }
+
+    fn snapshots_tagged(&self, tag: &str) -> Vec<serde_json::Value> {
+        let r = run(&mut self.repo.coffer(["--json", "snapshots", "--tag", tag])).ok();
+        serde_json::from_slice::<serde_json::Value>(&r.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+const JOBS: &str = r#"
+[[job]]
+name = "nightly"
+sources = ["files", "pg"]
+schedule = "0 2 * * *"
+timezone = "Asia/Shanghai"
+rpo = "26h"
+retention = { last = 2 }
+
+[[job]]
+name = "flaky"
+sources = ["files", "broken"]
+schedule = "*/10 * * * * *"
+retries = 2
+retry_delay = "1s"
+
+[[job]]
+name = "stuck"
+sources = ["slow"]
+schedule = "0 3 * * *"
+max_runtime = "2s"
+retries = 0
+"#;
+
+#[test]
+fn jobs_run_retry_pause_timeout_retention_and_restore() {
+    let lab = Lab::new(JOBS);
+    let check = run(&mut lab.coffer(["--json", "config", "check"])).ok();
+    assert_eq!(check.summary()["valid"], true, "{}", check.describe());
+
+    // A good run: both sources, snapshots tagged with the run id.
+    let r = run(&mut lab.coffer(["--json", "job", "run", "nightly"])).ok();
+    let s = r.summary();
+    assert_eq!(s["status"], "SUCCESS", "{}", r.describe());
+    let id = s["id"].as_str().unwrap().to_string();
+    assert!(
+        id.ends_with("-nightly") && id.len() == "20261127_005206-nightly".len(),
+        "{id}"
+    );
+    assert_eq!(s["snapshot_ids"].as_array().unwrap().len(), 2);
+    assert!(s["source_bytes"].as_u64().unwrap() > 3 << 20);
+    assert_eq!(lab.snapshots_tagged(&format!("run:{id}")).len(), 2);
+    let states: Vec<String> = r
+        .json_lines()
+        .iter()
+        .filter(|v| v["message_type"] == "status")
+        .map(|v| v["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["RUNNING", "SUCCESS"]);
+
+    // The whole run restores, each source into its own directory.
+    let out = lab.dir.join("restored");
+    run(lab.coffer(["restore", "--run", &id, "--target"]).arg(&out)).ok();
+    crate::util::assert_trees_equal(
+        &lab.dir.join("data"),
+        &crate::util::restored_path(&out.join("files"), &lab.dir.join("data")),
+        crate::util::Restorer::Coffer,
+        "a run restored with --run",
+    );
+    assert!(out.join("pg/postgres.dump").is_file());
+
+    // Retention keeps the last two runs' snapshots of each source.
+    std::thread::sleep(Duration::from_millis(1100));
+    run(&mut lab.coffer(["job", "run", "nightly"])).ok();
+    std::thread::sleep(Duration::from_millis(1100));
+    run(&mut lab.coffer(["job", "run", "nightly"])).ok();
+    assert_eq!(lab.snapshots_tagged("source:files").len(), 2);
+    assert_eq!(lab.snapshots_tagged("source:pg").len(), 2);
+    assert!(lab.snapshots_tagged(&format!("run:{id}")).is_empty());
+    assert_eq!(lab.runs("nightly").len(), 3);
+    lab.repo.restic_check(true).ok();
+
+    // A failing source: RETRY, then FAILED after the retries; the good source is not redone.
+    let r = run(&mut lab.coffer(["--json", "job", "run", "flaky"])).expect_code(1);
+    let s = r.summary();
+    assert_eq!(s["status"], "FAILED");
+    assert_eq!(s["attempt"], 3);
+    let states: Vec<String> = r
+        .json_lines()
+        .iter()
+        .filter(|v| v["message_type"] == "status")
+        .map(|v| v["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["RUNNING", "RETRY", "RUNNING", "RETRY", "RUNNING", "FAILED"]
+    );
+    assert!(
+        s["errors"].to_string().contains("exited with status 3"),
+        "{}",
+        r.describe()
+    );
+    let flaky_snaps = lab.snapshots_tagged("job:flaky");
+    assert_eq!(
+        flaky_snaps.len(),
+        1,
+        "only the files source made a snapshot"
+    );
+
+    // max_runtime cancels a stuck run.
+    let t = Instant::now();
+    let r = run(&mut lab.coffer(["--json", "job", "run", "stuck"])).expect_code(1);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    let s = r.summary();
+    assert_eq!(s["status"], "FAILED");
+    assert!(
+        s["errors"].to_string().contains("max_runtime of 2s"),
+        "{}",
+        r.describe()
+    );
+    assert!(lab.snapshots_tagged("job:stuck").is_empty());
+
+    // A paused job does not run.
+    run(&mut lab.coffer(["job", "pause", "nightly"])).ok();
+    let r = run(&mut lab.coffer(["--json", "job", "run", "nightly"])).ok();
+    assert_eq!(r.summary()["status"], "PAUSED");
+    assert_eq!(lab.snapshots_tagged("source:files").len(), 2 + 1);
+    run(&mut lab.coffer(["job", "resume", "nightly"])).ok();
+
+    // Status and runs agree with what happened.
+    let st = run(&mut lab.coffer(["--json", "status"])).ok();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let job = |n: &str| {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(job("nightly")["status"], "PAUSED");
+    assert_eq!(job("nightly")["paused"], false);
+    assert!(job("nightly")["last_success"].is_string());
+    assert_eq!(job("nightly")["rpo_seconds"], 26 * 3600);
+    assert_eq!(job("nightly")["overdue"], false);
+    assert!(job("nightly")["next_run"].is_string());
+    assert_eq!(job("flaky")["consecutive_failures"], 1);
+    assert_eq!(lab.runs("nightly")[0]["status"], "PAUSED");
+    let runs = lab.runs("nightly");
+    assert!(runs
+        .windows(2)
+        .all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()));
+
+    // Unknown job: a clear error naming the known ones.
+    let r = run(&mut lab.coffer(["job", "run", "nope"])).expect_code(1);
+    assert!(
+        r.stderr.contains("nope") && r.stderr.contains("nightly"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn config_check_reports_every_error() {
+    let lab = Lab::new(
+        r#"
+[[job]]
+name = "a"
+sources = ["files", "ghost"]
+schedule = "0 99 * * *"
+timezone = "Nowhere/City"
+
+[[job]]
+name = "b"
+sources = []
+schedule = "* *"
+copy_to = ["offsite"]
+retention = { dayly = 3 }
+"#,
+    );
+    let r = run(&mut lab.coffer(["config", "check"])).expect_code(1);
+    for want in [
+        "ghost",
+        "`schedule`",
+        "Nowhere/City",
+        "lists no source",
+        "2 fields",
+        "offsite",
+        "dayly",
+        "coffer.toml",
+    ] {
+        assert!(
+            r.stderr.contains(want),
+            "{want:?} missing: {}",
+            r.describe()
+        );
+    }
+}
