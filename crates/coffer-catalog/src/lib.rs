@@ -255,7 +255,7 @@ pub struct Catalog {
     path: PathBuf,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path`.
@@ -341,7 +341,36 @@ impl Catalog {
                 )
                 .map_err(self.err())?;
         }
+        if version < 2 {
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
+                .map_err(self.err())?;
+        }
         Ok(())
+    }
+
+    /// Stores a value (the daemon's heartbeat, say).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// A stored value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
     }
 
     /// Stores a new run, giving it its id.
@@ -572,6 +601,10 @@ mod tests {
         let json = serde_json::to_value(&b2).unwrap();
         assert_eq!(json["status"], "FAILED");
 
+        c.set_meta("heartbeat", "x").unwrap();
+        c.set_meta("heartbeat", "y").unwrap();
+        assert_eq!(c.meta("heartbeat").unwrap().as_deref(), Some("y"));
+        assert_eq!(c.meta("none").unwrap(), None);
         c.set_paused("nightly", true, "cli").unwrap();
         assert!(c.is_paused("nightly").unwrap());
         c.set_paused("nightly", false, "cli").unwrap();

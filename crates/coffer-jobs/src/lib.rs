@@ -11,6 +11,7 @@
 
 mod retention;
 mod source;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use coffer_catalog::{Catalog, Run, Status};
-use coffer_config::{Config, JobConfig};
+use coffer_config::Config;
 
 use crate::global::{cancel_flag, GlobalOpts};
 use crate::ui::bytes;
@@ -77,7 +77,7 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
     let jobs: Vec<serde_json::Value> = cfg
         .job
         .iter()
-        .map(|j| serde_json::json!({"name": j.name, "next_run": next_run(j, now).map(|t| t.to_rfc3339())}))
+        .map(|j| serde_json::json!({"name": j.name, "next_run": coffer_jobs::status::next_run(j, now).map(|t| t.to_rfc3339())}))
         .collect();
     if g.json {
         println!(
@@ -98,33 +98,13 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
                 "  job {:<16} {:<20} next run {}",
                 j.name,
                 j.schedule,
-                next_run(j, now)
+                coffer_jobs::status::next_run(j, now)
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into())
             );
         }
     }
     Ok(0)
-}
-
-/// The next time `job` is due after `after`, in its time zone.
-pub fn next_run(
-    job: &JobConfig,
-    after: chrono::DateTime<chrono::Utc>,
-) -> Option<chrono::DateTime<chrono::Utc>> {
-    let cron = coffer_config::jobs::parse_schedule(&job.schedule).ok()?;
-    match &job.timezone {
-        Some(tz) => {
-            let tz = coffer_config::jobs::parse_timezone(tz).ok()?;
-            cron.find_next_occurrence(&after.with_timezone(&tz), false)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        }
-        None => cron
-            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc)),
-    }
 }
 
 fn print_run(r: &Run) {
@@ -272,34 +252,7 @@ pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
 pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
     let cfg = load(g)?;
     let cat = catalog(&cfg)?;
-    let now = chrono::Utc::now();
-    let mut jobs = Vec::new();
-    for j in &cfg.job {
-        let last = cat.list(Some(&j.name), 1)?.into_iter().next();
-        let good = cat.last(&j.name, &[Status::Success, Status::Warning])?;
-        let age = good
-            .as_ref()
-            .and_then(|r| r.ended)
-            .map(|e| (now - e).num_seconds());
-        let rpo = j.rpo.map(|r| r.secs() as i64);
-        let overdue = match (age, rpo) {
-            (Some(a), Some(r)) => a > r,
-            (None, _) => false,
-            (Some(_), None) => false,
-        };
-        jobs.push(serde_json::json!({
-            "name": j.name,
-            "paused": cat.is_paused(&j.name)?,
-            "status": last.as_ref().map(|r| r.status),
-            "last_run": last.as_ref().map(|r| r.id.clone()),
-            "last_success": good.as_ref().and_then(|r| r.ended).map(|t| t.to_rfc3339()),
-            "backup_age_seconds": age,
-            "rpo_seconds": rpo,
-            "overdue": overdue,
-            "consecutive_failures": cat.consecutive_failures(&j.name)?,
-            "next_run": next_run(j, now).map(|t| t.to_rfc3339()),
-        }));
-    }
+    let jobs = coffer_jobs::status::status(&cfg, &cat, chrono::Utc::now())?;
     if g.json {
         println!("{}", serde_json::json!({ "jobs": jobs }));
         return Ok(0);

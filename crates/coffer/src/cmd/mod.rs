@@ -16,6 +16,7 @@ mod pg;
 mod prune;
 mod repair;
 mod restore;
+mod serve;
 mod snapshots;
 mod sources;
 mod stats;
@@ -83,6 +84,8 @@ pub enum Command {
     Runs(job::RunsArgs),
     /// Each job's state, last run, last success, RPO and next run
     Status,
+    /// Run the jobs on their schedules and serve the HTTP API (until SIGINT/SIGTERM)
+    Serve(serve::Args),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Job(c) => job::job(g, c),
         Command::Runs(a) => job::runs(g, a),
         Command::Status => job::status(g),
+        Command::Serve(a) => serve::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

@@ -287,3 +287,185 @@ retention = { dayly = 3 }
         );
     }
 }
+
+/// A minimal HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the daemon");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn json_get(port: u16, path: &str) -> serde_json::Value {
+    let (code, body) = http(port, "GET", path);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(lab: &Lab, port: u16, log: &str) -> Daemon {
+        let log = std::fs::File::create(lab.dir.join(log)).unwrap();
+        let child = lab
+            .coffer(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        crate::util::wait_until("the daemon to answer", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Daemon(child)
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the daemon did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn count(v: &serde_json::Value, status: &str) -> usize {
+    v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == status)
+        .count()
+}
+
+#[test]
+fn daemon_schedules_runs_pauses_and_catches_up_after_downtime() {
+    let lab = Lab::new(
+        r#"
+[[job]]
+name = "fast"
+sources = ["files"]
+schedule = "*/2 * * * * *"
+
+[[job]]
+name = "db"
+sources = ["pg"]
+schedule = "*/3 * * * * *"
+priority = 5
+"#,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(&lab, port, "serve-1.log");
+    assert_eq!(http(port, "GET", "/-/healthy").0, 200);
+    crate::util::wait_until(
+        "two scheduled runs of each job",
+        Duration::from_secs(60),
+        || {
+            count(&json_get(port, "/api/runs?job=fast"), "SUCCESS") >= 2
+                && count(&json_get(port, "/api/runs?job=db"), "SUCCESS") >= 2
+        },
+    );
+    let st = json_get(port, "/api/status");
+    assert!(st["scheduler"]["heartbeat"].is_string(), "{st}");
+    let db = st["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "db")
+        .unwrap()
+        .clone();
+    assert!(
+        db["last_success"].is_string() && db["next_run"].is_string(),
+        "{db}"
+    );
+
+    // The catalog the CLI reads agrees with the API.
+    let api_ids: Vec<String> = json_get(port, "/api/runs?job=fast&limit=100")["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let cli_ids: Vec<String> = lab
+        .runs("fast")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        api_ids[..cli_ids.len().min(api_ids.len()).min(2)],
+        cli_ids[..2]
+    );
+    for r in &lab.runs("fast") {
+        if r["status"] == "SUCCESS" {
+            let id = r["id"].as_str().unwrap();
+            assert_eq!(lab.snapshots_tagged(&format!("run:{id}")).len(), 1);
+            assert_eq!(r["trigger"], "schedule");
+        }
+    }
+
+    // Paused: the schedule records PAUSED runs and makes no snapshot.
+    assert_eq!(http(port, "POST", "/api/jobs/fast/pause").0, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = lab.snapshots_tagged("job:fast").len();
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(lab.snapshots_tagged("job:fast").len(), before);
+    assert!(count(&json_get(port, "/api/runs?job=fast"), "PAUSED") >= 1);
+    assert_eq!(json_get(port, "/api/jobs/fast")["paused"], true);
+
+    // API errors.
+    assert_eq!(http(port, "POST", "/api/jobs/nope/run").0, 404);
+    assert_eq!(http(port, "GET", "/api/runs?job=nope").0, 404);
+    assert_eq!(http(port, "GET", "/api/jobs/nope").0, 404);
+
+    let st = d.stop();
+    assert!(st.success(), "exit status {st:?}");
+
+    // Down for a while: the missed schedule of "db" runs once at start, as a misfire.
+    std::thread::sleep(Duration::from_secs(4));
+    let d = Daemon::start(&lab, port, "serve-2.log");
+    crate::util::wait_until("a misfire run", Duration::from_secs(60), || {
+        json_get(port, "/api/runs?job=db")["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "misfire" && r["status"] == "SUCCESS")
+    });
+    assert!(d.stop().success());
+    lab.repo.restic_check(false).ok();
+}

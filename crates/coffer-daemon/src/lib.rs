@@ -1,0 +1,122 @@
+//! `coffer serve`: runs the config's jobs on their schedules and answers an HTTP API over the
+//! run catalog.
+//!
+//! - **Scheduler** ([`scheduler`]): once a second, every job whose next occurrence (croner,
+//!   in the job's time zone) has come is queued, unless it is already queued or running. At
+//!   start, runs left RUNNING by a daemon that died are marked FAILED, and a schedule that
+//!   passed while the daemon was down (since its last heartbeat) is run once or only
+//!   reported, per `misfire`.
+//! - **Workers**: `max_concurrent_jobs` threads take the queue by priority, then age, and run
+//!   `coffer_jobs::run_job` (each source in its own process group).
+//! - **API** ([`api`]): axum on `[server] listen` (loopback by default; other addresses are
+//!   refused until tokens exist).
+//!
+//! SIGINT/SIGTERM stop scheduling, cancel running runs (their process groups are killed and
+//! the runs end FAILED "cancelled") and return.
+
+pub mod api;
+pub mod scheduler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use coffer_catalog::{Catalog, CatalogError};
+use coffer_config::Config;
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The listen address is unusable.
+    #[error("listen address {addr}: {message}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The async runtime could not start.
+    #[error("starting the HTTP server: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How the daemon runs.
+pub struct ServeOptions {
+    /// The config, already checked.
+    pub config: Arc<Config>,
+    /// The catalog file.
+    pub catalog: PathBuf,
+    /// Where to listen (`--listen`, else `[server] listen`).
+    pub listen: String,
+    /// The coffer binary the sources run in.
+    pub exe: PathBuf,
+    /// Set on SIGINT/SIGTERM.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// Runs until `opts.shutdown` is set.
+pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
+    let addr: SocketAddr = opts.listen.parse().map_err(|_| DaemonError::Listen {
+        addr: opts.listen.clone(),
+        message: "not an address such as 127.0.0.1:8081".into(),
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(DaemonError::Listen {
+            addr: opts.listen.clone(),
+            message:
+                "the API has no access control yet: listen on a loopback address (127.0.0.1 or ::1)"
+                    .into(),
+        });
+    }
+    let catalog = Catalog::open(&opts.catalog)?;
+    let failed = catalog.fail_unfinished("the daemon stopped while this run was active")?;
+    if failed > 0 {
+        tracing::warn!(
+            runs = failed,
+            "runs left active by a previous daemon marked FAILED"
+        );
+    }
+    let sched = scheduler::Scheduler::start(
+        Arc::clone(&opts.config),
+        opts.catalog.clone(),
+        opts.exe.clone(),
+        Arc::clone(&opts.shutdown),
+    )?;
+    let state = api::State {
+        config: Arc::clone(&opts.config),
+        catalog: Arc::new(parking_lot::Mutex::new(catalog)),
+        scheduler: Arc::clone(&sched),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let shutdown = Arc::clone(&opts.shutdown);
+    let listen = opts.listen.clone();
+    let served = rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Listen {
+                    addr: listen.clone(),
+                    message: e.to_string(),
+                })?;
+        tracing::info!(%addr, "listening: /api/status, /api/runs, /-/healthy");
+        eprintln!("coffer serve: listening on http://{addr} (/api/status, /api/runs, /-/healthy)");
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+            .await
+            .map_err(DaemonError::Runtime)
+    });
+    sched.join();
+    served
+}

@@ -1,0 +1,240 @@
+//! The scheduler thread and the worker pool.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coffer_catalog::Catalog;
+use coffer_config::{Config, Misfire};
+use coffer_jobs::status::next_run;
+use coffer_jobs::{RunOptions, Trigger};
+use parking_lot::{Condvar, Mutex};
+
+use crate::DaemonError;
+
+struct Queued {
+    job: String,
+    trigger: Trigger,
+    priority: i32,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Queued>,
+    running: HashSet<String>,
+    seq: u64,
+}
+
+/// The queue, its workers and the scheduling thread.
+pub struct Scheduler {
+    config: Arc<Config>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    shutdown: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    heartbeat: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What the API shows of the queue.
+#[derive(serde::Serialize)]
+pub struct QueueView {
+    /// Jobs waiting for a worker, in the order they will run.
+    pub queued: Vec<String>,
+    /// Jobs running now.
+    pub running: Vec<String>,
+    /// The scheduler's last tick.
+    pub heartbeat: Option<DateTime<Utc>>,
+}
+
+const HEARTBEAT: &str = "scheduler_heartbeat";
+
+impl Scheduler {
+    /// Starts the scheduling thread and `max_concurrent_jobs` workers.
+    pub fn start(
+        config: Arc<Config>,
+        catalog: PathBuf,
+        exe: PathBuf,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<Arc<Scheduler>, DaemonError> {
+        let s = Arc::new(Scheduler {
+            config: Arc::clone(&config),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            shutdown,
+            threads: Mutex::new(Vec::new()),
+            heartbeat: Mutex::new(None),
+        });
+        let mut threads = Vec::new();
+        for n in 0..config.server.max_concurrent_jobs {
+            let (s2, path, exe) = (Arc::clone(&s), catalog.clone(), exe.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("coffer-worker-{n}"))
+                    .spawn(move || s2.worker(path, exe))
+                    .map_err(DaemonError::Runtime)?,
+            );
+        }
+        let cat = Catalog::open(&catalog)?;
+        let s2 = Arc::clone(&s);
+        threads.push(
+            std::thread::Builder::new()
+                .name("coffer-scheduler".into())
+                .spawn(move || s2.schedule(cat))
+                .map_err(DaemonError::Runtime)?,
+        );
+        *s.threads.lock() = threads;
+        Ok(s)
+    }
+
+    /// Queues a run of `job`; false when it is already queued or running.
+    pub fn enqueue(&self, job: &str, trigger: Trigger) -> bool {
+        let Some(cfg) = self.config.job.iter().find(|j| j.name == job) else {
+            return false;
+        };
+        let mut q = self.queue.lock();
+        if q.running.contains(job) || q.waiting.iter().any(|w| w.job == job) {
+            tracing::info!(job, "already queued or running: not queued again");
+            return false;
+        }
+        q.seq += 1;
+        let seq = q.seq;
+        q.waiting.push(Queued {
+            job: job.to_string(),
+            trigger,
+            priority: cfg.priority,
+            seq,
+        });
+        drop(q);
+        self.wake.notify_one();
+        true
+    }
+
+    /// The queue as the API shows it.
+    pub fn view(&self) -> QueueView {
+        let q = self.queue.lock();
+        let mut waiting: Vec<&Queued> = q.waiting.iter().collect();
+        waiting.sort_by_key(|w| (-w.priority, w.seq));
+        let mut running: Vec<String> = q.running.iter().cloned().collect();
+        running.sort();
+        QueueView {
+            queued: waiting.iter().map(|w| w.job.clone()).collect(),
+            running,
+            heartbeat: *self.heartbeat.lock(),
+        }
+    }
+
+    /// Waits for the threads after shutdown was requested.
+    pub fn join(&self) {
+        self.wake.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    fn schedule(self: Arc<Self>, cat: Catalog) {
+        let now = Utc::now();
+        let last_beat = cat
+            .meta(HEARTBEAT)
+            .ok()
+            .flatten()
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        // Schedules that came and went while no daemon was running.
+        if let Some(beat) = last_beat {
+            for job in &self.config.job {
+                let Some(missed) = next_run(job, beat).filter(|t| *t <= now) else {
+                    continue;
+                };
+                match job.misfire.unwrap_or(self.config.server.misfire) {
+                    Misfire::RunOnce => {
+                        tracing::warn!(job = %job.name, %missed, "schedule missed while the daemon was down: running once now");
+                        self.enqueue(&job.name, Trigger::Misfire);
+                    }
+                    Misfire::Skip => {
+                        tracing::warn!(job = %job.name, %missed, "schedule missed while the daemon was down (misfire = skip)");
+                        let _ = cat.set_meta(&format!("missed:{}", job.name), &missed.to_rfc3339());
+                    }
+                }
+            }
+        }
+        let mut next: Vec<Option<DateTime<Utc>>> =
+            self.config.job.iter().map(|j| next_run(j, now)).collect();
+        while !self.stopping() {
+            let now = Utc::now();
+            for (i, job) in self.config.job.iter().enumerate() {
+                if next[i].is_some_and(|t| t <= now) {
+                    self.enqueue(&job.name, Trigger::Schedule);
+                    next[i] = next_run(job, now);
+                }
+            }
+            *self.heartbeat.lock() = Some(now);
+            if let Err(e) = cat.set_meta(HEARTBEAT, &now.to_rfc3339()) {
+                tracing::error!(error = %e, "writing the scheduler heartbeat");
+            }
+            // Wake at the next full second: schedules may have second granularity.
+            let ms = 1000 - u64::from(Utc::now().timestamp_subsec_millis()).min(999);
+            std::thread::sleep(Duration::from_millis(ms.max(20)));
+        }
+        self.wake.notify_all();
+    }
+
+    fn worker(self: Arc<Self>, catalog: PathBuf, exe: PathBuf) {
+        let cat = match Catalog::open(&catalog) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "worker cannot open the catalog");
+                return;
+            }
+        };
+        loop {
+            let item = {
+                let mut q = self.queue.lock();
+                loop {
+                    if self.stopping() {
+                        return;
+                    }
+                    if !q.waiting.is_empty() {
+                        break;
+                    }
+                    self.wake.wait_for(&mut q, Duration::from_millis(500));
+                }
+                let best = q
+                    .waiting
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, w)| (-w.priority, w.seq))
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
+                let item = q.waiting.remove(best);
+                q.running.insert(item.job.clone());
+                item
+            };
+            if let Some(job) = self.config.job.iter().find(|j| j.name == item.job) {
+                let opts = RunOptions {
+                    exe: exe.clone(),
+                    trigger: item.trigger,
+                    cancel: Arc::clone(&self.shutdown),
+                    lock_wait: Duration::from_secs(600),
+                    on_change: Some(Box::new(
+                        |r| tracing::info!(run = %r.id, job = %r.job, status = %r.status, attempt = r.attempt, "run"),
+                    )),
+                };
+                match coffer_jobs::run_job(&self.config, job, &cat, &opts) {
+                    Ok(r) => tracing::info!(run = %r.id, status = %r.status, "run finished"),
+                    Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),
+                }
+            }
+            self.queue.lock().running.remove(&item.job);
+        }
+    }
+}

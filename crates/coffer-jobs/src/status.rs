@@ -1,0 +1,76 @@
+//! Where each job stands: its state, last run, last good run, backup age against its RPO,
+//! consecutive failures and next run. Shared by `coffer status` and the daemon's
+//! `/api/status`, so both say the same.
+
+use chrono::{DateTime, Utc};
+use coffer_catalog::{Catalog, CatalogError, Status};
+use coffer_config::{Config, JobConfig};
+use serde_json::{json, Value};
+
+/// The next time `job` is due strictly after `after`, in its time zone (the host's if none).
+pub fn next_run(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let cron = coffer_config::jobs::parse_schedule(&job.schedule).ok()?;
+    match &job.timezone {
+        Some(tz) => {
+            let tz = coffer_config::jobs::parse_timezone(tz).ok()?;
+            cron.find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        }
+        None => cron
+            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+    }
+}
+
+/// The RPO in force: the job's, or two schedule intervals when it has none.
+pub fn rpo_seconds(job: &JobConfig, now: DateTime<Utc>) -> Option<i64> {
+    if let Some(r) = job.rpo {
+        return Some(r.secs() as i64);
+    }
+    let a = next_run(job, now)?;
+    let b = next_run(job, a)?;
+    Some(2 * (b - a).num_seconds())
+}
+
+/// One job's status object.
+pub fn job_status(
+    job: &JobConfig,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<Value, CatalogError> {
+    let last = catalog.list(Some(&job.name), 1)?.into_iter().next();
+    let good = catalog.last(&job.name, &[Status::Success, Status::Warning])?;
+    let last_success = good.as_ref().and_then(|r| r.ended);
+    let age = last_success.map(|e| (now - e).num_seconds());
+    let rpo = rpo_seconds(job, now);
+    let overdue = matches!((age, rpo), (Some(a), Some(r)) if a > r);
+    Ok(json!({
+        "name": job.name,
+        "sources": job.sources,
+        "schedule": job.schedule,
+        "paused": catalog.is_paused(&job.name)?,
+        "status": last.as_ref().map(|r| r.status),
+        "last_run": last.as_ref().map(|r| r.id.clone()),
+        "last_start": last.as_ref().map(|r| r.started.to_rfc3339()),
+        "last_success": last_success.map(|t| t.to_rfc3339()),
+        "backup_age_seconds": age,
+        "rpo_seconds": rpo,
+        "overdue": overdue,
+        "consecutive_failures": catalog.consecutive_failures(&job.name)?,
+        "next_run": next_run(job, now).map(|t| t.to_rfc3339()),
+    }))
+}
+
+/// Every job's status.
+pub fn status(
+    cfg: &Config,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>, CatalogError> {
+    cfg.job
+        .iter()
+        .map(|j| job_status(j, catalog, now))
+        .collect()
+}
