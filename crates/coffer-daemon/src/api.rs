@@ -3,6 +3,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/-/healthy`, `/-/ready` | `OK` |
+//! | GET | `/metrics` | Prometheus text format 0.0.4 |
 //! | GET | `/api/status` | `{"jobs": [...], "scheduler": {"queued", "running", "heartbeat"}}` |
 //! | GET | `/api/jobs`, `/api/jobs/{name}` | job status objects (404 for an unknown job) |
 //! | GET | `/api/runs?job=&limit=` | `{"runs": [...]}`, newest first |
@@ -33,6 +34,8 @@ pub struct State {
     pub catalog: Arc<Mutex<Catalog>>,
     /// The queue.
     pub scheduler: Arc<Scheduler>,
+    /// Counters and the exposition.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An error answer: a status code and `{"error": message}`.
@@ -57,6 +60,7 @@ pub fn router(state: State) -> Router {
     Router::new()
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
+        .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{name}", get(job))
@@ -89,6 +93,19 @@ fn statuses(s: &State) -> Result<Vec<Value>, ApiError> {
         }
     }
     Ok(list)
+}
+
+async fn metrics(AxState(s): AxState<State>) -> Response {
+    let view = s.scheduler.view();
+    let body = s.metrics.render(&s.config, &s.catalog.lock(), &view);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn status(AxState(s): AxState<State>) -> ApiResult {

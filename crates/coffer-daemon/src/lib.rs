@@ -15,6 +15,7 @@
 //! the runs end FAILED "cancelled") and return.
 
 pub mod api;
+pub mod metrics;
 pub mod scheduler;
 
 use std::net::SocketAddr;
@@ -80,8 +81,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             "runs left active by a previous daemon marked FAILED"
         );
     }
+    let metrics = Arc::new(metrics::Metrics::new(&opts.config));
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
+        Arc::clone(&metrics),
         opts.catalog.clone(),
         opts.exe.clone(),
         Arc::clone(&opts.shutdown),
@@ -90,6 +93,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         config: Arc::clone(&opts.config),
         catalog: Arc::new(parking_lot::Mutex::new(catalog)),
         scheduler: Arc::clone(&sched),
+        metrics,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,8 +110,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                     addr: listen.clone(),
                     message: e.to_string(),
                 })?;
-        tracing::info!(%addr, "listening: /api/status, /api/runs, /-/healthy");
-        eprintln!("coffer serve: listening on http://{addr} (/api/status, /api/runs, /-/healthy)");
+        tracing::info!(%addr, "listening: /metrics, /api/status, /api/runs, /-/healthy");
+        eprintln!("coffer serve: listening on http://{addr} (/metrics, /api/status, /api/runs, /-/healthy)");
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
                 while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {

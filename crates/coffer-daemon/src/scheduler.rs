@@ -33,6 +33,7 @@ struct Queue {
 /// The queue, its workers and the scheduling thread.
 pub struct Scheduler {
     config: Arc<Config>,
+    metrics: Arc<crate::metrics::Metrics>,
     queue: Mutex<Queue>,
     wake: Condvar,
     shutdown: Arc<AtomicBool>,
@@ -57,12 +58,14 @@ impl Scheduler {
     /// Starts the scheduling thread and `max_concurrent_jobs` workers.
     pub fn start(
         config: Arc<Config>,
+        metrics: Arc<crate::metrics::Metrics>,
         catalog: PathBuf,
         exe: PathBuf,
         shutdown: Arc<AtomicBool>,
     ) -> Result<Arc<Scheduler>, DaemonError> {
         let s = Arc::new(Scheduler {
             config: Arc::clone(&config),
+            metrics,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             shutdown,
@@ -230,7 +233,10 @@ impl Scheduler {
                     )),
                 };
                 match coffer_jobs::run_job(&self.config, job, &cat, &opts) {
-                    Ok(r) => tracing::info!(run = %r.id, status = %r.status, "run finished"),
+                    Ok(r) => {
+                        self.metrics.finished(&r);
+                        tracing::info!(run = %r.id, status = %r.status, "run finished")
+                    }
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),
                 }
             }

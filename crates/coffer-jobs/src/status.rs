@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 /// The next time `job` is due strictly after `after`, in its time zone (the host's if none).
 pub fn next_run(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let cron = coffer_config::jobs::parse_schedule(&job.schedule).ok()?;
+    // croner carries the sub-second part of `after` into its answer.
+    let after = chrono::DurationRound::duration_trunc(after, chrono::Duration::seconds(1)).ok()?;
     match &job.timezone {
         Some(tz) => {
             let tz = coffer_config::jobs::parse_timezone(tz).ok()?;

@@ -415,6 +415,39 @@ priority = 5
         "{db}"
     );
 
+    // /metrics: what promtool accepts, with the counters the runs above made.
+    let (code, text) = http(port, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert!(value("coffer_job_runs_total{backup_job=\"fast\",status=\"SUCCESS\"}") >= 2.0);
+    assert_eq!(
+        value("coffer_job_runs_total{backup_job=\"db\",status=\"FAILED\"}"),
+        0.0
+    );
+    assert!(value("coffer_job_source_bytes_total{backup_job=\"fast\"}") > 3e6);
+    assert!(value("coffer_job_last_success_timestamp_seconds{backup_job=\"db\"}") > 1.7e9);
+    assert!(value("coffer_scheduler_heartbeat_timestamp_seconds") > 1.7e9);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test-deps installs it)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scraped_by_prometheus(&lab, port);
+
     // The catalog the CLI reads agrees with the API.
     let api_ids: Vec<String> = json_get(port, "/api/runs?job=fast&limit=100")["runs"]
         .as_array()
@@ -468,4 +501,60 @@ priority = 5
     });
     assert!(d.stop().success());
     lab.repo.restic_check(false).ok();
+}
+
+/// A real Prometheus scrapes the daemon and can query its series.
+fn scraped_by_prometheus(lab: &Lab, port: u16) {
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = lab.dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: coffer\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(lab.dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            lab.dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus (Debian package; scripts/test-deps installs it)");
+    let _guard = Daemon(child);
+    crate::util::wait_until(
+        "Prometheus to scrape coffer",
+        Duration::from_secs(60),
+        || {
+            if std::net::TcpStream::connect(("127.0.0.1", prom_port)).is_err() {
+                return false;
+            }
+            let (code, body) = http(
+            prom_port,
+            "GET",
+            "/api/v1/query?query=coffer_job_runs_total%7Bbackup_job%3D%22fast%22%2Cstatus%3D%22SUCCESS%22%7D",
+        );
+            code == 200
+                && serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["data"]["result"].as_array().map(|a| !a.is_empty()))
+                    .unwrap_or(false)
+        },
+    );
+    // The target is healthy, and the scrape job's own label did not collide with ours.
+    let (_, body) = http(
+        prom_port,
+        "GET",
+        "/api/v1/query?query=up%7Bjob%3D%22coffer%22%7D",
+    );
+    assert!(body.contains("\"1\"]"), "up: {body}");
 }

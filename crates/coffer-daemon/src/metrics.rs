@@ -1,0 +1,285 @@
+//! `/metrics`: the Prometheus text format 0.0.4, written by the `prometheus` crate. Every
+//! name starts with `coffer_`; jobs are labelled `backup_job` (never `job`, which Prometheus
+//! itself sets to the scrape job).
+//!
+//! Counters and the duration histogram count runs finished since the daemon started (a
+//! restart resets them, which `rate()` handles); gauges are read from the catalog and the
+//! queue at scrape time, so they are right after a restart too.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use coffer_catalog::{Catalog, Run, Status};
+use coffer_config::Config;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::scheduler::QueueView;
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+    runs: IntCounterVec,
+    duration: HistogramVec,
+    source_bytes: IntCounterVec,
+    stored_bytes: IntCounterVec,
+    cpu: prometheus::CounterVec,
+    state: GaugeVec,
+    last_start: GaugeVec,
+    last_success: GaugeVec,
+    last_completion: GaugeVec,
+    next_run: GaugeVec,
+    rpo: GaugeVec,
+    last_duration: GaugeVec,
+    last_ratio: GaugeVec,
+    failures: GaugeVec,
+    paused: GaugeVec,
+    heartbeat: prometheus::Gauge,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("metric names are valid");
+    r.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric names are valid");
+    r.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+impl Metrics {
+    /// Registers everything, with the run counters of every job at 0.
+    pub fn new(cfg: &Config) -> Metrics {
+        let r = Registry::new();
+        let j = &["backup_job"];
+        let runs = counter(
+            &r,
+            "coffer_job_runs_total",
+            "Finished runs by result.",
+            &["backup_job", "status"],
+        );
+        let duration = HistogramVec::new(
+            HistogramOpts::new("coffer_job_duration_seconds", "Run durations.").buckets(vec![
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+            ]),
+            j,
+        )
+        .expect("metric names are valid");
+        r.register(Box::new(duration.clone()))
+            .expect("each metric is registered once");
+        let cpu = prometheus::CounterVec::new(
+            Opts::new(
+                "coffer_job_cpu_seconds_total",
+                "CPU time of runs (user + system, with dump tools).",
+            ),
+            j,
+        )
+        .expect("metric names are valid");
+        r.register(Box::new(cpu.clone()))
+            .expect("each metric is registered once");
+        let heartbeat = prometheus::Gauge::new(
+            "coffer_scheduler_heartbeat_timestamp_seconds",
+            "Last scheduler tick (Unix time).",
+        )
+        .expect("metric names are valid");
+        r.register(Box::new(heartbeat.clone()))
+            .expect("each metric is registered once");
+        let build = IntGauge::with_opts(
+            Opts::new("coffer_build_info", "coffer's version; always 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("metric names are valid");
+        build.set(1);
+        r.register(Box::new(build))
+            .expect("each metric is registered once");
+        let m = Metrics {
+            runs,
+            duration,
+            source_bytes: counter(
+                &r,
+                "coffer_job_source_bytes_total",
+                "Bytes read from sources.",
+                j,
+            ),
+            stored_bytes: counter(
+                &r,
+                "coffer_job_stored_bytes_total",
+                "Bytes added to the repository.",
+                j,
+            ),
+            cpu,
+            state: gauge(
+                &r,
+                "coffer_job_state",
+                "1 for the job's current state, 0 for the others.",
+                &["backup_job", "state"],
+            ),
+            last_start: gauge(
+                &r,
+                "coffer_job_last_start_timestamp_seconds",
+                "Start of the newest run.",
+                j,
+            ),
+            last_success: gauge(
+                &r,
+                "coffer_job_last_success_timestamp_seconds",
+                "End of the newest SUCCESS or WARNING run.",
+                j,
+            ),
+            last_completion: gauge(
+                &r,
+                "coffer_job_last_completion_timestamp_seconds",
+                "End of the newest finished run.",
+                j,
+            ),
+            next_run: gauge(
+                &r,
+                "coffer_job_next_run_timestamp_seconds",
+                "Next scheduled start.",
+                j,
+            ),
+            rpo: gauge(
+                &r,
+                "coffer_job_rpo_seconds",
+                "Maximum acceptable age of the newest good backup.",
+                j,
+            ),
+            last_duration: gauge(
+                &r,
+                "coffer_job_last_duration_seconds",
+                "Duration of the newest finished run.",
+                j,
+            ),
+            last_ratio: gauge(
+                &r,
+                "coffer_job_last_compression_ratio",
+                "Bytes read per byte stored in the newest finished run.",
+                j,
+            ),
+            failures: gauge(
+                &r,
+                "coffer_job_consecutive_failures",
+                "FAILED runs since the last good one.",
+                j,
+            ),
+            paused: gauge(&r, "coffer_job_paused", "1 when the job is paused.", j),
+            heartbeat,
+            registry: r,
+        };
+        for job in &cfg.job {
+            for s in Status::ALL.iter().filter(|s| s.is_final()) {
+                m.runs.with_label_values(&[&job.name, s.as_str()]).inc_by(0);
+            }
+            m.source_bytes.with_label_values(&[&job.name]).inc_by(0);
+            m.stored_bytes.with_label_values(&[&job.name]).inc_by(0);
+            m.cpu.with_label_values(&[&job.name]).inc_by(0.0);
+        }
+        m
+    }
+
+    /// Counts a finished run.
+    pub fn finished(&self, r: &Run) {
+        let job = r.job.as_str();
+        self.runs.with_label_values(&[job, r.status.as_str()]).inc();
+        if r.status == Status::Paused {
+            return;
+        }
+        if let Some(d) = r.duration_seconds {
+            self.duration.with_label_values(&[job]).observe(d);
+        }
+        self.source_bytes
+            .with_label_values(&[job])
+            .inc_by(r.source_bytes);
+        self.stored_bytes
+            .with_label_values(&[job])
+            .inc_by(r.stored_bytes);
+        if let Some(c) = r.cpu_seconds {
+            self.cpu.with_label_values(&[job]).inc_by(c.max(0.0));
+        }
+    }
+
+    /// The text exposition, with gauges refreshed from the catalog and the queue.
+    pub fn render(&self, cfg: &Config, catalog: &Catalog, queue: &QueueView) -> String {
+        let now = Utc::now();
+        let ts = |t: chrono::DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+        let mut current: HashMap<&str, &str> = HashMap::new();
+        for j in &queue.queued {
+            current.insert(j, "QUEUED");
+        }
+        for j in &queue.running {
+            current.insert(j, "RUNNING");
+        }
+        for job in &cfg.job {
+            let name = job.name.as_str();
+            let last = catalog
+                .list(Some(name), 1)
+                .ok()
+                .and_then(|v| v.into_iter().next());
+            let done = catalog
+                .last(name, &[Status::Success, Status::Warning, Status::Failed])
+                .ok()
+                .flatten();
+            let good = catalog
+                .last(name, &[Status::Success, Status::Warning])
+                .ok()
+                .flatten();
+            let paused = catalog.is_paused(name).unwrap_or(false);
+            let state = current
+                .get(name)
+                .copied()
+                .or(if paused { Some("PAUSED") } else { None })
+                .or(last.as_ref().map(|r| r.status.as_str()))
+                .unwrap_or("");
+            for s in Status::ALL {
+                self.state
+                    .with_label_values(&[name, s.as_str()])
+                    .set(f64::from(u8::from(state == s.as_str())));
+            }
+            if let Some(r) = &last {
+                self.last_start
+                    .with_label_values(&[name])
+                    .set(ts(r.started));
+            }
+            if let Some(t) = good.as_ref().and_then(|r| r.ended) {
+                self.last_success.with_label_values(&[name]).set(ts(t));
+            }
+            if let Some(r) = &done {
+                if let Some(t) = r.ended {
+                    self.last_completion.with_label_values(&[name]).set(ts(t));
+                }
+                self.last_duration
+                    .with_label_values(&[name])
+                    .set(r.duration_seconds.unwrap_or(0.0));
+                if let Some(c) = r.compression_ratio {
+                    self.last_ratio.with_label_values(&[name]).set(c);
+                }
+            }
+            if let Some(t) = coffer_jobs::status::next_run(job, now) {
+                self.next_run.with_label_values(&[name]).set(ts(t));
+            }
+            if let Some(r) = coffer_jobs::status::rpo_seconds(job, now) {
+                self.rpo.with_label_values(&[name]).set(r as f64);
+            }
+            self.failures
+                .with_label_values(&[name])
+                .set(f64::from(catalog.consecutive_failures(name).unwrap_or(0)));
+            self.paused
+                .with_label_values(&[name])
+                .set(f64::from(u8::from(paused)));
+        }
+        if let Some(h) = queue.heartbeat {
+            self.heartbeat.set(ts(h));
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
