@@ -32,6 +32,7 @@ pub struct Metrics {
     last_completion: GaugeVec,
     next_run: GaugeVec,
     rpo: GaugeVec,
+    max_runtime: GaugeVec,
     last_duration: GaugeVec,
     last_ratio: GaugeVec,
     failures: GaugeVec,
@@ -150,6 +151,12 @@ impl Metrics {
                 "Maximum acceptable age of the newest good backup.",
                 j,
             ),
+            max_runtime: gauge(
+                &r,
+                "coffer_job_max_runtime_seconds",
+                "A run longer than this is cancelled.",
+                j,
+            ),
             last_duration: gauge(
                 &r,
                 "coffer_job_last_duration_seconds",
@@ -266,6 +273,9 @@ impl Metrics {
             if let Some(r) = coffer_jobs::status::rpo_seconds(job, now) {
                 self.rpo.with_label_values(&[name]).set(r as f64);
             }
+            self.max_runtime
+                .with_label_values(&[name])
+                .set(job.max_runtime.secs() as f64);
             self.failures
                 .with_label_values(&[name])
                 .set(f64::from(catalog.consecutive_failures(name).unwrap_or(0)));
