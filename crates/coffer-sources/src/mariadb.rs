@@ -388,13 +388,7 @@ impl Source for Mariadb {
         let source_db = util::choose_database(files, req.database.as_deref(), dump_file)?;
         let file = dump_file(&source_db);
         if let Some(dir) = &req.target {
-            for f in [file.as_str(), "users.sql"] {
-                let path = dir.join(f);
-                let n = util::write_file(&path, files.reader(f)?).map_err(SourceError::Usage)?;
-                report
-                    .steps
-                    .push(format!("wrote {} ({n} bytes)", path.display()));
-            }
+            util::write_files(files, dir, &[file.as_str(), "users.sql"], &mut report)?;
             return Ok(report);
         }
         let target_db = req.to_database.clone().unwrap_or_else(|| source_db.clone());

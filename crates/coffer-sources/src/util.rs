@@ -310,6 +310,23 @@ pub fn manifest_stream(manifest: &crate::Manifest, started: std::time::Instant) 
     })
 }
 
+/// Writes root files of a snapshot into `dir` (file-shaped restores), one step each.
+pub fn write_files(
+    files: &crate::SnapshotFiles,
+    dir: &std::path::Path,
+    names: &[&str],
+    report: &mut crate::RestoreReport,
+) -> Result<(), crate::SourceError> {
+    for f in names {
+        let path = dir.join(f);
+        let n = write_file(&path, files.reader(f)?).map_err(crate::SourceError::Usage)?;
+        report
+            .steps
+            .push(format!("wrote {} ({n} bytes)", path.display()));
+    }
+    Ok(())
+}
+
 /// Something a deferred command needs to stay alive until it has run (a credentials file).
 pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
 

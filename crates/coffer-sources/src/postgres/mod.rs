@@ -345,13 +345,7 @@ impl Source for Postgres {
 
         if let Some(dir) = &req.target {
             // File-shaped restore: the dump and the globals, for pg_restore by hand.
-            for f in [file.as_str(), "globals.sql"] {
-                let path = dir.join(f);
-                let n = util::write_file(&path, files.reader(f)?).map_err(SourceError::Usage)?;
-                report
-                    .steps
-                    .push(format!("wrote {} ({n} bytes)", path.display()));
-            }
+            util::write_files(files, dir, &[file.as_str(), "globals.sql"], &mut report)?;
             return Ok(report);
         }
 

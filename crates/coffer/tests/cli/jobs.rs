@@ -94,6 +94,15 @@ command = ["sh", "-c", "echo start; exec sleep 60"]
     }
 }
 
+/// The states a `job run --json` went through.
+fn states_of(r: &crate::util::Run) -> Vec<String> {
+    r.json_lines()
+        .iter()
+        .filter(|v| v["message_type"] == "status")
+        .map(|v| v["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
 const JOBS: &str = r#"
 [[job]]
 name = "nightly"
@@ -136,12 +145,7 @@ fn jobs_run_retry_pause_timeout_retention_and_restore() {
     assert_eq!(s["snapshot_ids"].as_array().unwrap().len(), 2);
     assert!(s["source_bytes"].as_u64().unwrap() > 3 << 20);
     assert_eq!(lab.snapshots_tagged(&format!("run:{id}")).len(), 2);
-    let states: Vec<String> = r
-        .json_lines()
-        .iter()
-        .filter(|v| v["message_type"] == "status")
-        .map(|v| v["status"].as_str().unwrap().to_string())
-        .collect();
+    let states = states_of(&r);
     assert_eq!(states, ["RUNNING", "SUCCESS"]);
 
     // The whole run restores, each source into its own directory.
@@ -171,12 +175,7 @@ fn jobs_run_retry_pause_timeout_retention_and_restore() {
     let s = r.summary();
     assert_eq!(s["status"], "FAILED");
     assert_eq!(s["attempt"], 3);
-    let states: Vec<String> = r
-        .json_lines()
-        .iter()
-        .filter(|v| v["message_type"] == "status")
-        .map(|v| v["status"].as_str().unwrap().to_string())
-        .collect();
+    let states = states_of(&r);
     assert_eq!(
         states,
         ["RUNNING", "RETRY", "RUNNING", "RETRY", "RUNNING", "FAILED"]

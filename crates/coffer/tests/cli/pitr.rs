@@ -231,6 +231,26 @@ bin_dir = "{bin}"
     }
 }
 
+impl Lab {
+    /// `pg restore` to the end of the archive into `name`, started and promoted; its port.
+    fn restore_latest_and_start(&mut self, port: u16, name: &str) -> u16 {
+        let dir = self.dir.join(name);
+        run(self
+            .coffer(port)
+            .args(["pg", "restore", "--source", "pg-phys", "--target"])
+            .arg(&dir))
+        .ok();
+        let new_port = free_port();
+        self.start(&dir, new_port);
+        wait_until(
+            &format!("the restore in {name} to promote"),
+            Duration::from_secs(120),
+            || self.psql(new_port, "SELECT pg_is_in_recovery()") == "f",
+        );
+        new_port
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for d in &self.clusters {
@@ -459,19 +479,7 @@ fn postgres_point_in_time_recovery() {
     assert_eq!(lab.psql(port2, "SHOW archive_mode"), "off");
 
     // A restore to the latest point has every row.
-    let latest = lab.dir.join("latest");
-    run(lab
-        .coffer(port)
-        .args(["pg", "restore", "--source", "pg-phys", "--target"])
-        .arg(&latest))
-    .ok();
-    let port3 = free_port();
-    lab.start(&latest, port3);
-    wait_until(
-        "the latest restore to promote",
-        Duration::from_secs(120),
-        || lab.psql(port3, "SELECT pg_is_in_recovery()") == "f",
-    );
+    let port3 = lab.restore_latest_and_start(port, "latest");
     assert_eq!(lab.psql(port3, "SELECT count(*) FROM ticks"), "99");
 
     // Retention: a second base backup, then keep only it. WAL before its start goes, WAL
@@ -532,19 +540,7 @@ fn postgres_point_in_time_recovery() {
         }
     }
     assert!(!wal["remove"].as_array().unwrap().is_empty());
-    let latest2 = lab.dir.join("latest2");
-    run(lab
-        .coffer(port)
-        .args(["pg", "restore", "--source", "pg-phys", "--target"])
-        .arg(&latest2))
-    .ok();
-    let port4 = free_port();
-    lab.start(&latest2, port4);
-    wait_until(
-        "the restore after forget to promote",
-        Duration::from_secs(120),
-        || lab.psql(port4, "SELECT pg_is_in_recovery()") == "f",
-    );
+    let port4 = lab.restore_latest_and_start(port, "latest2");
     assert_eq!(lab.psql(port4, "SELECT count(*) FROM ticks"), "99");
     let repo = crate::util::Repo::local(&lab.dir.join("repo"));
     repo.restic_check(true).ok();
