@@ -38,6 +38,11 @@ pub struct Metrics {
     failures: GaugeVec,
     paused: GaugeVec,
     heartbeat: prometheus::Gauge,
+    storage_capacity: GaugeVec,
+    storage_used: GaugeVec,
+    storage_ratio: GaugeVec,
+    storage_threshold: GaugeVec,
+    repo_paused: GaugeVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -177,6 +182,36 @@ impl Metrics {
             ),
             paused: gauge(&r, "coffer_job_paused", "1 when the job is paused.", j),
             heartbeat,
+            storage_capacity: gauge(
+                &r,
+                "coffer_repository_storage_capacity_bytes",
+                "Size of the filesystem holding the repository.",
+                &["repository"],
+            ),
+            storage_used: gauge(
+                &r,
+                "coffer_repository_storage_used_bytes",
+                "Bytes used on it.",
+                &["repository"],
+            ),
+            storage_ratio: gauge(
+                &r,
+                "coffer_repository_storage_used_ratio",
+                "Used / capacity.",
+                &["repository"],
+            ),
+            storage_threshold: gauge(
+                &r,
+                "coffer_repository_storage_threshold_ratio",
+                "The storage guard's thresholds.",
+                &["repository", "level"],
+            ),
+            repo_paused: gauge(
+                &r,
+                "coffer_repository_paused",
+                "1 when backups into the repository are paused (storage critical).",
+                &["repository"],
+            ),
             registry: r,
         };
         for job in &cfg.job {
@@ -282,6 +317,27 @@ impl Metrics {
             self.paused
                 .with_label_values(&[name])
                 .set(f64::from(u8::from(paused)));
+        }
+        let t = &cfg.server.storage;
+        for repo in &cfg.repository {
+            let name = repo.name.as_str();
+            for (level, v) in [("low", t.low), ("high", t.high), ("critical", t.critical)] {
+                self.storage_threshold
+                    .with_label_values(&[name, level])
+                    .set(v / 100.0);
+            }
+            if let Some(u) = coffer_jobs::storage::measure(&repo.url, t) {
+                self.storage_capacity
+                    .with_label_values(&[name])
+                    .set(u.capacity_bytes as f64);
+                self.storage_used
+                    .with_label_values(&[name])
+                    .set(u.used_bytes as f64);
+                self.storage_ratio.with_label_values(&[name]).set(u.ratio);
+                self.repo_paused
+                    .with_label_values(&[name])
+                    .set(f64::from(u8::from(u.level == "critical")));
+            }
         }
         if let Some(h) = queue.heartbeat {
             self.heartbeat.set(ts(h));

@@ -172,8 +172,19 @@ impl Scheduler {
         }
         let mut next: Vec<Option<DateTime<Utc>>> =
             self.config.job.iter().map(|j| next_run(j, now)).collect();
+        let keep = chrono::Duration::seconds(self.config.server.catalog_retention.secs() as i64);
+        let mut trimmed_at: Option<DateTime<Utc>> = None;
         while !self.stopping() {
             let now = Utc::now();
+            // History stays bounded: finished runs older than catalog_retention go, hourly.
+            if trimmed_at.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
+                match cat.trim(now - keep) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(runs = n, "old runs removed from the catalog"),
+                    Err(e) => tracing::error!(error = %e, "trimming the catalog"),
+                }
+                trimmed_at = Some(now);
+            }
             for (i, job) in self.config.job.iter().enumerate() {
                 if next[i].is_some_and(|t| t <= now) {
                     self.enqueue(&job.name, Trigger::Schedule);

@@ -12,6 +12,7 @@
 mod retention;
 mod source;
 pub mod status;
+pub mod storage;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -162,6 +163,34 @@ pub fn run_job(
         notify(&run);
         return Ok(run);
     }
+    // The storage guard: critical pauses backups into the repository, high makes room first.
+    let thresholds = &cfg.server.storage;
+    let usage = storage::measure(&repo_cfg.url, thresholds);
+    if let Some(u) = &usage {
+        let pct = u.ratio * 100.0;
+        match u.level {
+            "critical" => {
+                tracing::error!(event = "storage", severity = "critical", repository = %repo_cfg.name, percent = pct, "storage critical: backups paused");
+                run.errors.push(format!(
+                    "storage of repository {:?} is {pct:.1}% full (critical threshold {}%): backups into it are paused until space is freed",
+                    repo_cfg.name, thresholds.critical
+                ));
+                catalog.insert(&mut run)?;
+                run.finish(Status::Paused);
+                catalog.update(&run)?;
+                notify(&run);
+                return Ok(run);
+            }
+            "high" | "low" => {
+                tracing::warn!(event = "storage", severity = u.level, repository = %repo_cfg.name, percent = pct, "storage above threshold");
+                run.warnings.push(format!(
+                    "storage of repository {:?} is {pct:.1}% full (above the {} threshold)",
+                    repo_cfg.name, u.level
+                ));
+            }
+            _ => {}
+        }
+    }
     catalog.insert(&mut run)?;
     let cpu0 = own_cpu_seconds();
     let mut cpu_children = 0.0;
@@ -192,6 +221,17 @@ pub fn run_job(
     // Opened here for retention, and so that a repository that cannot be opened fails the
     // run once instead of once per source.
     let repo = open_repository(repo_cfg);
+    if let (Some("high"), Some(policy), Ok(r)) =
+        (usage.as_ref().map(|u| u.level), &job.retention, &repo)
+    {
+        match retention::apply(r, job, policy, opts.lock_wait) {
+            Ok(rep) => run.warnings.push(format!(
+                "storage high: retention applied before the backup ({} snapshots removed, {} bytes freed)",
+                rep.removed, rep.freed_bytes
+            )),
+            Err(e) => run.warnings.push(format!("storage high: early retention failed: {e}")),
+        }
+    }
     let mut results: Vec<Option<SourceResult>> = vec![None; job.sources.len()];
     let mut attempt = 1u32;
     loop {

@@ -557,3 +557,74 @@ fn scraped_by_prometheus(lab: &Lab, port: u16) {
     );
     assert!(body.contains("\"1\"]"), "up: {body}");
 }
+
+#[test]
+fn storage_guard_pauses_a_full_repository_and_resumes_when_space_returns() {
+    let lab = Lab::new("");
+    let mnt = lab.dir.join("small");
+    let fs = crate::util::Tmpfs::mount(&mnt, "64M");
+    let small = Repo::local(&mnt.join("repo"));
+    small.init();
+    let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
+    cfg.push_str(&format!(
+        "\n[[repository]]\nname = \"small\"\nurl = \"{}\"\npassword = \"${{COFFER_PASSWORD}}\"\n\n\
+         [[job]]\nname = \"onsmall\"\nsources = [\"files\"]\nrepository = \"small\"\nschedule = \"0 2 * * *\"\n",
+        mnt.join("repo").display()
+    ));
+    // Two repositories now: every source and job names its own.
+    cfg = cfg.replace(
+        "type = \"files\"\n",
+        "type = \"files\"\nrepository = \"local\"\n",
+    );
+    cfg = cfg.replace(
+        "type = \"postgres\"\n",
+        "type = \"postgres\"\nrepository = \"local\"\n",
+    );
+    cfg = cfg.replace(
+        "type = \"command\"\n",
+        "type = \"command\"\nrepository = \"local\"\n",
+    );
+    std::fs::write(&lab.config, cfg).unwrap();
+    run(&mut lab.coffer(["config", "check"])).ok();
+
+    // 96% full: PAUSED, nothing written.
+    let filler = mnt.join("filler");
+    let used_by_repo = crate::util::dir_bytes(&mnt.join("repo"));
+    let fill = (64u64 << 20) * 96 / 100 - used_by_repo;
+    std::fs::write(&filler, vec![7u8; fill as usize]).unwrap();
+    let r = run(&mut lab.coffer(["--json", "job", "run", "onsmall"])).ok();
+    let s = r.summary();
+    assert_eq!(s["status"], "PAUSED", "{}", r.describe());
+    assert!(
+        s["errors"].to_string().contains("critical threshold"),
+        "{}",
+        r.describe()
+    );
+    assert!(small.snapshot_ids().is_empty());
+
+    // Space freed: it runs, into the same repository.
+    std::fs::remove_file(&filler).unwrap();
+    let r = run(&mut lab.coffer(["--json", "job", "run", "onsmall"])).ok();
+    assert_eq!(r.summary()["status"], "SUCCESS", "{}", r.describe());
+    assert_eq!(small.snapshot_ids().len(), 1);
+
+    // Between high (85%) and critical: it runs, with the level as a warning on the run.
+    let used = crate::util::dir_bytes(&mnt.join("repo"));
+    std::fs::write(
+        &filler,
+        vec![7u8; ((64u64 << 20) * 88 / 100 - used) as usize],
+    )
+    .unwrap();
+    let r = run(&mut lab.coffer(["--json", "job", "run", "onsmall"])).ok();
+    let s = r.summary();
+    assert_eq!(s["status"], "SUCCESS", "{}", r.describe());
+    assert!(
+        s["warnings"]
+            .to_string()
+            .contains("above the high threshold"),
+        "{}",
+        r.describe()
+    );
+    small.restic_check(false).ok();
+    drop(fs);
+}
