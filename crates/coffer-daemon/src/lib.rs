@@ -40,6 +40,9 @@ pub enum DaemonError {
         /// What is wrong.
         message: String,
     },
+    /// The metrics could not be set up.
+    #[error("setting up /metrics: {0}")]
+    Metrics(prometheus::Error),
     /// The async runtime could not start.
     #[error("starting the HTTP server: {0}")]
     Runtime(std::io::Error),
@@ -81,7 +84,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             "runs left active by a previous daemon marked FAILED"
         );
     }
-    let metrics = Arc::new(metrics::Metrics::new(&opts.config));
+    let metrics = Arc::new(metrics::Metrics::new(&opts.config).map_err(DaemonError::Metrics)?);
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
         Arc::clone(&metrics),

@@ -45,23 +45,32 @@ pub struct Metrics {
     repo_paused: GaugeVec,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("metric names are valid");
-    r.register(Box::new(g.clone()))
-        .expect("each metric is registered once");
-    g
+/// Registers a collector; names are fixed, so an error here is a bug, reported rather than
+/// panicking the daemon.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: C,
+) -> prometheus::Result<C> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric names are valid");
-    r.register(Box::new(c.clone()))
-        .expect("each metric is registered once");
-    c
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    register(r, GaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Metrics {
     /// Registers everything, with the run counters of every job at 0.
-    pub fn new(cfg: &Config) -> Metrics {
+    pub fn new(cfg: &Config) -> prometheus::Result<Metrics> {
         let r = Registry::new();
         let j = &["backup_job"];
         let runs = counter(
@@ -69,16 +78,14 @@ impl Metrics {
             "coffer_job_runs_total",
             "Finished runs by result.",
             &["backup_job", "status"],
-        );
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new("coffer_job_duration_seconds", "Run durations.").buckets(vec![
                 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
             ]),
             j,
         )
-        .expect("metric names are valid");
-        r.register(Box::new(duration.clone()))
-            .expect("each metric is registered once");
+        .and_then(|d| register(&r, d))?;
         let cpu = prometheus::CounterVec::new(
             Opts::new(
                 "coffer_job_cpu_seconds_total",
@@ -86,24 +93,18 @@ impl Metrics {
             ),
             j,
         )
-        .expect("metric names are valid");
-        r.register(Box::new(cpu.clone()))
-            .expect("each metric is registered once");
+        .and_then(|c| register(&r, c))?;
         let heartbeat = prometheus::Gauge::new(
             "coffer_scheduler_heartbeat_timestamp_seconds",
             "Last scheduler tick (Unix time).",
         )
-        .expect("metric names are valid");
-        r.register(Box::new(heartbeat.clone()))
-            .expect("each metric is registered once");
+        .and_then(|h| register(&r, h))?;
         let build = IntGauge::with_opts(
             Opts::new("coffer_build_info", "coffer's version; always 1.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
         )
-        .expect("metric names are valid");
+        .and_then(|b| register(&r, b))?;
         build.set(1);
-        r.register(Box::new(build))
-            .expect("each metric is registered once");
         let m = Metrics {
             runs,
             duration,
@@ -112,106 +113,106 @@ impl Metrics {
                 "coffer_job_source_bytes_total",
                 "Bytes read from sources.",
                 j,
-            ),
+            )?,
             stored_bytes: counter(
                 &r,
                 "coffer_job_stored_bytes_total",
                 "Bytes added to the repository.",
                 j,
-            ),
+            )?,
             cpu,
             state: gauge(
                 &r,
                 "coffer_job_state",
                 "1 for the job's current state, 0 for the others.",
                 &["backup_job", "state"],
-            ),
+            )?,
             last_start: gauge(
                 &r,
                 "coffer_job_last_start_timestamp_seconds",
                 "Start of the newest run.",
                 j,
-            ),
+            )?,
             last_success: gauge(
                 &r,
                 "coffer_job_last_success_timestamp_seconds",
                 "End of the newest SUCCESS or WARNING run.",
                 j,
-            ),
+            )?,
             last_completion: gauge(
                 &r,
                 "coffer_job_last_completion_timestamp_seconds",
                 "End of the newest finished run.",
                 j,
-            ),
+            )?,
             next_run: gauge(
                 &r,
                 "coffer_job_next_run_timestamp_seconds",
                 "Next scheduled start.",
                 j,
-            ),
+            )?,
             rpo: gauge(
                 &r,
                 "coffer_job_rpo_seconds",
                 "Maximum acceptable age of the newest good backup.",
                 j,
-            ),
+            )?,
             max_runtime: gauge(
                 &r,
                 "coffer_job_max_runtime_seconds",
                 "A run longer than this is cancelled.",
                 j,
-            ),
+            )?,
             last_duration: gauge(
                 &r,
                 "coffer_job_last_duration_seconds",
                 "Duration of the newest finished run.",
                 j,
-            ),
+            )?,
             last_ratio: gauge(
                 &r,
                 "coffer_job_last_compression_ratio",
                 "Bytes read per byte stored in the newest finished run.",
                 j,
-            ),
+            )?,
             failures: gauge(
                 &r,
                 "coffer_job_consecutive_failures",
                 "FAILED runs since the last good one.",
                 j,
-            ),
-            paused: gauge(&r, "coffer_job_paused", "1 when the job is paused.", j),
+            )?,
+            paused: gauge(&r, "coffer_job_paused", "1 when the job is paused.", j)?,
             heartbeat,
             storage_capacity: gauge(
                 &r,
                 "coffer_repository_storage_capacity_bytes",
                 "Size of the filesystem holding the repository.",
                 &["repository"],
-            ),
+            )?,
             storage_used: gauge(
                 &r,
                 "coffer_repository_storage_used_bytes",
                 "Bytes used on it.",
                 &["repository"],
-            ),
+            )?,
             storage_ratio: gauge(
                 &r,
                 "coffer_repository_storage_used_ratio",
                 "Used / capacity.",
                 &["repository"],
-            ),
+            )?,
             storage_threshold: gauge(
                 &r,
                 "coffer_repository_storage_threshold_ratio",
                 "The storage guard's thresholds.",
                 &["repository", "level"],
-            ),
+            )?,
             repo_paused: gauge(
                 &r,
                 "coffer_repository_paused",
                 "1 when backups into the repository are paused (storage critical).",
                 &["repository"],
-            ),
+            )?,
             registry: r,
         };
         for job in &cfg.job {
@@ -222,7 +223,7 @@ impl Metrics {
             m.stored_bytes.with_label_values(&[&job.name]).inc_by(0);
             m.cpu.with_label_values(&[&job.name]).inc_by(0.0);
         }
-        m
+        Ok(m)
     }
 
     /// Counts a finished run.

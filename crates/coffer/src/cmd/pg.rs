@@ -304,26 +304,16 @@ pub fn run(g: &GlobalOpts, c: PgCommand) -> anyhow::Result<i32> {
                 a.target.display()
             )
         })?;
-    let secs = started.elapsed().as_secs_f64();
-    if g.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary",
-                "source": a.source,
-                "snapshot_id": base.snap.id.to_hex(),
-                "system_identifier": base.system_identifier.to_string(),
-                "steps": report.steps,
-                "checks": report.checks,
-                "restore_command": req.restore_command,
-                "total_duration": secs,
-            })
-        );
-    } else if !g.quiet {
-        for s in &report.steps {
-            println!("{s}");
-        }
-        println!("done in {secs:.1}s");
-    }
+    super::restore::print_report(
+        g,
+        serde_json::json!({
+            "source": a.source,
+            "snapshot_id": base.snap.id.to_hex(),
+            "system_identifier": base.system_identifier.to_string(),
+            "restore_command": req.restore_command,
+        }),
+        &report,
+        started.elapsed().as_secs_f64(),
+    );
     Ok(0)
 }

@@ -95,19 +95,28 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
             snap.id.short()
         )
     })?;
-    let secs = started.elapsed().as_secs_f64();
+    print_report(
+        g,
+        serde_json::json!({"source": name, "snapshot_id": snap.id.to_hex()}),
+        &report,
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(0)
+}
+
+/// Prints a source restore's steps and checks, or its JSON summary with `fields` added.
+pub(crate) fn print_report(
+    g: &GlobalOpts,
+    mut fields: serde_json::Value,
+    report: &coffer_sources::RestoreReport,
+    secs: f64,
+) {
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary",
-                "source": name,
-                "snapshot_id": snap.id.to_hex(),
-                "steps": report.steps,
-                "checks": report.checks,
-                "total_duration": secs,
-            })
-        );
+        fields["message_type"] = "summary".into();
+        fields["steps"] = serde_json::json!(report.steps);
+        fields["checks"] = serde_json::Value::Object(report.checks.clone());
+        fields["total_duration"] = secs.into();
+        println!("{fields}");
     } else if !g.quiet {
         for s in &report.steps {
             println!("{s}");
@@ -117,7 +126,6 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         }
         println!("done in {secs:.1}s");
     }
-    Ok(0)
 }
 
 /// `--run ID --target DIR`: every snapshot of the run, each into DIR/<source>.
