@@ -146,6 +146,36 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     /// Serve /metrics and the health endpoints without a token.
     pub open_metrics: bool,
+    /// `[[server.token]]`: bearer tokens of the HTTP API. With none, the API is open and
+    /// only a loopback address may be listened on.
+    pub token: Vec<TokenConfig>,
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// GET everything.
+    Read,
+    /// GET everything, and run, pause and resume jobs.
+    Operator,
+}
+
+/// `[[server.token]]`: one bearer token. Give the secret as `token` (best as `${ENV}`),
+/// `token_file`, or only its SHA-256 as `token_sha256` so the file holds no secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (recorded with every call it makes).
+    pub name: String,
+    /// `read` or `operator`.
+    pub role: Role,
+    /// The token.
+    pub token: Option<crate::EnvString>,
+    /// A file holding the token.
+    pub token_file: Option<crate::EnvString>,
+    /// The token's SHA-256, in hex.
+    pub token_sha256: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +188,7 @@ impl Default for ServerConfig {
             catalog_retention: Span(Duration::from_secs(180 * 86_400)),
             storage: StorageConfig::default(),
             open_metrics: false,
+            token: Vec::new(),
         }
     }
 }

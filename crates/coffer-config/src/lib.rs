@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use env::{expand, EnvString};
-pub use jobs::{JobConfig, Misfire, ServerConfig, Span};
+pub use jobs::{JobConfig, Misfire, Role, ServerConfig, Span, TokenConfig};
 
 /// The whole file.
 #[derive(Debug, Deserialize, Default)]
@@ -65,6 +65,34 @@ pub struct RepositoryConfig {
     pub password_file: Option<EnvString>,
     /// The password itself (prefer password_file or `${ENV}`).
     pub password: Option<EnvString>,
+    /// The storage the repository may use (`500G`, `2T`): the capacity the storage guard
+    /// measures against, for stores without one (S3 buckets). A local repository without a
+    /// quota is measured against its filesystem.
+    pub quota: Option<EnvString>,
+}
+
+/// Parses a size such as `500G`, `1.5T` or `1048576` (binary multiples).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].trim().to_ascii_uppercase();
+            let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+            let m: u64 = match unit {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                "P" => 1 << 50,
+                _ => return None,
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n.is_finite() && n > 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// One source: its name, type, repository, and the type's own settings (left as a table for
@@ -155,6 +183,16 @@ impl Config {
                     r.name
                 ));
             }
+            if let Some(q) = &r.quota {
+                if parse_size(q).is_none() {
+                    errors.push(format!(
+                        "{}: repository {:?}: key `quota`: {:?} is not a size such as \"500G\" or \"2T\"",
+                        self.line_of("name", &r.name),
+                        r.name,
+                        &**q
+                    ));
+                }
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.source {
@@ -176,10 +214,8 @@ impl Config {
                     "{at}: source {:?}: key `repository`: no [[repository]] is named {r:?}",
                     s.name
                 )),
-                None if self.repository.len() > 1 => errors.push(format!(
-                    "{at}: source {:?}: key `repository` is required when several repositories are declared",
-                    s.name
-                )),
+                // Without one, jobs name the repository and `backup --source` needs
+                // `--repository` (see repository_for).
                 _ => {}
             }
         }
@@ -208,6 +244,7 @@ impl Config {
                 self.server.listen
             ));
         }
+        self.validate_tokens(errors);
         let repo_known = |r: &str| self.repository.iter().any(|x| x.name == r);
         let mut seen = std::collections::HashSet::new();
         for j in &self.job {
@@ -283,6 +320,51 @@ impl Config {
         }
     }
 
+    fn validate_tokens(&self, errors: &mut Vec<String>) {
+        let mut names = std::collections::HashSet::new();
+        for t in &self.server.token {
+            let at = format!("{}: token {:?}", self.line_of("name", &t.name), t.name);
+            if !names.insert(&t.name) {
+                errors.push(format!("{at} is declared twice"));
+            }
+            let given = [
+                t.token.is_some(),
+                t.token_file.is_some(),
+                t.token_sha256.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if given != 1 {
+                errors.push(format!(
+                    "{at}: give exactly one of `token`, `token_file` or `token_sha256`"
+                ));
+            }
+            if let Some(tok) = &t.token {
+                if tok.len() < 16 {
+                    errors.push(format!(
+                        "{at}: key `token` is shorter than 16 characters (generate one with `head -c 32 /dev/urandom | base64`)"
+                    ));
+                }
+            }
+            if let Some(h) = &t.token_sha256 {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    errors.push(format!(
+                        "{at}: key `token_sha256` must be 64 hex digits (`printf %s TOKEN | sha256sum`)"
+                    ));
+                }
+            }
+        }
+        if let Ok(addr) = self.server.listen.parse::<std::net::SocketAddr>() {
+            if !addr.ip().is_loopback() && self.server.token.is_empty() {
+                errors.push(format!(
+                    "[server]: key `listen`: {} is not a loopback address and no [[server.token]] is declared: the API would be open to the network (declare tokens, or listen on 127.0.0.1)",
+                    self.server.listen
+                ));
+            }
+        }
+    }
+
     /// The job called `name`.
     pub fn job(&self, name: &str) -> Result<&JobConfig, ConfigError> {
         self.job.iter().find(|j| j.name == name).ok_or_else(|| {
@@ -341,6 +423,15 @@ impl Config {
                 .iter()
                 .find(|r| &r.name == name)
                 .ok_or_else(|| self.invalid(format!("no [[repository]] is named {name:?}"))),
+            None if self.repository.len() > 1 => Err(self.invalid(format!(
+                "{}several repositories are declared: name one with --repository NAME{}",
+                source
+                    .map(|s| format!("source {:?} has no key `repository` and ", s.name))
+                    .unwrap_or_default(),
+                source
+                    .map(|_| " (or set the source's `repository`)")
+                    .unwrap_or_default()
+            ))),
             None => self
                 .repository
                 .first()
@@ -458,11 +549,20 @@ repository = "local"
             e.contains("COFFER_SURELY_UNSET") && e.contains("line 3"),
             "{e}"
         );
-        let e = parse(
+        // A source without a repository among several is fine in the file (jobs name theirs);
+        // using it without one is the error, naming what to do.
+        let c = parse(
             "[[repository]]\nname = \"a\"\nurl = \"/x\"\n[[repository]]\nname = \"b\"\nurl = \"/y\"\n[[source]]\nname = \"s\"\ntype = \"files\"\n",
         )
-        .unwrap_err();
-        assert!(e.contains("line 8") && e.contains("repository"), "{e}");
+        .unwrap();
+        let e = c
+            .repository_for(Some(&c.source[0]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--repository NAME") && e.contains("\"s\""),
+            "{e}"
+        );
         let e = parse("[[source]]\nname = \"s\"\ntype = \"files\"\nrepository = \"nope\"\n")
             .unwrap_err();
         assert!(e.contains("nope"), "{e}");

@@ -6,23 +6,31 @@
 //! | GET | `/metrics` | Prometheus text format 0.0.4 |
 //! | GET | `/api/status` | `{"jobs": [...], "scheduler": {"queued", "running", "heartbeat"}}` |
 //! | GET | `/api/jobs`, `/api/jobs/{name}` | job status objects (404 for an unknown job) |
-//! | GET | `/api/runs?job=&limit=` | `{"runs": [...]}`, newest first |
-//! | POST | `/api/jobs/{name}/run` | 202 queued, 409 already queued or running |
+//! | GET | `/api/runs?job=&kind=&limit=` | `{"runs": [...]}`, newest first (kind `backup` or `verify`) |
+//! | GET | `/api/repositories` | `{"repositories": [...]}`: storage, size, snapshots, last verify |
+//! | GET | `/api/metrics` | the numbers of `/metrics` as JSON |
+//! | GET | `/api/audit?limit=` | `{"audit": [...]}`: the mutating calls and their callers |
+//! | POST | `/api/jobs/{name}/run`, `/verify` | 202 queued, 409 already queued or running |
 //! | POST | `/api/jobs/{name}/pause`, `/resume` | 200 |
+//!
+//! Errors are `{"error": message}` with 400 (bad query), 401 (no or unknown token), 403
+//! (read token on a POST), 404 (unknown job), 409 (already queued). Access: [`crate::auth`].
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::{Extension, Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use coffer_catalog::Catalog;
+use coffer_catalog::{Catalog, RunKind};
 use coffer_config::Config;
 use coffer_jobs::Trigger;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::auth::{Caller, Tokens};
+use crate::repos::Repos;
 use crate::scheduler::Scheduler;
 
 /// What the handlers share.
@@ -36,6 +44,10 @@ pub struct State {
     pub scheduler: Arc<Scheduler>,
     /// Counters and the exposition.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The repositories' figures.
+    pub repos: Arc<Repos>,
+    /// Who may call what.
+    pub tokens: Arc<Tokens>,
 }
 
 /// An error answer: a status code and `{"error": message}`.
@@ -55,6 +67,19 @@ impl From<coffer_catalog::CatalogError> for ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
+/// Runs catalog work on the blocking pool: SQLite calls must not hold the two async threads
+/// that also answer `/-/healthy`.
+async fn blocking<T, F>(s: &State, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&State) -> Result<T, ApiError> + Send + 'static,
+{
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
 /// The routes.
 pub fn router(state: State) -> Router {
     Router::new()
@@ -67,7 +92,21 @@ pub fn router(state: State) -> Router {
         .route("/api/jobs/{name}/run", post(run_job))
         .route("/api/jobs/{name}/pause", post(pause))
         .route("/api/jobs/{name}/resume", post(resume))
+        .route("/api/jobs/{name}/verify", post(verify_job))
         .route("/api/runs", get(runs))
+        .route("/api/repositories", get(repositories))
+        .route("/api/metrics", get(metrics_json))
+        .route("/api/audit", get(audit))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (see /api/status, /api/jobs, /api/runs, /api/repositories, /api/metrics, /metrics)".into(),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::guard,
+        ))
         .with_state(state)
 }
 
@@ -82,22 +121,39 @@ fn known(s: &State, name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Job status objects, with QUEUED/RUNNING from the live queue.
-fn statuses(s: &State) -> Result<Vec<Value>, ApiError> {
+/// Job status objects (of one job, or all), with QUEUED from the live queue.
+fn statuses(s: &State, only: Option<&str>) -> Result<Vec<Value>, ApiError> {
     let view = s.scheduler.view();
-    let mut list = coffer_jobs::status::status(&s.config, &s.catalog.lock(), chrono::Utc::now())?;
-    for j in &mut list {
-        let name = j["name"].as_str().unwrap_or_default().to_string();
-        if view.queued.contains(&name) {
+    let now = chrono::Utc::now();
+    let cat = s.catalog.lock();
+    let mut list = Vec::new();
+    for job in s
+        .config
+        .job
+        .iter()
+        .filter(|j| only.is_none_or(|n| n == j.name))
+    {
+        let mut j = coffer_jobs::status::job_status(job, &cat, now)?;
+        if view.queued.contains(&job.name) {
             j["status"] = "QUEUED".into();
         }
+        list.push(j);
     }
     Ok(list)
 }
 
 async fn metrics(AxState(s): AxState<State>) -> Response {
-    let view = s.scheduler.view();
-    let body = s.metrics.render(&s.config, &s.catalog.lock(), &view);
+    let body = match blocking(&s, |s| {
+        let view = s.scheduler.view();
+        let repos = s.repos.list(&s.config);
+        Ok(s.metrics
+            .render(&s.config, &s.catalog.lock(), &view, &repos))
+    })
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -109,28 +165,36 @@ async fn metrics(AxState(s): AxState<State>) -> Response {
 }
 
 async fn status(AxState(s): AxState<State>) -> ApiResult {
-    let jobs = statuses(&s)?;
-    Ok(Json(
-        json!({ "jobs": jobs, "scheduler": s.scheduler.view() }),
-    ))
+    blocking(&s, |s| {
+        let jobs = statuses(s, None)?;
+        Ok(Json(
+            json!({ "jobs": jobs, "scheduler": s.scheduler.view() }),
+        ))
+    })
+    .await
 }
 
 async fn jobs(AxState(s): AxState<State>) -> ApiResult {
-    Ok(Json(json!({ "jobs": statuses(&s)? })))
+    blocking(&s, |s| Ok(Json(json!({ "jobs": statuses(s, None)? })))).await
 }
 
 async fn job(AxState(s): AxState<State>, Path(name): Path<String>) -> ApiResult {
     known(&s, &name)?;
-    let j = statuses(&s)?
-        .into_iter()
-        .find(|j| j["name"] == name.as_str())
-        .unwrap_or(Value::Null);
-    Ok(Json(j))
+    blocking(&s, move |s| {
+        Ok(Json(
+            statuses(s, Some(&name))?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null),
+        ))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
 struct RunsQuery {
     job: Option<String>,
+    kind: Option<String>,
     limit: Option<usize>,
 }
 
@@ -138,41 +202,142 @@ async fn runs(AxState(s): AxState<State>, Query(q): Query<RunsQuery>) -> ApiResu
     if let Some(j) = &q.job {
         known(&s, j)?;
     }
+    let kind = match q.kind.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some("backup") => Some(RunKind::Backup),
+        Some("verify") => Some(RunKind::Verify),
+        Some(k) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("kind {k:?} is not backup, verify or all"),
+            ))
+        }
+    };
     let limit = q.limit.unwrap_or(50).min(10_000);
-    let runs = s.catalog.lock().list(q.job.as_deref(), limit)?;
-    Ok(Json(json!({ "runs": runs })))
+    blocking(&s, move |s| {
+        let runs = s.catalog.lock().list_kind(q.job.as_deref(), kind, limit)?;
+        Ok(Json(json!({ "runs": runs })))
+    })
+    .await
 }
 
-async fn run_job(
-    AxState(s): AxState<State>,
-    Path(name): Path<String>,
+async fn repositories(AxState(s): AxState<State>) -> ApiResult {
+    blocking(&s, repositories_of).await
+}
+
+fn repositories_of(s: &State) -> ApiResult {
+    let cat = s.catalog.lock();
+    let t = &s.config.server.storage;
+    let mut list = Vec::new();
+    for r in s.repos.list(&s.config) {
+        let verify = cat.last_verify(&r.name)?;
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        v["thresholds"] = json!({ "low": t.low, "high": t.high, "critical": t.critical });
+        v["last_verify"] = match verify {
+            Some(run) => json!({
+                "run": run.id,
+                "status": run.status,
+                "ended": run.ended,
+                "verify": run.verify,
+            }),
+            None => Value::Null,
+        };
+        list.push(v);
+    }
+    Ok(Json(json!({ "repositories": list })))
+}
+
+async fn metrics_json(AxState(s): AxState<State>) -> ApiResult {
+    blocking(&s, |s| {
+        let view = s.scheduler.view();
+        let repos = s.repos.list(&s.config);
+        Ok(Json(s.metrics.json(
+            &s.config,
+            &s.catalog.lock(),
+            &view,
+            &repos,
+        )))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit(AxState(s): AxState<State>, Query(q): Query<AuditQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    blocking(&s, move |s| {
+        Ok(Json(
+            json!({ "audit": s.catalog.lock().audit_list(limit)? }),
+        ))
+    })
+    .await
+}
+
+fn enqueue(
+    s: &State,
+    name: &str,
+    kind: RunKind,
+    caller: &Caller,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    known(&s, &name)?;
-    if s.scheduler.enqueue(&name, Trigger::Api) {
-        tracing::info!(job = %name, caller = "api", "run requested");
+    known(s, name)?;
+    if s.scheduler.enqueue(name, kind, Trigger::Api) {
+        tracing::info!(job = %name, kind = kind.as_str(), caller = %caller.actor, "run requested");
         Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "job": name, "queued": true })),
+            Json(json!({ "job": name, "kind": kind.as_str(), "queued": true })),
         ))
     } else {
         Err(ApiError(
             StatusCode::CONFLICT,
-            format!("job {name:?} is already queued or running"),
+            format!(
+                "job {name:?} already has a {} queued or running",
+                kind.as_str()
+            ),
         ))
     }
 }
 
-fn set_paused(s: &State, name: &str, paused: bool) -> ApiResult {
-    known(s, name)?;
-    s.catalog.lock().set_paused(name, paused, "api")?;
-    tracing::info!(job = %name, paused, caller = "api", "job pause changed");
-    Ok(Json(json!({ "job": name, "paused": paused })))
+async fn run_job(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    enqueue(&s, &name, RunKind::Backup, &caller)
 }
 
-async fn pause(AxState(s): AxState<State>, Path(name): Path<String>) -> ApiResult {
-    set_paused(&s, &name, true)
+async fn verify_job(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    enqueue(&s, &name, RunKind::Verify, &caller)
 }
 
-async fn resume(AxState(s): AxState<State>, Path(name): Path<String>) -> ApiResult {
-    set_paused(&s, &name, false)
+async fn set_paused(s: &State, name: String, paused: bool, caller: Caller) -> ApiResult {
+    known(s, &name)?;
+    blocking(s, move |s| {
+        s.catalog.lock().set_paused(&name, paused, &caller.actor)?;
+        tracing::info!(job = %name, paused, caller = %caller.actor, "job pause changed");
+        Ok(Json(json!({ "job": name, "paused": paused })))
+    })
+    .await
+}
+
+async fn pause(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    set_paused(&s, name, true, caller).await
+}
+
+async fn resume(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    set_paused(&s, name, false, caller).await
 }

@@ -8,14 +8,20 @@
 //!   reported, per `misfire`.
 //! - **Workers**: `max_concurrent_jobs` threads take the queue by priority, then age, and run
 //!   `coffer_jobs::run_job` (each source in its own process group).
-//! - **API** ([`api`]): axum on `[server] listen` (loopback by default; other addresses are
-//!   refused until tokens exist).
+//! - **Verify runs**: a job's `verify_schedule` queues a verify (`check --read-data-subset`)
+//!   of its repository; it takes a worker like a backup.
+//! - **Repositories** ([`repos`]): storage, size and snapshot figures refreshed every
+//!   `check_interval` and after each run, with the storage guard's events.
+//! - **API** ([`api`], access in [`auth`]): axum on `[server] listen` (loopback by default;
+//!   another address needs `[[server.token]]`s).
 //!
 //! SIGINT/SIGTERM stop scheduling, cancel running runs (their process groups are killed and
 //! the runs end FAILED "cancelled") and return.
 
 pub mod api;
+pub mod auth;
 pub mod metrics;
+pub mod repos;
 pub mod scheduler;
 
 use std::net::SocketAddr;
@@ -37,6 +43,14 @@ pub enum DaemonError {
     Listen {
         /// The address.
         addr: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A token could not be read.
+    #[error("[[server.token]] {name:?}: {message}")]
+    Token {
+        /// The token's name.
+        name: String,
         /// What is wrong.
         message: String,
     },
@@ -68,12 +82,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         addr: opts.listen.clone(),
         message: "not an address such as 127.0.0.1:8081".into(),
     })?;
-    if !addr.ip().is_loopback() {
+    let tokens = Arc::new(auth::Tokens::load(&opts.config)?);
+    if !addr.ip().is_loopback() && !tokens.enabled() {
         return Err(DaemonError::Listen {
             addr: opts.listen.clone(),
-            message:
-                "the API has no access control yet: listen on a loopback address (127.0.0.1 or ::1)"
-                    .into(),
+            message: "no [[server.token]] is declared, so the API is open: listen on a loopback address (127.0.0.1 or ::1), or declare tokens".into(),
         });
     }
     let catalog = Catalog::open(&opts.catalog)?;
@@ -85,9 +98,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         );
     }
     let metrics = Arc::new(metrics::Metrics::new(&opts.config).map_err(DaemonError::Metrics)?);
+    let (repos, repos_thread) =
+        repos::Repos::start(Arc::clone(&opts.config), Arc::clone(&opts.shutdown))
+            .map_err(DaemonError::Runtime)?;
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
         Arc::clone(&metrics),
+        Arc::clone(&repos),
         opts.catalog.clone(),
         opts.exe.clone(),
         Arc::clone(&opts.shutdown),
@@ -97,6 +114,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         catalog: Arc::new(parking_lot::Mutex::new(catalog)),
         scheduler: Arc::clone(&sched),
         metrics,
+        repos,
+        tokens,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,7 +134,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
                 })?;
         tracing::info!(%addr, "listening: /metrics, /api/status, /api/runs, /-/healthy");
         eprintln!("coffer serve: listening on http://{addr} (/metrics, /api/status, /api/runs, /-/healthy)");
-        axum::serve(listener, api::router(state))
+        axum::serve(
+            listener,
+            api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(async move {
                 while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -125,5 +147,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             .map_err(DaemonError::Runtime)
     });
     sched.join();
+    let _ = repos_thread.join();
     served
 }

@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use coffer_catalog::{Catalog, Run, Status};
+use coffer_catalog::{Catalog, Run, RunKind, Status};
 use coffer_config::Config;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
+use crate::repos::RepoStats;
 use crate::scheduler::QueueView;
 
 /// The daemon's metrics.
@@ -43,6 +44,12 @@ pub struct Metrics {
     storage_ratio: GaugeVec,
     storage_threshold: GaugeVec,
     repo_paused: GaugeVec,
+    repo_size: GaugeVec,
+    repo_snapshots: GaugeVec,
+    repo_oldest: GaugeVec,
+    repo_newest: GaugeVec,
+    verify_ok: GaugeVec,
+    verify_time: GaugeVec,
 }
 
 /// Registers a collector; names are fixed, so an error here is a bug, reported rather than
@@ -213,6 +220,42 @@ impl Metrics {
                 "1 when backups into the repository are paused (storage critical).",
                 &["repository"],
             )?,
+            repo_size: gauge(
+                &r,
+                "coffer_repository_size_bytes",
+                "Bytes of the repository's files.",
+                &["repository"],
+            )?,
+            repo_snapshots: gauge(
+                &r,
+                "coffer_repository_snapshots",
+                "Snapshots in the repository (archived WAL files included).",
+                &["repository"],
+            )?,
+            repo_oldest: gauge(
+                &r,
+                "coffer_repository_oldest_snapshot_timestamp_seconds",
+                "Time of the oldest snapshot.",
+                &["repository"],
+            )?,
+            repo_newest: gauge(
+                &r,
+                "coffer_repository_newest_snapshot_timestamp_seconds",
+                "Time of the newest snapshot.",
+                &["repository"],
+            )?,
+            verify_ok: gauge(
+                &r,
+                "coffer_repository_last_verify_success",
+                "1 when the newest verify run found the data sound, 0 when it found damage or failed.",
+                &["repository"],
+            )?,
+            verify_time: gauge(
+                &r,
+                "coffer_repository_last_verify_timestamp_seconds",
+                "End of the newest verify run.",
+                &["repository"],
+            )?,
             registry: r,
         };
         for job in &cfg.job {
@@ -228,6 +271,10 @@ impl Metrics {
 
     /// Counts a finished run.
     pub fn finished(&self, r: &Run) {
+        // Verify runs show in the repository's verify gauges, not in the backup counters.
+        if r.kind != RunKind::Backup {
+            return;
+        }
         let job = r.job.as_str();
         self.runs.with_label_values(&[job, r.status.as_str()]).inc();
         if r.status == Status::Paused {
@@ -247,8 +294,85 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with gauges refreshed from the catalog and the queue.
-    pub fn render(&self, cfg: &Config, catalog: &Catalog, queue: &QueueView) -> String {
+    /// The text exposition, with gauges refreshed.
+    pub fn render(
+        &self,
+        cfg: &Config,
+        catalog: &Catalog,
+        queue: &QueueView,
+        repos: &[RepoStats],
+    ) -> String {
+        self.refresh(cfg, catalog, queue, repos);
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The same numbers as JSON: `{"name": {"help", "type", "samples": [{"labels", "value"}]}}`
+    /// (histograms give `count`, `sum` and `buckets`).
+    pub fn json(
+        &self,
+        cfg: &Config,
+        catalog: &Catalog,
+        queue: &QueueView,
+        repos: &[RepoStats],
+    ) -> serde_json::Value {
+        use prometheus::proto::MetricType;
+        self.refresh(cfg, catalog, queue, repos);
+        let mut out = serde_json::Map::new();
+        for fam in self.registry.gather() {
+            let kind = fam.get_field_type();
+            let samples: Vec<serde_json::Value> = fam
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let labels: serde_json::Map<String, serde_json::Value> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_string(), l.value().into()))
+                        .collect();
+                    let mut v = serde_json::json!({ "labels": labels });
+                    match kind {
+                        MetricType::COUNTER => v["value"] = m.get_counter().get_value().into(),
+                        MetricType::GAUGE => v["value"] = m.get_gauge().get_value().into(),
+                        MetricType::HISTOGRAM => {
+                            let h = m.get_histogram();
+                            v["count"] = h.get_sample_count().into();
+                            v["sum"] = h.get_sample_sum().into();
+                            v["buckets"] = h
+                                .get_bucket()
+                                .iter()
+                                .map(|b| {
+                                    serde_json::json!({
+                                        "le": b.upper_bound(),
+                                        "count": b.cumulative_count()
+                                    })
+                                })
+                                .collect();
+                        }
+                        _ => {}
+                    }
+                    v
+                })
+                .collect();
+            let kind = match kind {
+                MetricType::COUNTER => "counter",
+                MetricType::GAUGE => "gauge",
+                MetricType::HISTOGRAM => "histogram",
+                _ => "untyped",
+            };
+            out.insert(
+                fam.name().to_string(),
+                serde_json::json!({ "help": fam.help(), "type": kind, "samples": samples }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// Refreshes the gauges from the catalog, the queue and the repositories' figures.
+    fn refresh(&self, cfg: &Config, catalog: &Catalog, queue: &QueueView, repos: &[RepoStats]) {
         let now = Utc::now();
         let ts = |t: chrono::DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         let mut current: HashMap<&str, &str> = HashMap::new();
@@ -261,7 +385,7 @@ impl Metrics {
         for job in &cfg.job {
             let name = job.name.as_str();
             let last = catalog
-                .list(Some(name), 1)
+                .list_kind(Some(name), Some(RunKind::Backup), 1)
                 .ok()
                 .and_then(|v| v.into_iter().next());
             let done = catalog
@@ -327,7 +451,10 @@ impl Metrics {
                     .with_label_values(&[name, level])
                     .set(v / 100.0);
             }
-            if let Some(u) = coffer_jobs::storage::measure(&repo.url, t) {
+            let Some(st) = repos.iter().find(|r| r.name == name) else {
+                continue;
+            };
+            if let Some(u) = &st.storage {
                 self.storage_capacity
                     .with_label_values(&[name])
                     .set(u.capacity_bytes as f64);
@@ -335,18 +462,33 @@ impl Metrics {
                     .with_label_values(&[name])
                     .set(u.used_bytes as f64);
                 self.storage_ratio.with_label_values(&[name]).set(u.ratio);
-                self.repo_paused
+            }
+            self.repo_paused
+                .with_label_values(&[name])
+                .set(f64::from(u8::from(st.paused)));
+            if let Some(n) = st.size_bytes {
+                self.repo_size.with_label_values(&[name]).set(n as f64);
+            }
+            if let Some(n) = st.snapshots {
+                self.repo_snapshots.with_label_values(&[name]).set(n as f64);
+            }
+            if let Some(t) = st.oldest_snapshot {
+                self.repo_oldest.with_label_values(&[name]).set(ts(t));
+            }
+            if let Some(t) = st.newest_snapshot {
+                self.repo_newest.with_label_values(&[name]).set(ts(t));
+            }
+            if let Ok(Some(v)) = catalog.last_verify(name) {
+                self.verify_ok
                     .with_label_values(&[name])
-                    .set(f64::from(u8::from(u.level == "critical")));
+                    .set(f64::from(u8::from(v.status.is_good())));
+                if let Some(t) = v.ended {
+                    self.verify_time.with_label_values(&[name]).set(ts(t));
+                }
             }
         }
         if let Some(h) = queue.heartbeat {
             self.heartbeat.set(ts(h));
         }
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::error!(error = %e, "encoding metrics");
-        }
-        String::from_utf8_lossy(&buf).into_owned()
     }
 }

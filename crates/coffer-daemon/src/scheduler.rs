@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use coffer_catalog::Catalog;
+use coffer_catalog::{Catalog, RunKind};
 use coffer_config::{Config, Misfire};
-use coffer_jobs::status::next_run;
+use coffer_jobs::status::{next_run, next_verify};
 use coffer_jobs::{RunOptions, Trigger};
 use parking_lot::{Condvar, Mutex};
 
@@ -18,6 +18,7 @@ use crate::DaemonError;
 
 struct Queued {
     job: String,
+    kind: RunKind,
     trigger: Trigger,
     priority: i32,
     seq: u64,
@@ -26,7 +27,7 @@ struct Queued {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Queued>,
-    running: HashSet<String>,
+    running: HashSet<(String, RunKind)>,
     seq: u64,
 }
 
@@ -34,6 +35,7 @@ struct Queue {
 pub struct Scheduler {
     config: Arc<Config>,
     metrics: Arc<crate::metrics::Metrics>,
+    repos: Arc<crate::repos::Repos>,
     queue: Mutex<Queue>,
     wake: Condvar,
     shutdown: Arc<AtomicBool>,
@@ -48,6 +50,10 @@ pub struct QueueView {
     pub queued: Vec<String>,
     /// Jobs running now.
     pub running: Vec<String>,
+    /// Jobs whose verify waits for a worker.
+    pub verify_queued: Vec<String>,
+    /// Jobs whose verify runs now.
+    pub verify_running: Vec<String>,
     /// The scheduler's last tick.
     pub heartbeat: Option<DateTime<Utc>>,
 }
@@ -59,6 +65,7 @@ impl Scheduler {
     pub fn start(
         config: Arc<Config>,
         metrics: Arc<crate::metrics::Metrics>,
+        repos: Arc<crate::repos::Repos>,
         catalog: PathBuf,
         exe: PathBuf,
         shutdown: Arc<AtomicBool>,
@@ -66,6 +73,7 @@ impl Scheduler {
         let s = Arc::new(Scheduler {
             config: Arc::clone(&config),
             metrics,
+            repos,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             shutdown,
@@ -94,20 +102,27 @@ impl Scheduler {
         Ok(s)
     }
 
-    /// Queues a run of `job`; false when it is already queued or running.
-    pub fn enqueue(&self, job: &str, trigger: Trigger) -> bool {
+    /// Queues a run of `job`; false when one of that kind is already queued or running.
+    pub fn enqueue(&self, job: &str, kind: RunKind, trigger: Trigger) -> bool {
         let Some(cfg) = self.config.job.iter().find(|j| j.name == job) else {
             return false;
         };
         let mut q = self.queue.lock();
-        if q.running.contains(job) || q.waiting.iter().any(|w| w.job == job) {
-            tracing::info!(job, "already queued or running: not queued again");
+        if q.running.contains(&(job.to_string(), kind))
+            || q.waiting.iter().any(|w| w.job == job && w.kind == kind)
+        {
+            tracing::info!(
+                job,
+                kind = kind.as_str(),
+                "already queued or running: not queued again"
+            );
             return false;
         }
         q.seq += 1;
         let seq = q.seq;
         q.waiting.push(Queued {
             job: job.to_string(),
+            kind,
             trigger,
             priority: cfg.priority,
             seq,
@@ -122,11 +137,28 @@ impl Scheduler {
         let q = self.queue.lock();
         let mut waiting: Vec<&Queued> = q.waiting.iter().collect();
         waiting.sort_by_key(|w| (-w.priority, w.seq));
-        let mut running: Vec<String> = q.running.iter().cloned().collect();
-        running.sort();
+        let of = |kind: RunKind| -> (Vec<String>, Vec<String>) {
+            let queued = waiting
+                .iter()
+                .filter(|w| w.kind == kind)
+                .map(|w| w.job.clone())
+                .collect();
+            let mut running: Vec<String> = q
+                .running
+                .iter()
+                .filter(|r| r.1 == kind)
+                .map(|r| r.0.clone())
+                .collect();
+            running.sort();
+            (queued, running)
+        };
+        let (queued, running) = of(RunKind::Backup);
+        let (verify_queued, verify_running) = of(RunKind::Verify);
         QueueView {
-            queued: waiting.iter().map(|w| w.job.clone()).collect(),
+            queued,
             running,
+            verify_queued,
+            verify_running,
             heartbeat: *self.heartbeat.lock(),
         }
     }
@@ -161,7 +193,7 @@ impl Scheduler {
                 match job.misfire.unwrap_or(self.config.server.misfire) {
                     Misfire::RunOnce => {
                         tracing::warn!(job = %job.name, %missed, "schedule missed while the daemon was down: running once now");
-                        self.enqueue(&job.name, Trigger::Misfire);
+                        self.enqueue(&job.name, RunKind::Backup, Trigger::Misfire);
                     }
                     Misfire::Skip => {
                         tracing::warn!(job = %job.name, %missed, "schedule missed while the daemon was down (misfire = skip)");
@@ -172,8 +204,15 @@ impl Scheduler {
         }
         let mut next: Vec<Option<DateTime<Utc>>> =
             self.config.job.iter().map(|j| next_run(j, now)).collect();
+        let mut next_check: Vec<Option<DateTime<Utc>>> = self
+            .config
+            .job
+            .iter()
+            .map(|j| next_verify(j, now))
+            .collect();
         let keep = chrono::Duration::seconds(self.config.server.catalog_retention.secs() as i64);
         let mut trimmed_at: Option<DateTime<Utc>> = None;
+        let mut beat_saved: Option<DateTime<Utc>> = None;
         while !self.stopping() {
             let now = Utc::now();
             // History stays bounded: finished runs older than catalog_retention go, hourly.
@@ -187,17 +226,29 @@ impl Scheduler {
             }
             for (i, job) in self.config.job.iter().enumerate() {
                 if next[i].is_some_and(|t| t <= now) {
-                    self.enqueue(&job.name, Trigger::Schedule);
+                    self.enqueue(&job.name, RunKind::Backup, Trigger::Schedule);
                     next[i] = next_run(job, now);
+                }
+                if next_check[i].is_some_and(|t| t <= now) {
+                    self.enqueue(&job.name, RunKind::Verify, Trigger::Schedule);
+                    next_check[i] = next_verify(job, now);
                 }
             }
             *self.heartbeat.lock() = Some(now);
-            if let Err(e) = cat.set_meta(HEARTBEAT, &now.to_rfc3339()) {
-                tracing::error!(error = %e, "writing the scheduler heartbeat");
+            // The stored heartbeat only dates a crash for misfire detection: every 10 s is
+            // enough, and spares the disk a write a second.
+            if beat_saved.is_none_or(|t| now - t >= chrono::Duration::seconds(10)) {
+                if let Err(e) = cat.set_meta(HEARTBEAT, &now.to_rfc3339()) {
+                    tracing::error!(error = %e, "writing the scheduler heartbeat");
+                }
+                beat_saved = Some(now);
             }
             // Wake at the next full second: schedules may have second granularity.
             let ms = 1000 - u64::from(Utc::now().timestamp_subsec_millis()).min(999);
             std::thread::sleep(Duration::from_millis(ms.max(20)));
+        }
+        if let Err(e) = cat.set_meta(HEARTBEAT, &Utc::now().to_rfc3339()) {
+            tracing::error!(error = %e, "writing the scheduler heartbeat");
         }
         self.wake.notify_all();
     }
@@ -230,7 +281,7 @@ impl Scheduler {
                     .map(|(i, _)| i)
                     .unwrap_or(0);
                 let item = q.waiting.remove(best);
-                q.running.insert(item.job.clone());
+                q.running.insert((item.job.clone(), item.kind));
                 item
             };
             if let Some(job) = self.config.job.iter().find(|j| j.name == item.job) {
@@ -243,7 +294,14 @@ impl Scheduler {
                         |r| tracing::info!(run = %r.id, job = %r.job, status = %r.status, attempt = r.attempt, "run"),
                     )),
                 };
-                match coffer_jobs::run_job(&self.config, job, &cat, &opts) {
+                let result = match item.kind {
+                    RunKind::Backup => coffer_jobs::run_job(&self.config, job, &cat, &opts),
+                    RunKind::Verify => {
+                        coffer_jobs::verify::verify_job(&self.config, job, &cat, &opts)
+                    }
+                };
+                self.repos.touch();
+                match result {
                     Ok(r) => {
                         self.metrics.finished(&r);
                         tracing::info!(run = %r.id, status = %r.status, "run finished")
@@ -251,7 +309,7 @@ impl Scheduler {
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),
                 }
             }
-            self.queue.lock().running.remove(&item.job);
+            self.queue.lock().running.remove(&(item.job, item.kind));
         }
     }
 }

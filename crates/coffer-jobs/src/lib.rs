@@ -9,10 +9,12 @@
 //! `run:<id>` and `job:<name>` besides the source's own tags, so a run can be restored as a
 //! whole (`coffer restore --run ID`). A retry only runs the sources that failed.
 
+mod copy;
 mod retention;
 mod source;
 pub mod status;
 pub mod storage;
+pub mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -102,7 +104,7 @@ pub struct RunOptions {
     pub exe: std::path::PathBuf,
     /// Why it runs.
     pub trigger: Trigger,
-    /// Set to stop the run (shutdown, Ctrl-C); max_runtime sets it too.
+    /// Raised to stop the run (shutdown, Ctrl-C); only read, never set, by the run.
     pub cancel: Arc<AtomicBool>,
     /// How long to wait for a repository lock.
     pub lock_wait: Duration,
@@ -130,14 +132,12 @@ fn own_cpu_seconds() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Runs `job` to its end and returns the finished run (also stored in `catalog`).
-pub fn run_job(
-    cfg: &Config,
+/// The repository a job backs up into.
+pub fn job_repository<'a>(
+    cfg: &'a Config,
     job: &JobConfig,
-    catalog: &Catalog,
-    opts: &RunOptions,
-) -> Result<Run, JobError> {
-    let repo_cfg = match &job.repository {
+) -> Result<&'a RepositoryConfig, JobError> {
+    match &job.repository {
         Some(name) => cfg
             .repository
             .iter()
@@ -145,9 +145,44 @@ pub fn run_job(
             .ok_or_else(|| JobError::Repository {
                 name: name.clone(),
                 message: "not declared".into(),
-            })?,
-        None => cfg.repository_for(None)?,
-    };
+            }),
+        None => Ok(cfg.repository_for(None)?),
+    }
+}
+
+/// Raises `stop` when `deadline` passes (setting `timed_out`) or `cancel` is raised, until
+/// `done`.
+fn watchdog(
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            if Instant::now() >= deadline {
+                timed_out.store(true, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// Runs `job` to its end and returns the finished run (also stored in `catalog`).
+pub fn run_job(
+    cfg: &Config,
+    job: &JobConfig,
+    catalog: &Catalog,
+    opts: &RunOptions,
+) -> Result<Run, JobError> {
+    let repo_cfg = job_repository(cfg, job)?;
     let notify = |r: &Run| {
         if let Some(f) = &opts.on_change {
             f(r)
@@ -165,7 +200,14 @@ pub fn run_job(
     }
     // The storage guard: critical pauses backups into the repository, high makes room first.
     let thresholds = &cfg.server.storage;
-    let usage = storage::measure(&repo_cfg.url, thresholds);
+    let usage = match storage::measure(repo_cfg, thresholds) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(event = "storage", repository = %repo_cfg.name, error = %e, "storage not measured");
+            run.warnings.push(e);
+            None
+        }
+    };
     if let Some(u) = &usage {
         let pct = u.ratio * 100.0;
         match u.level {
@@ -196,27 +238,20 @@ pub fn run_job(
     let mut cpu_children = 0.0;
     let mut peak_rss = 0u64;
 
-    // max_runtime: a watchdog raises the cancel flag; the backup stops at its next read.
+    // The run's own stop flag: raised by the watchdog at max_runtime or when the caller
+    // cancels (shutdown, Ctrl-C). The caller's flag is only read, so a run that times out
+    // stops itself and nothing else.
     let deadline = Instant::now() + job.max_runtime.0;
+    let stop = Arc::new(AtomicBool::new(false));
     let timed_out = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let (cancel, timed_out, done) = (
-            Arc::clone(&opts.cancel),
-            Arc::clone(&timed_out),
-            Arc::clone(&done),
-        );
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if Instant::now() >= deadline {
-                    timed_out.store(true, Ordering::Relaxed);
-                    cancel.store(true, Ordering::Relaxed);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let watchdog = watchdog(
+        deadline,
+        Arc::clone(&opts.cancel),
+        Arc::clone(&stop),
+        Arc::clone(&timed_out),
+        Arc::clone(&done),
+    );
 
     // Opened here for retention, and so that a repository that cannot be opened fails the
     // run once instead of once per source.
@@ -247,7 +282,7 @@ pub fn run_job(
                 Ok(_) => {
                     let tags = vec![format!("run:{}", run.id), format!("job:{}", job.name)];
                     let (r, usage) =
-                        source::backup_source(&cfg.path, &repo_cfg.name, name, &tags, opts);
+                        source::backup_source(&cfg.path, &repo_cfg.name, name, &tags, opts, &stop);
                     cpu_children += usage.cpu_seconds;
                     peak_rss = peak_rss.max(usage.peak_rss_bytes);
                     r
@@ -268,14 +303,14 @@ pub fn run_job(
             results[i] = Some(r);
             run.sources = results.iter().flatten().cloned().collect();
             catalog.update(&run)?;
-            if opts.cancel.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) {
                 break;
             }
         }
         let failed = results
             .iter()
             .any(|r| r.as_ref().is_none_or(|r| r.status == "FAILED"));
-        if !failed || attempt > job.retries || opts.cancel.load(Ordering::Relaxed) {
+        if !failed || attempt > job.retries || stop.load(Ordering::Relaxed) {
             break;
         }
         // Exponential backoff, cut short by cancellation or the deadline.
@@ -285,10 +320,10 @@ pub fn run_job(
         notify(&run);
         tracing::warn!(job = %job.name, attempt, wait_secs = wait.as_secs(), "sources failed; retrying");
         let until = Instant::now() + wait;
-        while Instant::now() < until && !opts.cancel.load(Ordering::Relaxed) {
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if opts.cancel.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
         attempt += 1;
@@ -313,12 +348,12 @@ pub fn run_job(
             "cancelled: the run exceeded its max_runtime of {}",
             job.max_runtime
         ));
-    } else if opts.cancel.load(Ordering::Relaxed) {
+    } else if stop.load(Ordering::Relaxed) {
         run.errors.push("cancelled".into());
     }
     let any_failed = run.sources.iter().any(|s| s.status == "FAILED");
     let any_warning = run.sources.iter().any(|s| s.status == "WARNING");
-    let status = if any_failed || opts.cancel.load(Ordering::Relaxed) {
+    let status = if any_failed || stop.load(Ordering::Relaxed) {
         Status::Failed
     } else if any_warning {
         Status::Warning
@@ -343,6 +378,23 @@ pub fn run_job(
                         run.status = Status::Warning;
                     }
                 }
+            }
+        }
+    }
+    // copy_to after retention, so the copy carries what the main repository keeps.
+    if status.is_good() {
+        if let Ok(repo) = &repo {
+            for target in &job.copy_to {
+                let Some(t) = cfg.repository.iter().find(|r| &r.name == target) else {
+                    continue;
+                };
+                let c = copy::copy_to(cfg, job, repo, t, opts.lock_wait, &opts.cancel);
+                if let Some(e) = &c.error {
+                    run.warnings.push(format!("copy to {target:?}: {e}"));
+                    run.status = Status::Warning;
+                }
+                run.copies.push(c);
+                catalog.update(&run)?;
             }
         }
     }

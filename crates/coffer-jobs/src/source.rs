@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use coffer_catalog::SourceResult;
@@ -67,6 +67,7 @@ pub fn backup_source(
     name: &str,
     tags: &[String],
     opts: &RunOptions,
+    stop: &AtomicBool,
 ) -> (SourceResult, SourceUsage) {
     let started = Instant::now();
     let mut out = SourceResult {
@@ -118,7 +119,7 @@ pub fn backup_source(
         if let Some(done) = wait_rusage(pid, false) {
             break done;
         }
-        if opts.cancel.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
             match killed_at {
                 None => {
                     signal_group(pid, libc::SIGTERM);

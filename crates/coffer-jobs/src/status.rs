@@ -3,16 +3,35 @@
 //! `/api/status`, so both say the same.
 
 use chrono::{DateTime, Utc};
-use coffer_catalog::{Catalog, CatalogError, Status};
+use coffer_catalog::{Catalog, CatalogError, RunKind, Status};
 use coffer_config::{Config, JobConfig};
 use serde_json::{json, Value};
 
 /// The next time `job` is due strictly after `after`, in its time zone (the host's if none).
 pub fn next_run(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let cron = coffer_config::jobs::parse_schedule(&job.schedule).ok()?;
+    next_occurrence(&job.schedule, job.timezone.as_deref(), after)
+}
+
+/// The next time `job`'s verify is due strictly after `after`.
+pub fn next_verify(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    next_occurrence(
+        job.verify_schedule.as_deref()?,
+        job.timezone.as_deref(),
+        after,
+    )
+}
+
+/// The next time a cron `schedule` fires strictly after `after`, in `timezone` (the host's
+/// if none).
+pub fn next_occurrence(
+    schedule: &str,
+    timezone: Option<&str>,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let cron = coffer_config::jobs::parse_schedule(schedule).ok()?;
     // croner carries the sub-second part of `after` into its answer.
     let after = chrono::DurationRound::duration_trunc(after, chrono::Duration::seconds(1)).ok()?;
-    match &job.timezone {
+    match timezone {
         Some(tz) => {
             let tz = coffer_config::jobs::parse_timezone(tz).ok()?;
             cron.find_next_occurrence(&after.with_timezone(&tz), false)
@@ -42,7 +61,10 @@ pub fn job_status(
     catalog: &Catalog,
     now: DateTime<Utc>,
 ) -> Result<Value, CatalogError> {
-    let last = catalog.list(Some(&job.name), 1)?.into_iter().next();
+    let last = catalog
+        .list_kind(Some(&job.name), Some(RunKind::Backup), 1)?
+        .into_iter()
+        .next();
     let good = catalog.last(&job.name, &[Status::Success, Status::Warning])?;
     let last_success = good.as_ref().and_then(|r| r.ended);
     let age = last_success.map(|e| (now - e).num_seconds());

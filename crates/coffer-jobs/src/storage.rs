@@ -4,13 +4,17 @@
 //! For a local repository the filesystem holding it is measured (statvfs: capacity, and what
 //! is available to an unprivileged writer). Above `low` the level is `low`, above `high` it
 //! is `high` (retention runs before the backup, to make room), above `critical` backups into
-//! the repository are PAUSED until space returns. S3 repositories report no capacity (a
-//! quota setting is still to come) and are never paused.
+//! the repository are PAUSED until space returns.
+//!
+//! A repository with a `quota` (the way to guard an S3 bucket, which has no capacity of its
+//! own) is measured as the total size of its files against the quota; listing the files
+//! needs no password. An S3 repository without a quota is not measured and never paused.
 
 use std::path::Path;
 
 use coffer_config::jobs::StorageConfig;
-use coffer_repo::backend::Location;
+use coffer_config::RepositoryConfig;
+use coffer_repo::backend::{Backend, FileType, Location};
 use serde::Serialize;
 
 /// How full a repository's storage is.
@@ -67,12 +71,50 @@ fn level(percent: f64, t: &StorageConfig) -> &'static str {
     }
 }
 
-/// Measures a repository's storage, when it has a measurable one.
-pub fn measure(url: &str, t: &StorageConfig) -> Option<Usage> {
-    match Location::parse(url).ok()? {
+/// Measures a repository's storage: `None` when it has no measurable one, an error when it
+/// has (a quota) but could not be measured.
+pub fn measure(repo: &RepositoryConfig, t: &StorageConfig) -> Result<Option<Usage>, String> {
+    let location = Location::parse(&repo.url).map_err(|e| e.to_string())?;
+    if let Some(quota) = repo.quota.as_deref().and_then(coffer_config::parse_size) {
+        let used = repository_bytes(&location).map_err(|e| {
+            format!(
+                "measuring repository {:?} against its quota: {e}",
+                repo.name
+            )
+        })?;
+        let ratio = used as f64 / quota as f64;
+        return Ok(Some(Usage {
+            capacity_bytes: quota,
+            used_bytes: used,
+            available_bytes: quota.saturating_sub(used),
+            ratio,
+            level: level(ratio * 100.0, t),
+        }));
+    }
+    Ok(match location {
         Location::Local(dir) => measure_dir(&dir, t),
         _ => None,
+    })
+}
+
+/// The total size of a repository's files (packs, index, snapshots, keys, config).
+pub fn repository_bytes(location: &Location) -> Result<u64, String> {
+    let backend = Backend::open(location).map_err(|e| e.to_string())?;
+    let mut total = 0;
+    for t in [
+        FileType::Pack,
+        FileType::Index,
+        FileType::Snapshot,
+        FileType::Key,
+    ] {
+        total += backend
+            .list(t)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|f| f.size)
+            .sum::<u64>();
     }
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -34,6 +34,12 @@ pub enum JobCommand {
         /// The job
         name: String,
     },
+    /// Read back part of the job's repository now, as its verify_schedule does (exit 0
+    /// sound, 1 damaged or failed)
+    Verify {
+        /// The job
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +47,9 @@ pub struct RunsArgs {
     /// Only this job's runs
     #[arg(long)]
     pub job: Option<String>,
+    /// Only runs of this kind: backup or verify
+    #[arg(long, value_parser = ["backup", "verify"])]
+    pub kind: Option<String>,
     /// How many (newest first)
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -149,6 +158,49 @@ fn print_run(r: &Run) {
     for w in &r.warnings {
         println!("  warning: {w}");
     }
+    for c in &r.copies {
+        println!(
+            "  copy to {:<10} {:<8} {} snapshots, {} stored{}",
+            c.repository,
+            c.status,
+            c.snapshots,
+            bytes(c.stored_bytes),
+            c.error
+                .as_deref()
+                .map(|e| format!(" error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(v) = &r.verify {
+        println!(
+            "  verify {}: {} of {} packs read ({}), {} snapshots, {} problems{}",
+            v.subset,
+            v.packs_read,
+            v.packs,
+            bytes(v.bytes_read),
+            v.snapshots,
+            v.problems,
+            if v.damaged_packs.is_empty() {
+                String::new()
+            } else {
+                format!(", damaged packs: {}", v.damaged_packs.join(", "))
+            }
+        );
+    }
+}
+
+fn audit(cat: &Catalog, action: &str, target: &str, outcome: &str) {
+    let e = coffer_catalog::AuditEntry {
+        time: chrono::Utc::now(),
+        actor: whoami(),
+        action: action.to_string(),
+        target: target.to_string(),
+        outcome: outcome.to_string(),
+        origin: None,
+    };
+    if let Err(err) = cat.audit(&e) {
+        tracing::warn!(error = %err, "recording {action} in the audit table");
+    }
 }
 
 pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
@@ -158,6 +210,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Pause { name } => {
             cfg.job(&name)?;
             cat.set_paused(&name, true, &whoami())?;
+            audit(&cat, "job.pause", &name, "ok");
             if !g.quiet {
                 println!("job {name} paused");
             }
@@ -166,10 +219,35 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Resume { name } => {
             cfg.job(&name)?;
             cat.set_paused(&name, false, &whoami())?;
+            audit(&cat, "job.resume", &name, "ok");
             if !g.quiet {
                 println!("job {name} resumed");
             }
             Ok(0)
+        }
+        JobCommand::Verify { name } => {
+            let job = cfg.job(&name)?;
+            let opts = coffer_jobs::RunOptions {
+                exe: std::env::current_exe().context("finding the coffer binary")?,
+                trigger: coffer_jobs::Trigger::Manual,
+                cancel: cancel_flag(),
+                lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
+                on_change: None,
+            };
+            let run = coffer_jobs::verify::verify_job(&cfg, job, &cat, &opts)?;
+            audit(&cat, "job.verify", &name, run.status.as_str());
+            if g.json {
+                let mut v = serde_json::to_value(&run)?;
+                v["message_type"] = "summary".into();
+                println!("{v}");
+            } else if !g.quiet {
+                print_run(&run);
+            }
+            Ok(if run.status.is_good() || run.status == Status::Paused {
+                0
+            } else {
+                1
+            })
         }
         JobCommand::Run { name } => {
             let job = cfg.job(&name)?;
@@ -192,6 +270,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
                 })),
             };
             let run = coffer_jobs::run_job(&cfg, job, &cat, &opts)?;
+            audit(&cat, "job.run", &name, run.status.as_str());
             if g.json {
                 let mut v = serde_json::to_value(&run)?;
                 v["message_type"] = "summary".into();
@@ -221,7 +300,12 @@ pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
         cfg.job(j)?;
     }
     let cat = catalog(&cfg)?;
-    let runs = cat.list(a.job.as_deref(), a.limit)?;
+    let kind = match a.kind.as_deref() {
+        Some("verify") => Some(coffer_catalog::RunKind::Verify),
+        Some(_) => Some(coffer_catalog::RunKind::Backup),
+        None => None,
+    };
+    let runs = cat.list_kind(a.job.as_deref(), kind, a.limit)?;
     if g.json {
         println!("{}", serde_json::json!({ "runs": runs }));
         return Ok(0);

@@ -8,15 +8,20 @@ use std::time::{Duration, Instant};
 
 use crate::util::{coffer_bare, random_files, run, tempdir, Repo};
 
-struct Lab {
+pub(crate) struct Lab {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    repo: Repo,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) repo: Repo,
 }
 
 impl Lab {
-    fn new(jobs: &str) -> Lab {
+    pub(crate) fn new(jobs: &str) -> Lab {
+        Lab::with_server("", jobs)
+    }
+
+    /// A lab whose `[server]` table also holds `server` lines.
+    pub(crate) fn with_server(server: &str, jobs: &str) -> Lab {
         let tmp = tempdir("coffer-jobs-");
         let dir = tmp.path().to_path_buf();
         let repo = Repo::local(&dir.join("repo"));
@@ -28,6 +33,7 @@ impl Lab {
             format!(
                 r#"[server]
 catalog = "{d}/catalog.db"
+{server}
 
 [[repository]]
 name = "local"
@@ -68,7 +74,7 @@ command = ["sh", "-c", "echo start; exec sleep 60"]
         }
     }
 
-    fn coffer<I, S>(&self, args: I) -> Command
+    pub(crate) fn coffer<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
@@ -78,13 +84,13 @@ command = ["sh", "-c", "echo start; exec sleep 60"]
         c
     }
 
-    fn runs(&self, job: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn runs(&self, job: &str) -> Vec<serde_json::Value> {
         let r = run(&mut self.coffer(["--json", "runs", "--job", job])).ok();
         let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
         v["runs"].as_array().unwrap().clone()
     }
 
-    fn snapshots_tagged(&self, tag: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn snapshots_tagged(&self, tag: &str) -> Vec<serde_json::Value> {
         let r = run(&mut self.repo.coffer(["--json", "snapshots", "--tag", tag])).ok();
         serde_json::from_slice::<serde_json::Value>(&r.stdout)
             .unwrap()
@@ -288,14 +294,33 @@ retention = { dayly = 3 }
 }
 
 /// A minimal HTTP/1.1 request; returns the status code and the body.
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    http_as(port, method, path, None)
+}
+
+/// The same, with a bearer token; the body starts with the response headers' last line
+/// stripped (headers are returned as part of the body only by [`http_raw`]).
+pub(crate) fn http_as(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let (code, raw) = http_raw(port, method, path, token);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The status code and the whole response (headers and body).
+pub(crate) fn http_raw(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the daemon");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = String::new();
@@ -305,23 +330,19 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    (code, buf)
 }
 
-fn json_get(port: u16, path: &str) -> serde_json::Value {
+pub(crate) fn json_get(port: u16, path: &str) -> serde_json::Value {
     let (code, body) = http(port, "GET", path);
     assert_eq!(code, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
-struct Daemon(std::process::Child);
+pub(crate) struct Daemon(std::process::Child);
 
 impl Daemon {
-    fn start(lab: &Lab, port: u16, log: &str) -> Daemon {
+    pub(crate) fn start(lab: &Lab, port: u16, log: &str) -> Daemon {
         let log = std::fs::File::create(lab.dir.join(log)).unwrap();
         let child = lab
             .coffer(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -329,14 +350,23 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .unwrap();
+        Daemon::from_child(child, port)
+    }
+
+    /// Waits for a started `coffer serve` to answer on `port`.
+    pub(crate) fn from_child(child: std::process::Child, port: u16) -> Daemon {
+        let mut d = Daemon(child);
         crate::util::wait_until("the daemon to answer", Duration::from_secs(20), || {
+            if let Ok(Some(st)) = d.0.try_wait() {
+                panic!("the daemon exited with {st:?} before answering");
+            }
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Daemon(child)
+        d
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let t = Instant::now();

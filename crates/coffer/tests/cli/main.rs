@@ -5,6 +5,7 @@
 mod check;
 mod copy;
 mod crash;
+mod daemon_api;
 mod errors;
 mod forget;
 mod inspect;
