@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use coffer_catalog::{Catalog, RunKind};
+use coffer_catalog::{Catalog, Run, RunKind, Status};
 use coffer_config::{Config, Misfire};
 use coffer_jobs::status::{next_run, next_verify};
 use coffer_jobs::{RunOptions, Trigger};
@@ -19,6 +19,8 @@ use crate::DaemonError;
 struct Queued {
     job: String,
     kind: RunKind,
+    /// Its QUEUED row in the catalog.
+    run: Option<Run>,
     trigger: Trigger,
     priority: i32,
     seq: u64,
@@ -36,6 +38,8 @@ pub struct Scheduler {
     config: Arc<Config>,
     metrics: Arc<crate::metrics::Metrics>,
     repos: Arc<crate::repos::Repos>,
+    /// For the QUEUED rows (enqueue is called from the API and the scheduling thread).
+    catalog: Mutex<Catalog>,
     queue: Mutex<Queue>,
     wake: Condvar,
     shutdown: Arc<AtomicBool>,
@@ -74,6 +78,7 @@ impl Scheduler {
             config: Arc::clone(&config),
             metrics,
             repos,
+            catalog: Mutex::new(Catalog::open(&catalog)?),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             shutdown,
@@ -120,9 +125,24 @@ impl Scheduler {
         }
         q.seq += 1;
         let seq = q.seq;
+        let run = coffer_jobs::job_repository(&self.config, cfg)
+            .ok()
+            .and_then(|repo| {
+                let mut r = Run::start(job, &repo.name, trigger.as_str(), 1);
+                r.kind = kind;
+                r.status = Status::Queued;
+                match self.catalog.lock().insert(&mut r) {
+                    Ok(()) => Some(r),
+                    Err(e) => {
+                        tracing::error!(job, error = %e, "recording a QUEUED run");
+                        None
+                    }
+                }
+            });
         q.waiting.push(Queued {
             job: job.to_string(),
             kind,
+            run,
             trigger,
             priority: cfg.priority,
             seq,
@@ -163,12 +183,22 @@ impl Scheduler {
         }
     }
 
-    /// Waits for the threads after shutdown was requested.
+    /// Waits for the threads after shutdown was requested; runs still queued end FAILED.
     pub fn join(&self) {
         self.wake.notify_all();
         let threads = std::mem::take(&mut *self.threads.lock());
         for t in threads {
             let _ = t.join();
+        }
+        let left = std::mem::take(&mut self.queue.lock().waiting);
+        let cat = self.catalog.lock();
+        for mut r in left.into_iter().filter_map(|q| q.run) {
+            r.errors
+                .push("not run: the daemon stopped before a worker was free".into());
+            r.finish(Status::Failed);
+            if let Err(e) = cat.update(&r) {
+                tracing::error!(run = %r.id, error = %e, "closing a queued run");
+            }
         }
     }
 
@@ -290,6 +320,7 @@ impl Scheduler {
                     trigger: item.trigger,
                     cancel: Arc::clone(&self.shutdown),
                     lock_wait: Duration::from_secs(600),
+                    queued: item.run.clone(),
                     on_change: Some(Box::new(
                         |r| tracing::info!(run = %r.id, job = %r.job, status = %r.status, attempt = r.attempt, "run"),
                     )),

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_catalog::{Catalog, CatalogError, Run, SourceResult, Status};
+use coffer_catalog::{Catalog, CatalogError, Run, RunKind, SourceResult, Status};
 use coffer_config::{Config, JobConfig, RepositoryConfig};
 use coffer_repo::backend::Location;
 use coffer_repo::Repository;
@@ -85,7 +85,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    fn as_str(self) -> &'static str {
+    /// `schedule`, `manual`, `misfire` or `api`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
@@ -110,6 +111,8 @@ pub struct RunOptions {
     pub lock_wait: Duration,
     /// Called after every state change (for logs and progress).
     pub on_change: Option<OnChange>,
+    /// The QUEUED row the daemon recorded when it queued this run: the run keeps its id.
+    pub queued: Option<Run>,
 }
 
 impl Default for RunOptions {
@@ -120,6 +123,7 @@ impl Default for RunOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             lock_wait: Duration::from_secs(600),
             on_change: None,
+            queued: None,
         }
     }
 }
@@ -130,6 +134,32 @@ fn own_cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// The run to record: the queued one (now RUNNING from now on), or a new one.
+fn begin(job: &str, repository: &str, kind: RunKind, opts: &RunOptions) -> Run {
+    match &opts.queued {
+        Some(q) => {
+            let mut r = q.clone();
+            r.status = Status::Running;
+            r.started = chrono::Utc::now();
+            r
+        }
+        None => {
+            let mut r = Run::start(job, repository, opts.trigger.as_str(), 1);
+            r.kind = kind;
+            r
+        }
+    }
+}
+
+/// Stores a run that began: inserted when new, updated when it was queued.
+fn record(catalog: &Catalog, run: &mut Run) -> Result<(), CatalogError> {
+    if run.id.is_empty() {
+        catalog.insert(run)
+    } else {
+        catalog.update(run)
+    }
 }
 
 /// The repository a job backs up into.
@@ -188,11 +218,11 @@ pub fn run_job(
             f(r)
         }
     };
-    let mut run = Run::start(&job.name, &repo_cfg.name, opts.trigger.as_str(), 1);
+    let mut run = begin(&job.name, &repo_cfg.name, RunKind::Backup, opts);
     if catalog.is_paused(&job.name)? {
         run.errors
             .push("the job is paused (coffer job resume NAME)".into());
-        catalog.insert(&mut run)?;
+        record(catalog, &mut run)?;
         run.finish(Status::Paused);
         catalog.update(&run)?;
         notify(&run);
@@ -217,7 +247,7 @@ pub fn run_job(
                     "storage of repository {:?} is {pct:.1}% full (critical threshold {}%): backups into it are paused until space is freed",
                     repo_cfg.name, thresholds.critical
                 ));
-                catalog.insert(&mut run)?;
+                record(catalog, &mut run)?;
                 run.finish(Status::Paused);
                 catalog.update(&run)?;
                 notify(&run);
@@ -233,7 +263,7 @@ pub fn run_job(
             _ => {}
         }
     }
-    catalog.insert(&mut run)?;
+    record(catalog, &mut run)?;
     let cpu0 = own_cpu_seconds();
     let mut cpu_children = 0.0;
     let mut peak_rss = 0u64;

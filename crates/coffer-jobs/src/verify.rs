@@ -29,8 +29,7 @@ pub fn verify_job(
     opts: &RunOptions,
 ) -> Result<Run, JobError> {
     let repo_cfg = job_repository(cfg, job)?;
-    let mut run = Run::start(&job.name, &repo_cfg.name, opts.trigger.as_str(), 1);
-    run.kind = RunKind::Verify;
+    let mut run = crate::begin(&job.name, &repo_cfg.name, RunKind::Verify, opts);
     let subset_text = job
         .verify_subset
         .clone()
@@ -42,12 +41,12 @@ pub fn verify_job(
     if catalog.is_paused(&job.name)? {
         run.errors
             .push("the job is paused (coffer job resume NAME)".into());
-        catalog.insert(&mut run)?;
+        crate::record(catalog, &mut run)?;
         run.finish(Status::Paused);
         catalog.update(&run)?;
         return Ok(run);
     }
-    catalog.insert(&mut run)?;
+    crate::record(catalog, &mut run)?;
     if let Some(f) = &opts.on_change {
         f(&run);
     }

@@ -233,6 +233,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
                 cancel: cancel_flag(),
                 lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
                 on_change: None,
+                queued: None,
             };
             let run = coffer_jobs::verify::verify_job(&cfg, job, &cat, &opts)?;
             audit(&cat, "job.verify", &name, run.status.as_str());
@@ -268,6 +269,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
                         eprintln!("{}: {} (attempt {})", r.id, r.status, r.attempt);
                     }
                 })),
+                queued: None,
             };
             let run = coffer_jobs::run_job(&cfg, job, &cat, &opts)?;
             audit(&cat, "job.run", &name, run.status.as_str());

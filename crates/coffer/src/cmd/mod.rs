@@ -16,6 +16,7 @@ mod pg;
 mod prune;
 mod repair;
 mod restore;
+mod schedule;
 mod serve;
 mod snapshots;
 mod sources;
@@ -86,6 +87,9 @@ pub enum Command {
     Status,
     /// Run the jobs on their schedules and serve the HTTP API (until SIGINT/SIGTERM)
     Serve(serve::Args),
+    /// Run the jobs from systemd timers or cron instead of the daemon: install, status, remove
+    #[command(subcommand)]
+    Schedule(schedule::Command),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Runs(a) => job::runs(g, a),
         Command::Status => job::status(g),
         Command::Serve(a) => serve::run(g, a),
+        Command::Schedule(c) => schedule::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

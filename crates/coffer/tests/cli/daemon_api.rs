@@ -26,7 +26,7 @@ const OPS: &str = "ops-token-0123456789abcdef";
 fn api_tokens_roles_codes_and_audit() {
     let ops_sha = hex::encode(sha2::Sha256::digest(OPS.as_bytes()));
     let lab = Lab::with_server(
-        "",
+        "max_concurrent_jobs = 1",
         &format!(
             r#"
 [[server.token]]
@@ -97,12 +97,21 @@ retries = 0
         400
     );
 
-    // max_runtime cancels the run, FAILED, and the daemon goes on serving.
+    // One worker: a second job waits as a QUEUED run in the catalog.
     let runs = |job: &str| -> serde_json::Value {
         let (code, body) = http_as(port, "GET", &format!("/api/runs?job={job}"), Some(VIEWER));
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
+    assert_eq!(
+        http_as(port, "POST", "/api/jobs/fast/run", Some(OPS)).0,
+        202
+    );
+    let queued = runs("fast")["runs"][0].clone();
+    assert_eq!(queued["status"], "QUEUED", "{queued}");
+    assert_eq!(queued["trigger"], "api", "{queued}");
+
+    // max_runtime cancels the run, FAILED, and the daemon goes on serving.
     wait_until(
         "the stuck run to be cancelled",
         Duration::from_secs(30),
@@ -110,14 +119,17 @@ retries = 0
     );
     let r = runs("stuck")["runs"][0].clone();
     assert!(r["errors"].to_string().contains("max_runtime"), "{r}");
-    assert_eq!(
-        http_as(port, "POST", "/api/jobs/fast/run", Some(OPS)).0,
-        202,
-        "the daemon still takes runs after a max_runtime cancel"
+    wait_until(
+        "the queued run after the cancelled one",
+        Duration::from_secs(30),
+        || runs("fast")["runs"][0]["status"] == "SUCCESS",
     );
-    wait_until("the fast run", Duration::from_secs(30), || {
-        runs("fast")["runs"][0]["status"] == "SUCCESS"
-    });
+    let done = runs("fast");
+    assert_eq!(done["runs"].as_array().unwrap().len(), 1, "{done}");
+    assert_eq!(
+        done["runs"][0]["id"], queued["id"],
+        "the queued row became the run"
+    );
 
     // Every mutating call is in the audit, with its caller and outcome.
     let (code, body) = http_as(port, "GET", "/api/audit", Some(VIEWER));

@@ -16,5 +16,6 @@ mod prune;
 mod restic_compat;
 mod roundtrip;
 mod s3;
+mod schedule;
 mod sources;
 mod util;
