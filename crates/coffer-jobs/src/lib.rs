@@ -153,6 +153,14 @@ fn begin(job: &str, repository: &str, kind: RunKind, opts: &RunOptions) -> Run {
     }
 }
 
+/// Records `run` as PAUSED (not run) with the reason.
+fn end_paused(catalog: &Catalog, run: &mut Run, why: &str) -> Result<(), CatalogError> {
+    run.errors.push(why.to_string());
+    record(catalog, run)?;
+    run.finish(Status::Paused);
+    catalog.update(run)
+}
+
 /// Stores a run that began: inserted when new, updated when it was queued.
 fn record(catalog: &Catalog, run: &mut Run) -> Result<(), CatalogError> {
     if run.id.is_empty() {
@@ -220,11 +228,11 @@ pub fn run_job(
     };
     let mut run = begin(&job.name, &repo_cfg.name, RunKind::Backup, opts);
     if catalog.is_paused(&job.name)? {
-        run.errors
-            .push("the job is paused (coffer job resume NAME)".into());
-        record(catalog, &mut run)?;
-        run.finish(Status::Paused);
-        catalog.update(&run)?;
+        end_paused(
+            catalog,
+            &mut run,
+            "the job is paused (coffer job resume NAME)",
+        )?;
         notify(&run);
         return Ok(run);
     }
@@ -243,13 +251,11 @@ pub fn run_job(
         match u.level {
             "critical" => {
                 tracing::error!(event = "storage", severity = "critical", repository = %repo_cfg.name, percent = pct, "storage critical: backups paused");
-                run.errors.push(format!(
+                let why = format!(
                     "storage of repository {:?} is {pct:.1}% full (critical threshold {}%): backups into it are paused until space is freed",
                     repo_cfg.name, thresholds.critical
-                ));
-                record(catalog, &mut run)?;
-                run.finish(Status::Paused);
-                catalog.update(&run)?;
+                );
+                end_paused(catalog, &mut run, &why)?;
                 notify(&run);
                 return Ok(run);
             }

@@ -39,11 +39,11 @@ pub fn verify_job(
         ..Default::default()
     });
     if catalog.is_paused(&job.name)? {
-        run.errors
-            .push("the job is paused (coffer job resume NAME)".into());
-        crate::record(catalog, &mut run)?;
-        run.finish(Status::Paused);
-        catalog.update(&run)?;
+        crate::end_paused(
+            catalog,
+            &mut run,
+            "the job is paused (coffer job resume NAME)",
+        )?;
         return Ok(run);
     }
     crate::record(catalog, &mut run)?;

@@ -227,23 +227,10 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
         }
         JobCommand::Verify { name } => {
             let job = cfg.job(&name)?;
-            let opts = coffer_jobs::RunOptions {
-                exe: std::env::current_exe().context("finding the coffer binary")?,
-                trigger: coffer_jobs::Trigger::Manual,
-                cancel: cancel_flag(),
-                lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
-                on_change: None,
-                queued: None,
-            };
+            let opts = run_options(g, None)?;
             let run = coffer_jobs::verify::verify_job(&cfg, job, &cat, &opts)?;
             audit(&cat, "job.verify", &name, run.status.as_str());
-            if g.json {
-                let mut v = serde_json::to_value(&run)?;
-                v["message_type"] = "summary".into();
-                println!("{v}");
-            } else if !g.quiet {
-                print_run(&run);
-            }
+            print_summary(g, &run)?;
             Ok(if run.status.is_good() || run.status == Status::Paused {
                 0
             } else {
@@ -254,12 +241,9 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
             let job = cfg.job(&name)?;
             let json = g.json;
             let quiet = g.quiet;
-            let opts = coffer_jobs::RunOptions {
-                exe: std::env::current_exe().context("finding the coffer binary")?,
-                trigger: coffer_jobs::Trigger::Manual,
-                cancel: cancel_flag(),
-                lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
-                on_change: Some(Box::new(move |r: &Run| {
+            let opts = run_options(
+                g,
+                Some(Box::new(move |r: &Run| {
                     if json {
                         println!(
                             "{}",
@@ -269,17 +253,10 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
                         eprintln!("{}: {} (attempt {})", r.id, r.status, r.attempt);
                     }
                 })),
-                queued: None,
-            };
+            )?;
             let run = coffer_jobs::run_job(&cfg, job, &cat, &opts)?;
             audit(&cat, "job.run", &name, run.status.as_str());
-            if g.json {
-                let mut v = serde_json::to_value(&run)?;
-                v["message_type"] = "summary".into();
-                println!("{v}");
-            } else if !g.quiet {
-                print_run(&run);
-            }
+            print_summary(g, &run)?;
             Ok(match run.status {
                 Status::Success | Status::Paused => 0,
                 Status::Warning => 3,
@@ -287,6 +264,33 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
             })
         }
     }
+}
+
+/// A run started from the command line: Ctrl-C cancels it, `--retry-lock` bounds lock waits.
+fn run_options(
+    g: &GlobalOpts,
+    on_change: Option<coffer_jobs::OnChange>,
+) -> anyhow::Result<coffer_jobs::RunOptions> {
+    Ok(coffer_jobs::RunOptions {
+        exe: std::env::current_exe().context("finding the coffer binary")?,
+        trigger: coffer_jobs::Trigger::Manual,
+        cancel: cancel_flag(),
+        lock_wait: g.retry_lock.unwrap_or(std::time::Duration::from_secs(600)),
+        on_change,
+        queued: None,
+    })
+}
+
+/// The finished run: a JSON summary line, or the readable report.
+fn print_summary(g: &GlobalOpts, run: &Run) -> anyhow::Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(run)?;
+        v["message_type"] = "summary".into();
+        println!("{v}");
+    } else if !g.quiet {
+        print_run(run);
+    }
+    Ok(())
 }
 
 fn whoami() -> String {
