@@ -356,16 +356,52 @@ fn restore_pack(
 ) -> Result<(), String> {
     let mut blobs = blobs.to_vec();
     blobs.sort_by_key(|b| b.offset);
-    let start = blobs.first().map(|b| b.offset as u64).unwrap_or(0);
-    let end = blobs
-        .iter()
-        .map(|b| b.offset as u64 + b.length as u64)
-        .max()
-        .unwrap_or(0);
-    let data = repo
-        .read_pack_range(pack, start, end - start)
-        .map_err(|e| format!("pack {pack}: {e}"))?;
-    for b in &blobs {
+    // Read the pack in segments of at most SEGMENT bytes (one blob may exceed it) rather
+    // than whole: each worker then holds a few MiB instead of a 16+ MiB pack, which is most
+    // of a restore's memory, at the cost of a few more requests per pack.
+    let mut i = 0;
+    while i < blobs.len() {
+        let start = blobs[i].offset as u64;
+        let mut j = i + 1;
+        while j < blobs.len() && blobs[j].offset as u64 + blobs[j].length as u64 - start <= SEGMENT
+        {
+            j += 1;
+        }
+        let seg = &blobs[i..j];
+        i = j;
+        let end = seg
+            .iter()
+            .map(|b| b.offset as u64 + b.length as u64)
+            .max()
+            .unwrap_or(start);
+        let data = repo
+            .read_pack_range(pack, start, end - start)
+            .map_err(|e| format!("pack {pack}: {e}"))?;
+        for b in seg {
+            restore_blob(repo, pack, b, &data, start, wanted, slots, progress, bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The most a worker reads from a pack at once.
+const SEGMENT: u64 = 4 << 20;
+
+/// Decrypts one blob of a segment read from `pack` at `start` and writes it everywhere it
+/// belongs.
+#[allow(clippy::too_many_arguments)]
+fn restore_blob(
+    repo: &Repository,
+    pack: &Id,
+    b: &PackedBlob,
+    data: &[u8],
+    start: u64,
+    wanted: &HashMap<Id, Vec<Target>>,
+    slots: &[FileSlot],
+    progress: &Progress,
+    bytes: &AtomicU64,
+) -> Result<(), String> {
+    {
         let lo = (b.offset as u64 - start) as usize;
         let enc = &data[lo..lo + b.length as usize];
         let plain = match open_blob(repo.key(), b, enc) {
