@@ -19,6 +19,7 @@
 //! - Every error names the file and, where it can be found, the line and key.
 //! - Unknown keys are errors (a misspelt `databse` must not silently mean "every database").
 
+pub mod alerts;
 mod env;
 pub mod jobs;
 
@@ -45,6 +46,9 @@ pub struct Config {
     /// `[[job]]` entries: what the daemon runs and when.
     #[serde(default)]
     pub job: Vec<JobConfig>,
+    /// `[[channel]]` entries: where alerts are sent.
+    #[serde(default)]
+    pub channel: Vec<alerts::ChannelConfig>,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -220,6 +224,7 @@ impl Config {
             }
         }
         self.validate_jobs(&mut errors);
+        alerts::validate(self, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

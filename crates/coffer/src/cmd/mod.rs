@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod alert;
 mod backup;
 mod cat;
 mod check;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Run the jobs from systemd timers or cron instead of the daemon: install, status, remove
     #[command(subcommand)]
     Schedule(schedule::Command),
+    /// Alert channels: send a test notification to each
+    #[command(subcommand)]
+    Alert(alert::Command),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status => job::status(g),
         Command::Serve(a) => serve::run(g, a),
         Command::Schedule(c) => schedule::run(g, c),
+        Command::Alert(c) => alert::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {
