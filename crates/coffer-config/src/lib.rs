@@ -75,6 +75,17 @@ pub struct RepositoryConfig {
     pub quota: Option<EnvString>,
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters: for values from the
+/// config placed into URLs (database names, signatures of chat robots).
+pub fn percent_encode(s: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// Parses a size such as `500G`, `1.5T` or `1048576` (binary multiples).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -39,20 +39,7 @@ pub(crate) fn sign(secret: &str, timestamp_ms: i64) -> String {
         secret.as_bytes(),
         format!("{timestamp_ms}\n{secret}").as_bytes(),
     );
-    url_encode(&base64::engine::general_purpose::STANDARD.encode(mac))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    coffer_config::percent_encode(&base64::engine::general_purpose::STANDARD.encode(mac))
 }
 
 pub(crate) fn payload(ns: &[Notification]) -> Value {

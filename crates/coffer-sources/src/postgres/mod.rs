@@ -99,18 +99,6 @@ pub fn dump_file(db: &str) -> String {
     format!("{out}.dump")
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The URL with its database replaced (query parameters kept).
 pub fn url_with_database(url: &str, db: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgresql", url));
@@ -122,7 +110,10 @@ pub fn url_with_database(url: &str, db: &str) -> String {
         },
     };
     let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
-    format!("{scheme}://{authority}/{}{query}", percent_encode(db))
+    format!(
+        "{scheme}://{authority}/{}{query}",
+        coffer_config::percent_encode(db)
+    )
 }
 
 /// The URL without its password, for messages.
