@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use coffer_config::{Config, RepositoryConfig};
 use coffer_jobs::storage::{self, Usage};
+use coffer_repo::Repository;
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
@@ -93,6 +94,9 @@ impl Repos {
     fn refresher(&self, cfg: &Config, shutdown: &AtomicBool) {
         let every = Duration::from_secs(cfg.server.storage.check_interval.secs().max(1));
         let mut last_level: HashMap<String, &'static str> = HashMap::new();
+        // Opening a repository derives its key (scrypt, a good fraction of a second of CPU):
+        // once per repository for the daemon's life, not on every refresh.
+        let mut opened: HashMap<String, Arc<Repository>> = HashMap::new();
         let mut next = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
             {
@@ -108,7 +112,7 @@ impl Repos {
                 if shutdown.load(Ordering::Relaxed) {
                     return;
                 }
-                let s = measure(cfg, repo);
+                let s = measure(cfg, repo, &mut opened);
                 let level = s.storage.as_ref().map_or("ok", |u| u.level);
                 let before = last_level.insert(repo.name.clone(), level).unwrap_or("ok");
                 storage_event(repo, before, level, s.storage.as_ref());
@@ -138,7 +142,11 @@ fn storage_event(repo: &RepositoryConfig, before: &str, now: &str, u: Option<&Us
     }
 }
 
-fn measure(cfg: &Config, repo: &RepositoryConfig) -> RepoStats {
+fn measure(
+    cfg: &Config,
+    repo: &RepositoryConfig,
+    opened: &mut HashMap<String, Arc<Repository>>,
+) -> RepoStats {
     let mut s = RepoStats {
         name: repo.name.clone(),
         url: repo.url.0.clone(),
@@ -162,7 +170,13 @@ fn measure(cfg: &Config, repo: &RepositoryConfig) -> RepoStats {
         Err(e) => s.error = Some(e),
     }
     // Snapshot times need the key; the snapshot cache keeps this cheap after the first time.
-    match coffer_jobs::open_repository(repo).and_then(|r| {
+    let handle = match opened.get(&repo.name) {
+        Some(r) => Ok(Arc::clone(r)),
+        None => coffer_jobs::open_repository(repo).inspect(|r| {
+            opened.insert(repo.name.clone(), Arc::clone(r));
+        }),
+    };
+    match handle.and_then(|r| {
         r.snapshots()
             .map_err(|e| coffer_jobs::JobError::Repository {
                 name: repo.name.clone(),
