@@ -1,18 +1,21 @@
 /*!
-coffer's alerting. This first part owns the delivery end: a [`Notification`] (one alert,
-firing or resolved, or a test), the [`Channel`] trait that delivers a batch of them, one module
-per channel type under `channels/`, and the [`Delivery`] record each send produces (attempts,
-HTTP status, duration, error). Rules, the alert lifecycle, silences, acks and the audit log
-come later and hand their notifications to these channels.
+coffer's alerting: rules, the alert lifecycle and the channels that deliver notifications.
 
-- [`build`] turns a `[[channel]]` of `coffer.toml` into a `Box<dyn Channel>`; adding a channel
-  type is one file under `channels/` and one match arm there.
-- Every channel retries connection errors, timeouts, HTTP 5xx and 429 with exponential
-  backoff ([`RetryPolicy`], 3 attempts by default); other failures are final at once.
-- Channels are synchronous (blocking HTTP and SMTP): a caller on an async runtime runs them on
-  a blocking thread.
-- Secrets (signing keys, SMTP passwords, and URLs, since chat robots carry their token in the
-  URL) never appear in `Debug` output, errors or logs.
+- [`facts`]: what rules look at (per job, repository, channel, and the scheduler's
+  heartbeat), read from the catalog with a cache keyed by each job's newest run.
+- [`rules`]: the built-in rules (`coffer_config::rules::BUILTIN_RULES`) and the user's
+  `[[rule]]`s, CEL over `coffer_config::rules::FIELDS`, turned into hits.
+- [`engine`]: pending → firing → resolved, deduplication by rule + labels, grouping with
+  group wait/interval, repeat per severity, silences, acknowledgements and inhibition.
+- [`Alerter`]: one evaluation against the catalog, sending what is due through the
+  channels in parallel and logging every delivery. The daemon runs it on each finished run
+  and every `evaluation_interval`; `coffer alerts check` runs it once from outside.
+- Channels: [`build`] turns a `[[channel]]` into a `Box<dyn Channel>`; adding a channel
+  type is one file under `channels/` and one match arm there. Every channel retries
+  connection errors, timeouts, HTTP 5xx and 429 with exponential backoff ([`RetryPolicy`]);
+  other failures are final at once. Channels are synchronous (blocking HTTP and SMTP).
+- Secrets (signing keys, SMTP passwords, and URLs, since chat robots carry their token in
+  the URL) never appear in `Debug` output, errors or logs.
 
 ```no_run
 use coffer_alerts::{build, test_notification, Options};
@@ -32,11 +35,16 @@ for c in &cfg.channel {
 */
 #![deny(missing_docs)]
 
+mod alerter;
 mod channels;
+pub mod engine;
+pub mod facts;
 mod notification;
+pub mod rules;
 
 use std::time::Duration;
 
+pub use alerter::{AlertError, Alerter, DeliveredAlert, DeliveryRecord, Evaluation};
 pub use channels::build;
 pub use coffer_config::alerts::{ChannelKind, Severity};
 pub use notification::{fingerprint, test_notification, AlertStatus, Notification};

@@ -9,12 +9,16 @@
 //! SQLite runs in WAL mode with a busy timeout, so a CLI reading the catalog while the daemon
 //! writes waits instead of failing.
 
+mod alerts;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+pub use alerts::{Ack, AlertRow, Matcher, Silence};
 
 /// A catalog error.
 #[derive(Debug, thiserror::Error)]
@@ -344,7 +348,7 @@ pub struct Catalog {
     path: PathBuf,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path`.
@@ -461,6 +465,46 @@ impl Catalog {
                          origin TEXT
                      );
                      PRAGMA user_version = 3;
+                     COMMIT;",
+                )
+                .map_err(self.err())?;
+        }
+        if version < 4 {
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS alerts (
+                         id TEXT PRIMARY KEY,
+                         rule TEXT NOT NULL,
+                         state TEXT NOT NULL,
+                         severity TEXT NOT NULL,
+                         updated TEXT NOT NULL,
+                         body TEXT NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, severity);
+                     CREATE TABLE IF NOT EXISTS alert_acks (
+                         id TEXT PRIMARY KEY,
+                         by TEXT NOT NULL,
+                         at TEXT NOT NULL,
+                         comment TEXT NOT NULL DEFAULT ''
+                     );
+                     CREATE TABLE IF NOT EXISTS silences (
+                         id TEXT PRIMARY KEY,
+                         starts TEXT NOT NULL,
+                         ends TEXT NOT NULL,
+                         created_by TEXT NOT NULL,
+                         comment TEXT NOT NULL,
+                         created TEXT NOT NULL,
+                         matchers TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS deliveries (
+                         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                         time TEXT NOT NULL,
+                         channel TEXT NOT NULL,
+                         body TEXT NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS deliveries_channel ON deliveries (channel, seq);
+                     PRAGMA user_version = 4;
                      COMMIT;",
                 )
                 .map_err(self.err())?;
@@ -664,6 +708,20 @@ impl Catalog {
             .optional()
             .map_err(self.err())?;
         Ok(p.unwrap_or(0) != 0)
+    }
+
+    /// The id and status of `job`'s newest backup run: cheap (no body decoded), so that a
+    /// watcher can tell whether anything changed since it last looked.
+    pub fn backup_head(&self, job: &str) -> Result<Option<(String, String)>> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, status FROM runs WHERE job = ?1 AND kind = 'backup'
+                 ORDER BY started DESC, id DESC LIMIT 1",
+            )
+            .map_err(self.err())?
+            .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.err())
     }
 
     /// How many consecutive FAILED backup runs `job` has had most recently.

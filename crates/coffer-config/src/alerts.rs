@@ -71,6 +71,9 @@ pub struct ChannelConfig {
     pub tls: Option<String>,
     /// How long one attempt may take (default 10s).
     pub timeout: Option<Span>,
+    /// At most this many messages per period, `"20/1m"`; messages over the limit wait
+    /// (default: `20/1m` for dingtalk and wecom, whose robots allow that much, none else).
+    pub rate_limit: Option<String>,
 }
 
 /// The channel types, one module each in `coffer-alerts`.
@@ -131,7 +134,10 @@ impl ChannelKind {
 }
 
 /// Alert severity, lowest first so that `>=` means "at least as severe".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Within a day.
     #[default]
@@ -201,6 +207,19 @@ impl ChannelConfig {
             .unwrap_or_default()
     }
 
+    /// `rate_limit` as (messages, period), with the type's default.
+    pub fn rate_limit(&self) -> Option<(u32, std::time::Duration)> {
+        match &self.rate_limit {
+            Some(r) => parse_rate(r).ok(),
+            None => match self.kind() {
+                Some(ChannelKind::Dingtalk | ChannelKind::Wecom) => {
+                    Some((20, std::time::Duration::from_secs(60)))
+                }
+                _ => None,
+            },
+        }
+    }
+
     /// The email channel's TLS mode, from `tls` or the `smtp` URL's scheme.
     pub fn smtp_tls(&self) -> SmtpTls {
         match self.tls.as_deref() {
@@ -240,6 +259,11 @@ pub(crate) fn validate(cfg: &Config, errors: &mut Vec<String>) {
                 errors.push(format!(
                     "{at}: key `min_severity`: {s:?} is not one of critical, high, medium, low"
                 ));
+            }
+        }
+        if let Some(r) = &c.rate_limit {
+            if let Err(e) = parse_rate(r) {
+                errors.push(format!("{at}: key `rate_limit`: {e}"));
             }
         }
         if c.timeout.is_some_and(|t| t.secs() == 0) {
@@ -333,6 +357,18 @@ pub(crate) fn validate(cfg: &Config, errors: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// `"20/1m"` → (20, 60 s).
+pub fn parse_rate(s: &str) -> Result<(u32, std::time::Duration), String> {
+    let bad = || format!("{s:?} is not a rate such as \"20/1m\" (messages / period)");
+    let (n, per) = s.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per: Span = per.trim().parse().map_err(|_| bad())?;
+    if n == 0 || per.secs() == 0 {
+        return Err(bad());
+    }
+    Ok((n, per.0))
 }
 
 /// `smtp://host[:port]` or `smtps://host[:port]` → (implicit TLS, host, port).

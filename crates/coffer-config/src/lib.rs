@@ -22,6 +22,7 @@
 pub mod alerts;
 mod env;
 pub mod jobs;
+pub mod rules;
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,12 @@ pub struct Config {
     /// `[[channel]]` entries: where alerts are sent.
     #[serde(default)]
     pub channel: Vec<alerts::ChannelConfig>,
+    /// `[[rule]]` entries: user alert rules and changes to the built-in ones.
+    #[serde(default)]
+    pub rule: Vec<rules::RuleConfig>,
+    /// `[alerting]`: grouping, repeat intervals, evaluation.
+    #[serde(default)]
+    pub alerting: rules::AlertingConfig,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -236,6 +243,7 @@ impl Config {
         }
         self.validate_jobs(&mut errors);
         alerts::validate(self, &mut errors);
+        rules::validate(self, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

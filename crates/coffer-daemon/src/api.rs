@@ -12,6 +12,12 @@
 //! | GET | `/api/audit?limit=` | `{"audit": [...]}`: the mutating calls and their callers |
 //! | POST | `/api/jobs/{name}/run`, `/verify` | 202 queued, 409 already queued or running |
 //! | POST | `/api/jobs/{name}/pause`, `/resume` | 200 |
+//! | GET | `/api/alerts?state=&severity=` | `{"alerts": [...]}` (state pending, firing, resolved) |
+//! | POST | `/api/alerts/{id}/acknowledge` | body `{"comment": "..."}`; 404 when no firing alert has that id |
+//! | GET | `/api/silences?expired=true` | `{"silences": [...]}` (Alertmanager's field names) |
+//! | POST | `/api/silences` | body `{"matchers": ["backup_job=db"], "duration": "2h", "comment": "..."}` (or `startsAt`/`endsAt`); 201 |
+//! | DELETE | `/api/silences/{id}` | expires it; 404 when no active silence has that id |
+//! | GET | `/api/deliveries?channel=&limit=` | `{"deliveries": [...]}`: the notification log |
 //!
 //! Errors are `{"error": message}` with 400 (bad query), 401 (no or unknown token), 403
 //! (read token on a POST), 404 (unknown job), 409 (already queued). Access: [`crate::auth`].
@@ -21,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use coffer_catalog::{Catalog, RunKind};
 use coffer_config::Config;
@@ -48,6 +54,8 @@ pub struct State {
     pub repos: Arc<Repos>,
     /// Who may call what.
     pub tokens: Arc<Tokens>,
+    /// Wakes the alerting thread (after an ack or a silence).
+    pub poke: Arc<crate::alerting::Poke>,
 }
 
 /// An error answer: a status code and `{"error": message}`.
@@ -97,10 +105,15 @@ pub fn router(state: State) -> Router {
         .route("/api/repositories", get(repositories))
         .route("/api/metrics", get(metrics_json))
         .route("/api/audit", get(audit))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{id}/acknowledge", post(acknowledge))
+        .route("/api/silences", get(silences).post(add_silence))
+        .route("/api/silences/{id}", delete(expire_silence))
+        .route("/api/deliveries", get(deliveries))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "no such endpoint (see /api/status, /api/jobs, /api/runs, /api/repositories, /api/metrics, /metrics)".into(),
+                "no such endpoint (see /api/status, /api/jobs, /api/runs, /api/repositories, /api/alerts, /api/silences, /api/metrics, /metrics)".into(),
             )
         })
         .layer(axum::middleware::from_fn_with_state(
@@ -340,4 +353,199 @@ async fn resume(
     Path(name): Path<String>,
 ) -> ApiResult {
     set_paused(&s, name, false, caller).await
+}
+
+#[derive(serde::Deserialize)]
+struct AlertsQuery {
+    state: Option<String>,
+    severity: Option<String>,
+}
+
+async fn alerts(AxState(s): AxState<State>, Query(q): Query<AlertsQuery>) -> ApiResult {
+    if let Some(st) = q.state.as_deref().filter(|x| !x.is_empty()) {
+        if !["pending", "firing", "resolved"].contains(&st) {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("state {st:?} is not pending, firing or resolved"),
+            ));
+        }
+    }
+    if let Some(sev) = q.severity.as_deref().filter(|x| !x.is_empty()) {
+        if coffer_config::alerts::Severity::parse(sev).is_none() {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("severity {sev:?} is not critical, high, medium or low"),
+            ));
+        }
+    }
+    blocking(&s, move |s| {
+        let rows = s.catalog.lock().alert_query(
+            q.state.as_deref().filter(|x| !x.is_empty()),
+            q.severity.as_deref().filter(|x| !x.is_empty()),
+        )?;
+        let list: Vec<Value> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect();
+        Ok(Json(json!({ "alerts": list })))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AckBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn acknowledge(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Option<Json<AckBody>>,
+) -> ApiResult {
+    let comment = body.map(|b| b.0.comment).unwrap_or_default();
+    blocking(&s, move |s| {
+        let ack = coffer_catalog::Ack {
+            by: caller.actor.clone(),
+            at: chrono::Utc::now(),
+            comment,
+        };
+        match s.catalog.lock().ack(&id, &ack)? {
+            Some(full) => {
+                s.poke.poke();
+                Ok(Json(json!({ "id": full, "acknowledged": ack })))
+            }
+            None => Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no firing alert has the id {id:?} (GET /api/alerts?state=firing lists them)"
+                ),
+            )),
+        }
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct SilencesQuery {
+    expired: Option<bool>,
+}
+
+async fn silences(AxState(s): AxState<State>, Query(q): Query<SilencesQuery>) -> ApiResult {
+    blocking(&s, move |s| {
+        let now = chrono::Utc::now();
+        let list: Vec<Value> = s
+            .catalog
+            .lock()
+            .silences(q.expired.unwrap_or(false), now, 1000)?
+            .into_iter()
+            .map(|x| {
+                let state = x.state(now);
+                let mut v = serde_json::to_value(x).unwrap_or_default();
+                v["status"] = json!({ "state": state });
+                v
+            })
+            .collect();
+        Ok(Json(json!({ "silences": list })))
+    })
+    .await
+}
+
+/// A matcher given as `"name=value"` text or as Alertmanager's object.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MatcherIn {
+    Text(String),
+    Object(coffer_catalog::Matcher),
+}
+
+#[derive(serde::Deserialize)]
+struct SilenceBody {
+    matchers: Vec<MatcherIn>,
+    #[serde(rename = "startsAt")]
+    starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(rename = "endsAt")]
+    ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    duration: Option<String>,
+    #[serde(default)]
+    comment: String,
+    #[serde(rename = "createdBy")]
+    created_by: Option<String>,
+}
+
+async fn add_silence(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let Json(b) = body.map_err(|e| bad(format!("body: {e}")))?;
+    let mut matchers = Vec::new();
+    for m in b.matchers {
+        matchers.push(match m {
+            MatcherIn::Text(t) => coffer_alerts::engine::parse_matcher(&t).map_err(bad)?,
+            MatcherIn::Object(o) => o,
+        });
+    }
+    let now = chrono::Utc::now();
+    let starts = b.starts_at.unwrap_or(now);
+    let ends = match (b.ends_at, b.duration) {
+        (Some(e), None) => e,
+        (None, Some(d)) => {
+            let span: coffer_config::Span = d.parse().map_err(bad)?;
+            starts + chrono::Duration::seconds(span.secs() as i64)
+        }
+        _ => return Err(bad("give either endsAt or duration (\"2h\")".into())),
+    };
+    // The creator is the caller; a name in the body is kept beside it, not instead of it.
+    let by = match b.created_by {
+        Some(n) if !n.is_empty() => format!("{} ({n})", caller.actor),
+        _ => caller.actor.clone(),
+    };
+    let silence = coffer_alerts::engine::new_silence(matchers, starts, ends, &by, &b.comment, now)
+        .map_err(bad)?;
+    blocking(&s, move |s| {
+        s.catalog.lock().add_silence(&silence)?;
+        s.poke.poke();
+        Ok((StatusCode::CREATED, Json(json!(silence))))
+    })
+    .await
+}
+
+async fn expire_silence(AxState(s): AxState<State>, Path(id): Path<String>) -> ApiResult {
+    blocking(&s, move |s| {
+        match s.catalog.lock().expire_silence(&id, chrono::Utc::now())? {
+            Some(full) => {
+                s.poke.poke();
+                Ok(Json(json!({ "id": full, "expired": true })))
+            }
+            None => Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no active or pending silence has the id {id:?}"),
+            )),
+        }
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct DeliveriesQuery {
+    channel: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn deliveries(AxState(s): AxState<State>, Query(q): Query<DeliveriesQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    blocking(&s, move |s| {
+        let list: Vec<Value> = s
+            .catalog
+            .lock()
+            .deliveries(q.channel.as_deref(), limit)?
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect();
+        Ok(Json(json!({ "deliveries": list })))
+    })
+    .await
 }

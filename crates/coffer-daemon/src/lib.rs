@@ -12,12 +12,15 @@
 //!   of its repository; it takes a worker like a backup.
 //! - **Repositories** ([`repos`]): storage, size and snapshot figures refreshed every
 //!   `check_interval` and after each run, with the storage guard's events.
+//! - **Alerting** ([`alerting`]): rules evaluated on every finished run and every
+//!   `evaluation_interval`; notifications through the `[[channel]]`s.
 //! - **API** ([`api`], access in [`auth`]): axum on `[server] listen` (loopback by default;
 //!   another address needs `[[server.token]]`s).
 //!
 //! SIGINT/SIGTERM stop scheduling, cancel running runs (their process groups are killed and
 //! the runs end FAILED "cancelled") and return.
 
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod metrics;
@@ -57,6 +60,9 @@ pub enum DaemonError {
     /// The metrics could not be set up.
     #[error("setting up /metrics: {0}")]
     Metrics(prometheus::Error),
+    /// The alert rules or channels could not be set up.
+    #[error("alerting: {0}")]
+    Alerting(String),
     /// The async runtime could not start.
     #[error("starting the HTTP server: {0}")]
     Runtime(std::io::Error),
@@ -101,14 +107,36 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let (repos, repos_thread) =
         repos::Repos::start(Arc::clone(&opts.config), Arc::clone(&opts.shutdown))
             .map_err(DaemonError::Runtime)?;
+    let poke = Arc::new(alerting::Poke::default());
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
         Arc::clone(&metrics),
         Arc::clone(&repos),
+        Arc::clone(&poke),
         opts.catalog.clone(),
         opts.exe.clone(),
         Arc::clone(&opts.shutdown),
     )?;
+    let alerts_thread = alerting::start(
+        alerting::Inputs {
+            config: Arc::clone(&opts.config),
+            catalog: opts.catalog.clone(),
+            repos: Arc::clone(&repos),
+            scheduler: Arc::clone(&sched),
+            metrics: Arc::clone(&metrics),
+            shutdown: Arc::clone(&opts.shutdown),
+        },
+        Arc::clone(&poke),
+    );
+    let alerts_thread = match alerts_thread {
+        Ok(t) => t,
+        Err(e) => {
+            opts.shutdown
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            sched.join();
+            return Err(e);
+        }
+    };
     let state = api::State {
         config: Arc::clone(&opts.config),
         catalog: Arc::new(parking_lot::Mutex::new(catalog)),
@@ -116,6 +144,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         metrics,
         repos,
         tokens,
+        poke,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,6 +176,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             .map_err(DaemonError::Runtime)
     });
     sched.join();
+    if let Some(t) = alerts_thread {
+        let _ = t.join();
+    }
     let _ = repos_thread.join();
     served
 }

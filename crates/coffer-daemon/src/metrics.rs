@@ -50,6 +50,9 @@ pub struct Metrics {
     repo_newest: GaugeVec,
     verify_ok: GaugeVec,
     verify_time: GaugeVec,
+    alerts: GaugeVec,
+    notifications: IntCounterVec,
+    evaluation: prometheus::Gauge,
 }
 
 /// Registers a collector; names are fixed, so an error here is a bug, reported rather than
@@ -256,8 +259,32 @@ impl Metrics {
                 "End of the newest verify run.",
                 &["repository"],
             )?,
+            alerts: gauge(
+                &r,
+                "coffer_alerts",
+                "Alerts by state (pending, firing, silenced, acknowledged) and severity.",
+                &["state", "severity"],
+            )?,
+            notifications: counter(
+                &r,
+                "coffer_notifications_total",
+                "Notification batches sent, by channel and result (ok, failed, held).",
+                &["channel", "result"],
+            )?,
+            evaluation: prometheus::Gauge::new(
+                "coffer_alert_evaluation_seconds",
+                "Duration of the last rule evaluation (facts, rules and lifecycle).",
+            )
+            .and_then(|g| register(&r, g))?,
             registry: r,
         };
+        for c in &cfg.channel {
+            for result in ["ok", "failed", "held"] {
+                m.notifications
+                    .with_label_values(&[&c.name, result])
+                    .inc_by(0);
+            }
+        }
         for job in &cfg.job {
             for s in Status::ALL.iter().filter(|s| s.is_final()) {
                 m.runs.with_label_values(&[&job.name, s.as_str()]).inc_by(0);
@@ -267,6 +294,48 @@ impl Metrics {
             m.cpu.with_label_values(&[&job.name]).inc_by(0.0);
         }
         Ok(m)
+    }
+
+    /// Records an alert evaluation: counts its deliveries and sets the alert gauges.
+    pub fn alerting<'a>(
+        &self,
+        ev: &coffer_alerts::Evaluation,
+        alerts: impl Iterator<Item = &'a coffer_alerts::engine::Alert>,
+    ) {
+        use coffer_alerts::engine::AlertState;
+        for d in &ev.deliveries {
+            let result = if d.ok {
+                "ok"
+            } else if d.attempts == 0 {
+                "held"
+            } else {
+                "failed"
+            };
+            self.notifications
+                .with_label_values(&[&d.channel, result])
+                .inc();
+        }
+        self.evaluation
+            .set((ev.collect_ms + ev.evaluate_ms) / 1000.0);
+        let mut counts: HashMap<(&str, &str), f64> = HashMap::new();
+        for sev in ["critical", "high", "medium", "low"] {
+            for st in ["pending", "firing", "silenced", "acknowledged"] {
+                counts.insert((st, sev), 0.0);
+            }
+        }
+        for a in alerts {
+            let st = match a.state {
+                AlertState::Pending => "pending",
+                AlertState::Resolved => continue,
+                AlertState::Firing if a.suppressed_by.is_some() => "silenced",
+                AlertState::Firing if a.ack.is_some() => "acknowledged",
+                AlertState::Firing => "firing",
+            };
+            *counts.entry((st, a.severity.as_str())).or_default() += 1.0;
+        }
+        for ((st, sev), n) in counts {
+            self.alerts.with_label_values(&[st, sev]).set(n);
+        }
     }
 
     /// Counts a finished run.

@@ -38,6 +38,7 @@ pub struct Scheduler {
     config: Arc<Config>,
     metrics: Arc<crate::metrics::Metrics>,
     repos: Arc<crate::repos::Repos>,
+    poke: Arc<crate::alerting::Poke>,
     /// For the QUEUED rows (enqueue is called from the API and the scheduling thread).
     catalog: Mutex<Catalog>,
     queue: Mutex<Queue>,
@@ -70,6 +71,7 @@ impl Scheduler {
         config: Arc<Config>,
         metrics: Arc<crate::metrics::Metrics>,
         repos: Arc<crate::repos::Repos>,
+        poke: Arc<crate::alerting::Poke>,
         catalog: PathBuf,
         exe: PathBuf,
         shutdown: Arc<AtomicBool>,
@@ -78,6 +80,7 @@ impl Scheduler {
             config: Arc::clone(&config),
             metrics,
             repos,
+            poke,
             catalog: Mutex::new(Catalog::open(&catalog)?),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -243,6 +246,9 @@ impl Scheduler {
         let keep = chrono::Duration::seconds(self.config.server.catalog_retention.secs() as i64);
         let mut trimmed_at: Option<DateTime<Utc>> = None;
         let mut beat_saved: Option<DateTime<Utc>> = None;
+        let beat_every = chrono::Duration::seconds(
+            (self.config.alerting.heartbeat_timeout.secs() as i64 / 3).clamp(1, 10),
+        );
         while !self.stopping() {
             let now = Utc::now();
             // History stays bounded: finished runs older than catalog_retention go, hourly.
@@ -265,9 +271,10 @@ impl Scheduler {
                 }
             }
             *self.heartbeat.lock() = Some(now);
-            // The stored heartbeat only dates a crash for misfire detection: every 10 s is
-            // enough, and spares the disk a write a second.
-            if beat_saved.is_none_or(|t| now - t >= chrono::Duration::seconds(10)) {
+            // The stored heartbeat dates a crash for misfire detection and tells `coffer
+            // alerts check` that the daemon lives: every 10 s (a third of the heartbeat
+            // timeout when that is shorter) is enough, and spares the disk a write a second.
+            if beat_saved.is_none_or(|t| now - t >= beat_every) {
                 if let Err(e) = cat.set_meta(HEARTBEAT, &now.to_rfc3339()) {
                     tracing::error!(error = %e, "writing the scheduler heartbeat");
                 }
@@ -332,6 +339,7 @@ impl Scheduler {
                     }
                 };
                 self.repos.touch();
+                self.poke.poke();
                 match result {
                     Ok(r) => {
                         self.metrics.finished(&r);

@@ -189,7 +189,7 @@ fn print_run(r: &Run) {
     }
 }
 
-fn audit(cat: &Catalog, action: &str, target: &str, outcome: &str) {
+pub(crate) fn audit(cat: &Catalog, action: &str, target: &str, outcome: &str) {
     let e = coffer_catalog::AuditEntry {
         time: chrono::Utc::now(),
         actor: whoami(),
@@ -293,7 +293,7 @@ fn print_summary(g: &GlobalOpts, run: &Run) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .map(|u| format!("cli:{u}"))

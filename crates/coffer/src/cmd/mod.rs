@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] dispatches.
 
 mod alert;
+mod alerts;
 mod backup;
 mod cat;
 mod check;
@@ -94,6 +95,11 @@ pub enum Command {
     /// Alert channels: send a test notification to each
     #[command(subcommand)]
     Alert(alert::Command),
+    /// Alerts: list them, acknowledge one, evaluate the rules once (cron), the delivery log
+    Alerts(alerts::AlertsArgs),
+    /// Silence alerts for a while: add, list, expire
+    #[command(subcommand)]
+    Silence(alerts::SilenceCommand),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
@@ -132,6 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(a) => serve::run(g, a),
         Command::Schedule(c) => schedule::run(g, c),
         Command::Alert(c) => alert::run(g, c),
+        Command::Alerts(a) => alerts::alerts(g, a),
+        Command::Silence(c) => alerts::silence(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

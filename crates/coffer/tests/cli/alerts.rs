@@ -21,16 +21,16 @@ const FEISHU_SECRET: &str = "feishu-secret-42";
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
-struct Req {
+pub(crate) struct Req {
     /// Path and query.
-    target: String,
+    pub(crate) target: String,
     /// Lower-case names.
-    headers: HashMap<String, String>,
+    pub(crate) headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Req {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{}: body is not JSON ({e})", self.target))
     }
@@ -39,13 +39,13 @@ impl Req {
 /// An HTTP/1.1 server on loopback that records every request and answers by path prefix the
 /// way the real service does: DingTalk and WeCom `{"errcode":0}`, Feishu `{"code":0}`,
 /// `/refuse` a DingTalk refusal, anything else `ok`.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Req>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -61,12 +61,12 @@ impl Receiver {
         Receiver { port, got }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// The requests whose path starts with `prefix`.
-    fn requests(&self, prefix: &str) -> Vec<Req> {
+    pub(crate) fn requests(&self, prefix: &str) -> Vec<Req> {
         self.got
             .lock()
             .unwrap()
@@ -134,7 +134,7 @@ fn serve(s: TcpStream, got: &Mutex<Vec<Req>>) -> std::io::Result<()> {
 }
 
 /// A loopback port nothing listens on.
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

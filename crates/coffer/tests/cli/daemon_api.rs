@@ -11,7 +11,7 @@ use sha2::Digest;
 use crate::jobs::{http, http_as, http_raw, json_get, Daemon, Lab};
 use crate::util::{run, wait_until, Repo, S3_KEY, S3_SECRET};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

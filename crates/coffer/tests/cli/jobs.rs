@@ -365,6 +365,12 @@ impl Daemon {
         d
     }
 
+    /// SIGKILL: the daemon dies without a word, as on a host crash.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
     /// SIGTERM, and the exit status.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.

@@ -2,6 +2,7 @@
 //! runs the real binary against real repositories (local directories, a tmpfs, SeaweedFS S3)
 //! and uses Debian's restic as the oracle for what a valid repository is.
 
+mod alerting;
 mod alerts;
 mod check;
 mod copy;

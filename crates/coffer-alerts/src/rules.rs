@@ -1,0 +1,729 @@
+//! The rules: the built-in ones (Rust functions over [`Facts`]) and the user's `[[rule]]`s
+//! (CEL over the fields of `coffer_config::rules::FIELDS`, evaluated once per job). Each
+//! evaluation turns the facts into [`Hit`]s, the alerts whose condition holds right now;
+//! the [`crate::engine`] turns hits into an alert lifecycle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cel::{Context, Env, Program, Value};
+use coffer_config::rules::{compile_when, FieldType, RuleConfig, FIELDS};
+use coffer_config::Config;
+
+use crate::facts::{Facts, JobFacts};
+use crate::Severity;
+
+/// An alert whose condition holds at this evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The rule (label `alertname`).
+    pub rule: String,
+    /// Its severity now.
+    pub severity: Severity,
+    /// Identity labels (`backup_job`, `repository`, `channel`, the rule's own labels).
+    pub labels: BTreeMap<String, String>,
+    /// One line.
+    pub summary: String,
+    /// Details.
+    pub description: String,
+    /// What to do.
+    pub runbook: Option<String>,
+    /// How long the condition must hold before the alert fires.
+    pub hold: Duration,
+    /// Channels it goes to (empty: all).
+    pub channels: Vec<String>,
+    /// The run's error, for inhibition (`no space` failures under a full repository).
+    pub error: String,
+}
+
+/// What a config changes of a built-in rule.
+#[derive(Clone, Debug, Default)]
+struct Override {
+    enabled: bool,
+    hold: Duration,
+    severity: Option<Severity>,
+    channels: Vec<String>,
+    labels: BTreeMap<String, String>,
+    summary: Option<String>,
+    description: Option<String>,
+    runbook: Option<String>,
+}
+
+impl Override {
+    fn from(r: Option<&RuleConfig>) -> Override {
+        match r {
+            None => Override {
+                enabled: true,
+                ..Override::default()
+            },
+            Some(r) => Override {
+                enabled: r.enabled(),
+                hold: r.hold.map(|s| s.0).unwrap_or_default(),
+                severity: r.severity(),
+                channels: r.channels.clone(),
+                labels: r.labels.clone(),
+                summary: r.summary.clone(),
+                description: r.description.clone(),
+                runbook: r.runbook.clone(),
+            },
+        }
+    }
+}
+
+struct UserRule {
+    cfg: RuleConfig,
+    program: Program,
+    severity: Severity,
+    hold: Duration,
+}
+
+/// Every rule of a config, compiled.
+pub struct Rules {
+    builtin: BTreeMap<&'static str, Override>,
+    user: Vec<UserRule>,
+    env: Arc<Env>,
+    heartbeat_timeout: Duration,
+}
+
+/// A `when` that did not compile (config validation reports these first).
+#[derive(Debug, thiserror::Error)]
+#[error("rule {rule:?}: {message}")]
+pub struct RuleError {
+    /// The rule.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Rules {
+    /// Compiles the built-in rules with the config's overrides and every user rule.
+    pub fn new(cfg: &Config) -> Result<Rules, RuleError> {
+        let mut builtin = BTreeMap::new();
+        for (name, _, _) in coffer_config::rules::BUILTIN_RULES {
+            let o = Override::from(
+                cfg.rule
+                    .iter()
+                    .find(|r| r.name == *name && r.when.is_none()),
+            );
+            builtin.insert(*name, o);
+        }
+        let mut user = Vec::new();
+        for r in cfg.rule.iter().filter(|r| r.when.is_some() && r.enabled()) {
+            let program =
+                compile_when(r.when.as_deref().unwrap_or_default()).map_err(|message| {
+                    RuleError {
+                        rule: r.name.clone(),
+                        message,
+                    }
+                })?;
+            user.push(UserRule {
+                cfg: r.clone(),
+                program,
+                severity: r.severity().unwrap_or(Severity::High),
+                hold: r.hold.map(|s| s.0).unwrap_or_default(),
+            });
+        }
+        Ok(Rules {
+            builtin,
+            user,
+            env: Arc::new(Env::stdlib()),
+            heartbeat_timeout: cfg.alerting.heartbeat_timeout.0,
+        })
+    }
+
+    /// How many rules are on.
+    pub fn len(&self) -> usize {
+        self.builtin.values().filter(|o| o.enabled).count() + self.user.len()
+    }
+
+    /// Whether no rule is on.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every alert whose condition holds in `facts`. A user rule whose expression fails on
+    /// a job (a type error, say) is reported in the second list instead of silently false.
+    pub fn evaluate(&self, facts: &Facts) -> (Vec<Hit>, Vec<RuleError>) {
+        let mut hits = Vec::new();
+        let mut errors = Vec::new();
+        self.builtin_hits(facts, &mut hits);
+        if !self.user.is_empty() {
+            for job in &facts.jobs {
+                let fields = fields(job, facts);
+                let mut ctx = Context::with_env(Arc::clone(&self.env));
+                for (name, v) in &fields {
+                    ctx.add_variable_from_value(*name, v.clone());
+                }
+                for r in &self.user {
+                    match r.program.execute(&ctx) {
+                        Ok(Value::Bool(true)) => {
+                            let mut labels = r.cfg.labels.clone();
+                            labels.insert("backup_job".into(), job.name.clone());
+                            labels.insert("repository".into(), job.repository.clone());
+                            let render = |t: &Option<String>| {
+                                t.as_deref()
+                                    .map(|t| render(t, &fields, &labels))
+                                    .unwrap_or_default()
+                            };
+                            let summary = match &r.cfg.summary {
+                                Some(_) => render(&r.cfg.summary),
+                                None => format!("{} ({})", r.cfg.name, job.name),
+                            };
+                            hits.push(Hit {
+                                rule: r.cfg.name.clone(),
+                                severity: r.severity,
+                                summary,
+                                description: render(&r.cfg.description),
+                                runbook: r.cfg.runbook.as_ref().map(|_| render(&r.cfg.runbook)),
+                                labels,
+                                hold: r.hold,
+                                channels: r.cfg.channels.clone(),
+                                error: last_error(job),
+                            });
+                        }
+                        Ok(Value::Bool(false)) => {}
+                        Ok(other) => errors.push(RuleError {
+                            rule: r.cfg.name.clone(),
+                            message: format!(
+                                "job {:?}: `when` gave {other:?}, not true or false",
+                                job.name
+                            ),
+                        }),
+                        Err(e) => errors.push(RuleError {
+                            rule: r.cfg.name.clone(),
+                            message: format!("job {:?}: {e}", job.name),
+                        }),
+                    }
+                }
+            }
+        }
+        (hits, errors)
+    }
+
+    fn builtin_hits(&self, facts: &Facts, hits: &mut Vec<Hit>) {
+        let now = facts.now;
+        let mut push = |name: &'static str,
+                        severity: Severity,
+                        mut labels: BTreeMap<String, String>,
+                        summary: String,
+                        description: String,
+                        error: String,
+                        fields: Option<&Vec<(&'static str, Value)>>| {
+            let Some(o) = self.builtin.get(name).filter(|o| o.enabled) else {
+                return;
+            };
+            for (k, v) in &o.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+            let none = Vec::new();
+            let f = fields.unwrap_or(&none);
+            hits.push(Hit {
+                rule: name.to_string(),
+                severity: o.severity.unwrap_or(severity),
+                summary: o
+                    .summary
+                    .as_deref()
+                    .map(|t| render(t, f, &labels))
+                    .unwrap_or(summary),
+                description: o
+                    .description
+                    .as_deref()
+                    .map(|t| render(t, f, &labels))
+                    .unwrap_or(description),
+                runbook: o.runbook.as_deref().map(|t| render(t, f, &labels)),
+                labels,
+                hold: o.hold,
+                channels: o.channels.clone(),
+                error,
+            });
+        };
+        let job_labels = |j: &JobFacts| {
+            BTreeMap::from([
+                ("backup_job".to_string(), j.name.clone()),
+                ("repository".to_string(), j.repository.clone()),
+            ])
+        };
+        for j in &facts.jobs {
+            let fields = fields(j, facts);
+            let f = Some(&fields);
+            if let Some(r) = j
+                .last
+                .as_ref()
+                .filter(|r| r.status == coffer_catalog::Status::Failed)
+            {
+                let sev = if j.consecutive_failures >= 2 {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                };
+                let err = last_error(j);
+                push(
+                    "BackupFailed",
+                    sev,
+                    job_labels(j),
+                    format!("Backup {} failed: {}", j.name, one_line(&err)),
+                    format!(
+                        "Run {} of job {} (repository {}) ended FAILED; {} failure(s) in a row.\n{}",
+                        r.id, j.name, j.repository, j.consecutive_failures, err
+                    ),
+                    err.clone(),
+                    f,
+                );
+            }
+            if let Some(rpo) = j.rpo_seconds.filter(|_| !j.paused) {
+                let since = j.last_good_end.unwrap_or(j.first_seen);
+                let age = secs(now - since);
+                if age > rpo {
+                    let what = match j.last_good_end {
+                        Some(t) => format!("the newest good backup ended {}", t.to_rfc3339()),
+                        None => "the job has no good backup yet".into(),
+                    };
+                    push(
+                        "BackupOverdue",
+                        Severity::Critical,
+                        job_labels(j),
+                        format!(
+                            "Backup {} is overdue: no good backup for {} (RPO {})",
+                            j.name,
+                            human(age),
+                            human(rpo)
+                        ),
+                        format!("{what}; the scheduler may have stopped, or every run failed."),
+                        String::new(),
+                        f,
+                    );
+                }
+            }
+            if let Some(t) = j.running_since {
+                let running = secs(now - t);
+                if j.max_runtime_seconds > 0.0 && running > j.max_runtime_seconds {
+                    push(
+                        "BackupStuck",
+                        Severity::High,
+                        job_labels(j),
+                        format!(
+                            "Backup {} has been running for {} (max_runtime {})",
+                            j.name,
+                            human(running),
+                            human(j.max_runtime_seconds)
+                        ),
+                        "The run did not stop at its max_runtime: its process may hang.".into(),
+                        String::new(),
+                        f,
+                    );
+                }
+            }
+            if let Some(r) = j.last.as_ref().filter(|r| r.status.is_good()) {
+                if let (Some(d), Some(m)) = (r.duration_seconds, j.median_duration) {
+                    if m > 0.0 && d > 2.0 * m {
+                        push(
+                            "BackupSlow",
+                            Severity::Medium,
+                            job_labels(j),
+                            format!(
+                                "Backup {} took {} (median of the last good runs: {})",
+                                j.name,
+                                human(d),
+                                human(m)
+                            ),
+                            format!("Run {} took more than twice its usual time.", r.id),
+                            String::new(),
+                            f,
+                        );
+                    }
+                }
+                if let (Some(c), Some(m)) = (r.compression_ratio, j.median_ratio) {
+                    if m > 0.0 && c < 0.5 * m {
+                        push(
+                            "CompressionRatioLow",
+                            Severity::Low,
+                            job_labels(j),
+                            format!(
+                                "Backup {} compressed {c:.2}:1 (median {m:.2}:1)",
+                                j.name
+                            ),
+                            format!(
+                                "Run {} stored much more per source byte than usual: data may have changed nature (encrypted, already compressed) or deduplication broke.",
+                                r.id
+                            ),
+                            String::new(),
+                            f,
+                        );
+                    }
+                }
+            }
+        }
+        for r in &facts.repositories {
+            let sev = match r.storage_level.as_str() {
+                "low" => Some(Severity::Medium),
+                "high" => Some(Severity::High),
+                "critical" => Some(Severity::Critical),
+                _ => None,
+            };
+            if let Some(sev) = sev {
+                let pct = r.storage_ratio.unwrap_or(0.0) * 100.0;
+                let action = match r.storage_level.as_str() {
+                    "critical" => "backups into it are paused until space is freed",
+                    "high" => "clean up (prune) or grow the storage",
+                    _ => "keep an eye on it",
+                };
+                push(
+                    "StorageThreshold",
+                    sev,
+                    BTreeMap::from([("repository".to_string(), r.name.clone())]),
+                    format!(
+                        "Repository {} is {pct:.1}% full ({} threshold)",
+                        r.name, r.storage_level
+                    ),
+                    format!("Storage of repository {}: {action}.", r.name),
+                    String::new(),
+                    None,
+                );
+            }
+            if let Some(v) = r
+                .last_verify
+                .as_ref()
+                .filter(|v| v.status == coffer_catalog::Status::Failed)
+            {
+                let detail = match &v.verify {
+                    Some(x) => format!(
+                        "{} problem(s); damaged packs: {}; affected snapshots: {}",
+                        x.problems,
+                        x.damaged_packs.join(", "),
+                        x.affected_snapshots.join(", ")
+                    ),
+                    None => v.errors.join("; "),
+                };
+                push(
+                    "VerifyFailed",
+                    Severity::Critical,
+                    BTreeMap::from([("repository".to_string(), r.name.clone())]),
+                    format!("Verify of repository {} found damage", r.name),
+                    format!("Run {}: {detail}", v.id),
+                    String::new(),
+                    None,
+                );
+            }
+        }
+        for c in &facts.failing_channels {
+            push(
+                "ChannelFailing",
+                Severity::High,
+                BTreeMap::from([("channel".to_string(), c.channel.clone())]),
+                format!("Notification channel {} is failing", c.channel),
+                format!(
+                    "Since {}: {}. Alerts for it are retried every group_interval.",
+                    c.since.to_rfc3339(),
+                    c.error
+                ),
+                String::new(),
+                None,
+            );
+        }
+        if let Some(beat) = facts.heartbeat {
+            let age = secs(now - beat);
+            if age > self.heartbeat_timeout.as_secs_f64() {
+                push(
+                    "SchedulerDown",
+                    Severity::Critical,
+                    BTreeMap::new(),
+                    format!("The coffer scheduler has not run for {}", human(age)),
+                    format!(
+                        "Last heartbeat {}: no backup is being scheduled. Is `coffer serve` running?",
+                        beat.to_rfc3339()
+                    ),
+                    String::new(),
+                    None,
+                );
+            }
+        }
+    }
+}
+
+fn secs(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+fn last_error(j: &JobFacts) -> String {
+    j.last
+        .as_ref()
+        .filter(|r| !r.status.is_good())
+        .and_then(|r| {
+            r.errors
+                .first()
+                .cloned()
+                .or_else(|| r.sources.iter().find_map(|s| s.error.clone()))
+        })
+        .unwrap_or_default()
+}
+
+fn one_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("");
+    if l.chars().count() > 200 {
+        format!("{}…", l.chars().take(200).collect::<String>())
+    } else {
+        l.to_string()
+    }
+}
+
+/// `90` → `1m30s`.
+pub fn human(secs: f64) -> String {
+    coffer_config::Span(Duration::from_secs(secs.max(0.0) as u64)).to_string()
+}
+
+/// The fields of `coffer_config::rules::FIELDS` for one job.
+pub fn fields(j: &JobFacts, facts: &Facts) -> Vec<(&'static str, Value)> {
+    let last = j.last.as_ref();
+    let repo = facts.repositories.iter().find(|r| r.name == j.repository);
+    let verify = repo.and_then(|r| r.last_verify.as_ref());
+    let s = |v: &str| Value::String(Arc::new(v.to_string()));
+    let since = j.last_good_end.unwrap_or(j.first_seen);
+    let v: Vec<(&'static str, Value)> = vec![
+        ("backup_job", s(&j.name)),
+        ("run_id", s(last.map(|r| r.id.as_str()).unwrap_or(""))),
+        ("source", s(&j.sources.join(","))),
+        (
+            "source_type",
+            s(j.source_types.first().map(String::as_str).unwrap_or("")),
+        ),
+        (
+            "source_types",
+            Value::List(Arc::new(j.source_types.iter().map(|t| s(t)).collect())),
+        ),
+        ("repository", s(&j.repository)),
+        ("status", s(last.map(|r| r.status.as_str()).unwrap_or(""))),
+        ("error", s(&last_error(j))),
+        (
+            "duration_seconds",
+            Value::Float(last.and_then(|r| r.duration_seconds).unwrap_or(0.0)),
+        ),
+        (
+            "source_bytes",
+            Value::Int(last.map(|r| r.source_bytes as i64).unwrap_or(0)),
+        ),
+        (
+            "stored_bytes",
+            Value::Int(last.map(|r| r.stored_bytes as i64).unwrap_or(0)),
+        ),
+        (
+            "files",
+            Value::Int(last.map(|r| r.files as i64).unwrap_or(0)),
+        ),
+        (
+            "compression_ratio",
+            Value::Float(last.and_then(|r| r.compression_ratio).unwrap_or(0.0)),
+        ),
+        ("backup_age_seconds", Value::Float(secs(facts.now - since))),
+        ("rpo_seconds", Value::Float(j.rpo_seconds.unwrap_or(0.0))),
+        (
+            "storage_ratio",
+            Value::Float(repo.and_then(|r| r.storage_ratio).unwrap_or(0.0)),
+        ),
+        (
+            "consecutive_failures",
+            Value::Int(j.consecutive_failures as i64),
+        ),
+        (
+            "running_seconds",
+            Value::Float(j.running_since.map(|t| secs(facts.now - t)).unwrap_or(0.0)),
+        ),
+        ("max_runtime_seconds", Value::Float(j.max_runtime_seconds)),
+        (
+            "median_duration_seconds",
+            Value::Float(j.median_duration.unwrap_or(0.0)),
+        ),
+        (
+            "median_compression_ratio",
+            Value::Float(j.median_ratio.unwrap_or(0.0)),
+        ),
+        ("paused", Value::Bool(j.paused)),
+        (
+            "verify_status",
+            s(verify.map(|r| r.status.as_str()).unwrap_or("")),
+        ),
+        (
+            "verify_problems",
+            Value::Int(
+                verify
+                    .and_then(|r| r.verify.as_ref())
+                    .map(|v| v.problems as i64)
+                    .unwrap_or(0),
+            ),
+        ),
+    ];
+    debug_assert_eq!(v.len(), FIELDS.len());
+    debug_assert!(v.iter().zip(FIELDS).all(|((a, val), (b, t, _))| a == b
+        && matches!(
+            (val, t),
+            (Value::String(_), FieldType::String)
+                | (Value::Int(_), FieldType::Int)
+                | (Value::Float(_), FieldType::Double)
+                | (Value::Bool(_), FieldType::Bool)
+                | (Value::List(_), FieldType::StringList)
+        )));
+    v
+}
+
+/// Replaces each `{{ name }}` by the field's or label's value (numbers as written by CEL,
+/// floats with at most 2 decimals).
+pub fn render(
+    template: &str,
+    fields: &[(&'static str, Value)],
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let name = after[..j].trim();
+        let value = fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| value_text(v))
+            .or_else(|| labels.get(name).cloned())
+            .unwrap_or_default();
+        out.push_str(&value);
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(i) => i.to_string(),
+        Value::Float(f) if f.fract() == 0.0 => format!("{f:.0}"),
+        Value::Float(f) => format!("{f:.2}"),
+        Value::Bool(b) => b.to_string(),
+        Value::List(l) => l.iter().map(value_text).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::RepoFacts;
+    use chrono::Utc;
+    use coffer_catalog::{Run, Status};
+
+    fn cfg(rules: &str) -> Config {
+        let text = format!(
+            r#"
+[[repository]]
+name = "local"
+url = "/tmp/x"
+password = "p"
+
+[[source]]
+name = "pg"
+type = "postgres"
+url = "postgresql://127.0.0.1/"
+
+[[job]]
+name = "db"
+sources = ["pg"]
+schedule = "0 2 * * *"
+{rules}"#
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    fn facts(status: Status, failures: u32) -> Facts {
+        let mut run = Run::start("db", "local", "schedule", 1);
+        run.errors.push("pg_dump: connection refused".into());
+        run.finish(status);
+        run.duration_seconds = Some(4000.0);
+        Facts {
+            now: Utc::now(),
+            jobs: vec![JobFacts {
+                name: "db".into(),
+                sources: vec!["pg".into()],
+                source_types: vec!["postgres".into()],
+                repository: "local".into(),
+                last: Some(run),
+                first_seen: Utc::now(),
+                consecutive_failures: failures,
+                ..JobFacts::default()
+            }],
+            repositories: vec![RepoFacts {
+                name: "local".into(),
+                storage_ratio: Some(0.5),
+                storage_level: "ok".into(),
+                last_verify: None,
+            }],
+            failing_channels: vec![],
+            heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn user_rules_are_cel_over_the_fields() {
+        let c = cfg(r#"
+[[rule]]
+name = "db-failed"
+when = 'status == "FAILED" && source_type == "postgres" && consecutive_failures >= 2'
+severity = "critical"
+summary = "Backup {{ backup_job }} failed: {{ error }} ({{ consecutive_failures }} in a row, {{ storage_ratio }})"
+
+[[rule]]
+name = "long"
+when = 'duration_seconds > 3600 && "postgres" in source_types && storage_ratio < 0.9'
+severity = "low"
+"#);
+        let rules = Rules::new(&c).unwrap();
+        let (hits, errors) = rules.evaluate(&facts(Status::Failed, 2));
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = hits.iter().map(|h| h.rule.as_str()).collect();
+        assert!(names.contains(&"db-failed"), "{names:?}");
+        assert!(names.contains(&"long"), "{names:?}");
+        assert!(names.contains(&"BackupFailed"), "{names:?}");
+        let h = hits.iter().find(|h| h.rule == "db-failed").unwrap();
+        assert_eq!(h.severity, Severity::Critical);
+        assert_eq!(
+            h.summary,
+            "Backup db failed: pg_dump: connection refused (2 in a row, 0.50)"
+        );
+        let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
+        assert_eq!(b.severity, Severity::Critical, "2 failures escalate");
+        let (hits, _) = rules.evaluate(&facts(Status::Failed, 1));
+        let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
+        assert_eq!(b.severity, Severity::High);
+        assert!(!hits.iter().any(|h| h.rule == "db-failed"));
+        let (hits, _) = rules.evaluate(&facts(Status::Success, 0));
+        assert!(!hits.iter().any(|h| h.rule == "BackupFailed"));
+    }
+
+    #[test]
+    fn builtin_overrides_and_errors() {
+        let c = cfg(r#"
+[[rule]]
+name = "BackupFailed"
+severity = "medium"
+labels = { team = "dba" }
+
+[[rule]]
+name = "typed"
+when = 'status > 3'
+"#);
+        let rules = Rules::new(&c).unwrap();
+        let (hits, errors) = rules.evaluate(&facts(Status::Failed, 5));
+        let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
+        assert_eq!(b.severity, Severity::Medium);
+        assert_eq!(b.labels.get("team").map(String::as_str), Some("dba"));
+        assert_eq!(
+            errors.len(),
+            1,
+            "a type error is reported, not silently false"
+        );
+        assert!(errors[0].to_string().contains("typed"));
+    }
+}

@@ -1,0 +1,386 @@
+//! The alert lifecycle end to end: a real daemon runs real jobs, evaluates the rules and
+//! delivers to HTTP receivers on loopback; acks go through the API, silences through the
+//! CLI, and the dead-man's switch is checked by `coffer alerts check` after the scheduler
+//! is killed. Assertions are on what the receivers got, not on internal state.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::alerts::{closed_port, Receiver};
+use crate::daemon_api::free_port;
+use crate::jobs::{http, json_get, Daemon, Lab};
+use crate::util::{run, wait_until};
+
+/// Every alert (alertname, status, severity, backup_job) a receiver path got, in order.
+fn received(r: &Receiver, path: &str) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for req in r.requests(path) {
+        let v = req.json();
+        for a in v["alerts"].as_array().cloned().unwrap_or_default() {
+            out.push((
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["status"].as_str().unwrap_or("").to_string(),
+                a["labels"]["severity"].as_str().unwrap_or("").to_string(),
+                a["labels"]["backup_job"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn count(r: &Receiver, path: &str, name: &str, status: &str, severity: &str) -> usize {
+    received(r, path)
+        .iter()
+        .filter(|a| a.0 == name && a.1 == status && (severity.is_empty() || a.2 == severity))
+        .count()
+}
+
+fn wait_for(r: &Receiver, path: &str, name: &str, status: &str, severity: &str, n: usize) {
+    wait_until(
+        &format!("{path} to get {n} x {status} {name} {severity}"),
+        Duration::from_secs(60),
+        || count(r, path, name, status, severity) >= n,
+    );
+}
+
+fn run_job(port: u16, lab: &Lab, job: &str, before: usize) {
+    let (code, body) = http(port, "POST", &format!("/api/jobs/{job}/run"));
+    assert_eq!(code, 202, "{body}");
+    wait_until(
+        &format!("run {} of {job} to end", before + 1),
+        Duration::from_secs(60),
+        || {
+            lab.runs(job)
+                .iter()
+                .filter(|r| {
+                    r["status"] != "RUNNING" && r["status"] != "QUEUED" && r["status"] != "RETRY"
+                })
+                .count()
+                > before
+        },
+    );
+}
+
+fn alert_id(port: u16, name: &str) -> String {
+    let v = json_get(port, "/api/alerts?state=firing");
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == name)
+        .unwrap_or_else(|| panic!("no firing {name} in {v:#}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Holds for `d`: the receiver gets no further firing `name`.
+fn quiet_for(r: &Receiver, path: &str, name: &str, d: Duration, why: &str) {
+    let before = count(r, path, name, "firing", "");
+    std::thread::sleep(d);
+    assert_eq!(
+        count(r, path, name, "firing", ""),
+        before,
+        "{why}: {:#?}",
+        received(r, path)
+    );
+}
+
+#[test]
+fn failure_escalation_repeat_silence_ack_and_resolve() {
+    let recv = Receiver::start();
+    let dead = closed_port();
+    let flag_dir = crate::util::tempdir("coffer-alert-flag-");
+    let flag = flag_dir.path().join("fail");
+    std::fs::write(&flag, "1").unwrap();
+    let lab = Lab::new(&format!(
+        r#"
+[[source]]
+name = "flaky-src"
+type = "command"
+command = ["sh", "-c", "if test -e {flag}; then echo 'No space left on device' >&2; exit 3; fi; echo data"]
+
+[alerting]
+group_interval = "1s"
+evaluation_interval = "1s"
+repeat_interval = {{ critical = "2s", high = "2s" }}
+
+[[channel]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+
+[[channel]]
+name = "pager"
+type = "webhook"
+url = "{pager}"
+min_severity = "critical"
+
+[[channel]]
+name = "dead"
+type = "webhook"
+url = "http://127.0.0.1:{dead}/x"
+min_severity = "critical"
+
+[[rule]]
+name = "blip"
+when = 'status == "FAILED"'
+for = "1h"
+severity = "low"
+channels = ["hook"]
+
+[[job]]
+name = "flaky"
+sources = ["flaky-src"]
+schedule = "0 0 1 1 *"
+retries = 0
+"#,
+        flag = flag.display(),
+        hook = recv.url("/hook"),
+        pager = recv.url("/pager"),
+    ));
+    let port = free_port();
+    let daemon = Daemon::start(&lab, port, "daemon.log");
+
+    // First failure: high, at once, to `hook` only (pager wants critical).
+    run_job(port, &lab, "flaky", 0);
+    let ended = Instant::now();
+    wait_for(&recv, "/hook", "BackupFailed", "firing", "high", 1);
+    eprintln!(
+        "failure -> webhook: {:?} after the run was seen ended",
+        ended.elapsed()
+    );
+    assert_eq!(count(&recv, "/pager", "BackupFailed", "firing", ""), 0);
+    // `for = 1h` holds the user rule back: listed as pending, never sent.
+    let pending = json_get(port, "/api/alerts?state=pending");
+    assert!(
+        pending["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "blip"),
+        "{pending:#}"
+    );
+    let first = &recv.requests("/hook")[0].json();
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["alerts"][0]["labels"]["backup_job"], "flaky");
+    assert!(
+        first["alerts"][0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{first:#}"
+    );
+
+    // Second failure in a row: critical, to both; the dead channel fails after its retries
+    // and is reported as ChannelFailing.
+    run_job(port, &lab, "flaky", 1);
+    wait_for(&recv, "/hook", "BackupFailed", "firing", "critical", 1);
+    wait_for(&recv, "/pager", "BackupFailed", "firing", "critical", 1);
+    wait_for(&recv, "/hook", "ChannelFailing", "firing", "", 1);
+    let deliveries = json_get(port, "/api/deliveries?channel=dead");
+    let d = &deliveries["deliveries"][0];
+    assert_eq!(d["ok"], false, "{deliveries:#}");
+    assert_eq!(d["attempts"], 3, "{deliveries:#}");
+
+    // Unacknowledged, critical repeats every 2 s.
+    let n = count(&recv, "/pager", "BackupFailed", "firing", "critical");
+    wait_for(&recv, "/pager", "BackupFailed", "firing", "critical", n + 1);
+
+    // A silence stops the repeats; expiring it brings them back.
+    let r = run(&mut lab.coffer([
+        "--json",
+        "silence",
+        "add",
+        "backup_job=flaky",
+        "alertname=~Backup.*",
+        "--duration",
+        "1h",
+        "--comment",
+        "disk being replaced",
+    ]))
+    .ok();
+    let silence: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let sid = silence["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    quiet_for(
+        &recv,
+        "/pager",
+        "BackupFailed",
+        Duration::from_secs(5),
+        "silenced, yet repeated",
+    );
+    let listed = run(&mut lab.coffer(["alerts"])).ok().stdout_str();
+    assert!(listed.contains(&format!("silence {sid}")), "{listed}");
+    run(&mut lab.coffer(["silence", "expire", &sid[..8]])).ok();
+    let n = count(&recv, "/pager", "BackupFailed", "firing", "critical");
+    wait_for(&recv, "/pager", "BackupFailed", "firing", "critical", n + 1);
+
+    // An ack through the API stops the repeats too, and records who.
+    let id = alert_id(port, "BackupFailed");
+    let (code, body) = http(port, "POST", &format!("/api/alerts/{id}/acknowledge"));
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    quiet_for(
+        &recv,
+        "/pager",
+        "BackupFailed",
+        Duration::from_secs(5),
+        "acknowledged, yet repeated",
+    );
+    let firing = json_get(port, "/api/alerts?state=firing&severity=critical");
+    let acked = firing["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(acked["ack"]["by"], "anonymous", "{acked:#}");
+    let (code, _) = http(port, "POST", "/api/alerts/nonexistent/acknowledge");
+    assert_eq!(code, 404);
+
+    // Success: the resolved notice reaches both channels that got the alert, ack or not.
+    std::fs::remove_file(&flag).unwrap();
+    run_job(port, &lab, "flaky", 2);
+    wait_for(&recv, "/hook", "BackupFailed", "resolved", "", 1);
+    wait_for(&recv, "/pager", "BackupFailed", "resolved", "", 1);
+    // The blip never reached anyone, and the ack went with the alert.
+    assert_eq!(count(&recv, "/hook", "blip", "firing", ""), 0);
+    let resolved = json_get(port, "/api/alerts?state=resolved");
+    let a = resolved["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert!(a.get("ack").is_none(), "{a:#}");
+    // Actions are audited.
+    let audit = json_get(port, "/api/audit");
+    assert!(
+        audit["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "alert.ack"),
+        "{audit:#}"
+    );
+    assert!(daemon.stop().success());
+    // Nothing is sent at start-up: a restarted daemon remembers what was sent.
+    let before = recv.requests("/").len();
+    let daemon = Daemon::start(&lab, port, "daemon2.log");
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<_> = recv.requests("/")[before..]
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    assert!(
+        after.iter().all(|v| v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["labels"]["alertname"] == "ChannelFailing")),
+        "a restart re-sent alerts: {after:#?}"
+    );
+    drop(daemon);
+}
+
+#[test]
+fn dead_mans_switch_catches_a_killed_scheduler() {
+    let recv = Receiver::start();
+    let lab = Lab::new(&format!(
+        r#"
+[alerting]
+heartbeat_timeout = "3s"
+evaluation_interval = "1s"
+group_interval = "1s"
+
+[[channel]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+
+[[job]]
+name = "every2s"
+sources = ["files"]
+schedule = "*/2 * * * * *"
+rpo = "20s"
+
+[[job]]
+name = "cron-run"
+sources = ["files"]
+schedule = "0 3 * * *"
+rpo = "4s"
+"#,
+        hook = recv.url("/hook"),
+    ));
+    // A job run by cron (`coffer job run`), then cron stops: `alerts check`, run from
+    // another cron entry or host, reports it overdue once the RPO has passed.
+    run(&mut lab.coffer(["job", "run", "cron-run"])).ok();
+    let r = run(&mut lab.coffer(["alerts", "check"])).ok();
+    assert!(r.stdout_str().contains("0 firing"), "{}", r.describe());
+    let t = Instant::now();
+    wait_until("the overdue alert", Duration::from_secs(60), || {
+        run(&mut lab.coffer(["alerts", "check"])).ok();
+        std::thread::sleep(Duration::from_millis(500));
+        count(&recv, "/hook", "BackupOverdue", "firing", "critical") > 0
+    });
+    eprintln!(
+        "cron-run overdue reported {:?} after the check started",
+        t.elapsed()
+    );
+    let got = received(&recv, "/hook");
+    assert!(
+        got.iter()
+            .any(|a| a.0 == "BackupOverdue" && a.3 == "cron-run"),
+        "{got:#?}"
+    );
+
+    // The daemon schedules every 2 s; killed with -9, its heartbeat stops and `alerts
+    // check` (which stays quiet while the daemon lives) reports SchedulerDown.
+    let port = free_port();
+    let mut daemon = Daemon::start(&lab, port, "daemon.log");
+    wait_until("a scheduled run", Duration::from_secs(30), || {
+        lab.runs("every2s").iter().any(|r| r["status"] == "SUCCESS")
+    });
+    // Let the daemon store a fresh heartbeat (every 10 s) and evaluate.
+    std::thread::sleep(Duration::from_secs(2));
+    let r = run(&mut lab.coffer(["alerts", "check"])).ok();
+    assert!(
+        r.stdout_str().contains("the daemon is running"),
+        "{}",
+        r.describe()
+    );
+    daemon.kill9();
+    let killed = Instant::now();
+    wait_until("SchedulerDown", Duration::from_secs(60), || {
+        run(&mut lab.coffer(["alerts", "check"]));
+        std::thread::sleep(Duration::from_millis(500));
+        count(&recv, "/hook", "SchedulerDown", "firing", "critical") > 0
+    });
+    eprintln!(
+        "SchedulerDown reported {:?} after kill -9",
+        killed.elapsed()
+    );
+    // Overdue for the daemon's job follows, inhibited by SchedulerDown (one page, the cause).
+    wait_until(
+        "every2s overdue and inhibited",
+        Duration::from_secs(60),
+        || {
+            run(&mut lab.coffer(["alerts", "check"]));
+            let r = run(&mut lab.coffer(["--json", "alerts"])).ok();
+            let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+            v.as_array().unwrap().iter().any(|a| {
+                a["rule"] == "BackupOverdue"
+                    && a["labels"]["backup_job"] == "every2s"
+                    && a["suppressed_by"] == "inhibited by SchedulerDown"
+            })
+        },
+    );
+    assert!(
+        !received(&recv, "/hook")
+            .iter()
+            .any(|a| a.0 == "BackupOverdue" && a.3 == "every2s"),
+        "inhibited, yet sent"
+    );
+}
