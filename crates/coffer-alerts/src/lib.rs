@@ -40,6 +40,7 @@ mod channels;
 pub mod engine;
 pub mod facts;
 mod notification;
+pub mod pings;
 pub mod rules;
 
 use std::time::Duration;

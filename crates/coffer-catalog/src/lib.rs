@@ -512,6 +512,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// Stores a value whose `seq` only moves forward: a writer that lost a race with a
+    /// newer one does not put an older value back.
+    pub fn set_meta_forward(&self, key: &str, value: &str, seq: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2
+                 WHERE coalesce(json_extract(meta.value, '$.seq'), -1) < ?3",
+                params![key, value, seq],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Stores a value (the daemon's heartbeat, say).
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn

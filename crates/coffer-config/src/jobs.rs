@@ -258,6 +258,10 @@ pub struct JobConfig {
     pub verify_schedule: Option<String>,
     /// How much a verify reads (`n/t`, `x%` or a size; default 5%).
     pub verify_subset: Option<String>,
+    /// A Healthchecks-style check URL: `URL/start` when a run starts, `URL` when it ends
+    /// SUCCESS or WARNING, `URL/fail` when it fails (the run's summary as the body). Holds
+    /// the check's key, so it is never printed.
+    pub ping_url: Option<EnvString>,
 }
 
 fn default_max_runtime() -> Span {

@@ -56,12 +56,71 @@ pub struct Config {
     /// `[alerting]`: grouping, repeat intervals, evaluation.
     #[serde(default)]
     pub alerting: rules::AlertingConfig,
+    /// `[audit]`: the tamper-evident audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
     /// The file's text (for locating keys in messages).
     #[serde(skip)]
     pub text: String,
+}
+
+/// `[audit]`: where the HMAC-chained audit log and its key live.
+///
+/// ```toml
+/// [audit]
+/// log = "/var/lib/coffer/audit.log"      # default: audit.log beside the catalog
+/// key_file = "/etc/coffer/audit.key"     # default: /etc/coffer/audit.key (root), else
+///                                         # $XDG_CONFIG_HOME/coffer/audit.key; created if missing
+/// ```
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `false` keeps only the catalog's audit table (not tamper-evident).
+    pub enabled: bool,
+    /// The log file.
+    pub log: Option<EnvString>,
+    /// The key; never in the log's directory.
+    pub key_file: Option<EnvString>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            log: None,
+            key_file: None,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The log file: `log`, else `audit.log` beside `catalog`.
+    pub fn log_path(&self, catalog: &Path) -> PathBuf {
+        match &self.log {
+            Some(p) => PathBuf::from(&**p),
+            None => catalog.parent().unwrap_or(Path::new(".")).join("audit.log"),
+        }
+    }
+
+    /// The key file: `key_file`, else /etc/coffer/audit.key for root and
+    /// `$XDG_CONFIG_HOME/coffer/audit.key` (`~/.config/...`) for others.
+    pub fn key_path(&self) -> PathBuf {
+        if let Some(p) = &self.key_file {
+            return PathBuf::from(&**p);
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/etc/coffer/audit.key");
+        }
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("coffer/audit.key")
+    }
 }
 
 /// One repository.
@@ -281,6 +340,13 @@ impl Config {
                     .contains(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
             {
                 errors.push(format!("{at}: the name may hold only letters, digits, '-', '_' and '.' (it becomes part of run ids)"));
+            }
+            if let Some(u) = j.ping_url.as_deref() {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errors.push(format!(
+                        "{at}: key `ping_url` must start with http:// or https://"
+                    ));
+                }
             }
             if j.sources.is_empty() {
                 errors.push(format!("{at}: key `sources` lists no source"));

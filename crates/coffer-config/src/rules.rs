@@ -200,7 +200,7 @@ pub const FIELDS: &[(&str, FieldType, &str)] = &[
     ("backup_job", FieldType::String, "the job's name"),
     ("run_id", FieldType::String, "the run's id (\"\" when the job has not run)"),
     ("source", FieldType::String, "the job's source names, comma-separated"),
-    ("source_type", FieldType::String, "the type of the job's first source (postgres, mysql, redis, files, ...)"),
+    ("source_type", FieldType::String, "the type of the job's first source (postgres, mariadb, redis, files, command, ...)"),
     ("source_types", FieldType::StringList, "the types of all of the job's sources"),
     ("repository", FieldType::String, "the job's repository"),
     ("status", FieldType::String, "the run's status: SUCCESS, WARNING, FAILED, PAUSED (\"\" when none)"),
@@ -510,6 +510,24 @@ name = "c"
             "rule \"c\": key `when` is required",
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn the_docs_table_lists_every_field_and_builtin_rule() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/alerting.md"),
+        )
+        .unwrap();
+        for (name, t, meaning) in super::FIELDS {
+            let row = format!("| `{name}` | {} | {meaning} |", t.as_str());
+            assert!(doc.contains(&row), "docs/alerting.md lacks the row {row:?}");
+        }
+        for (name, _, _) in super::BUILTIN_RULES {
+            assert!(
+                doc.contains(&format!("| `{name}` |")),
+                "docs/alerting.md lacks {name}"
+            );
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct State {
     pub tokens: Arc<Tokens>,
     /// Wakes the alerting thread (after an ack or a silence).
     pub poke: Arc<crate::alerting::Poke>,
+    /// The audit trail.
+    pub auditor: Arc<coffer_jobs::audit::Auditor>,
 }
 
 /// An error answer: a status code and `{"error": message}`.

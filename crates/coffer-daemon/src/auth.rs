@@ -228,12 +228,9 @@ fn record(
         origin,
     };
     let catalog = std::sync::Arc::clone(&s.catalog);
+    let auditor = std::sync::Arc::clone(&s.auditor);
     // Off the async threads, like every catalog call of the API.
-    tokio::task::spawn_blocking(move || {
-        if let Err(err) = catalog.lock().audit(&e) {
-            tracing::error!(error = %err, "recording an API call in the audit table");
-        }
-    });
+    tokio::task::spawn_blocking(move || auditor.record(&catalog.lock(), &e));
 }
 
 #[cfg(test)]

@@ -107,12 +107,19 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
     let (repos, repos_thread) =
         repos::Repos::start(Arc::clone(&opts.config), Arc::clone(&opts.shutdown))
             .map_err(DaemonError::Runtime)?;
+    let auditor = Arc::new(
+        coffer_jobs::audit::Auditor::open(&opts.config, &opts.catalog)
+            .map_err(|e| DaemonError::Alerting(format!("audit log: {e}")))?,
+    );
     let poke = Arc::new(alerting::Poke::default());
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
-        Arc::clone(&metrics),
-        Arc::clone(&repos),
-        Arc::clone(&poke),
+        scheduler::Observers {
+            metrics: Arc::clone(&metrics),
+            repos: Arc::clone(&repos),
+            poke: Arc::clone(&poke),
+            auditor: Arc::clone(&auditor),
+        },
         opts.catalog.clone(),
         opts.exe.clone(),
         Arc::clone(&opts.shutdown),
@@ -145,6 +152,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         repos,
         tokens,
         poke,
+        auditor,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

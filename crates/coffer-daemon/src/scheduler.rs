@@ -39,6 +39,7 @@ pub struct Scheduler {
     metrics: Arc<crate::metrics::Metrics>,
     repos: Arc<crate::repos::Repos>,
     poke: Arc<crate::alerting::Poke>,
+    auditor: Arc<coffer_jobs::audit::Auditor>,
     /// For the QUEUED rows (enqueue is called from the API and the scheduling thread).
     catalog: Mutex<Catalog>,
     queue: Mutex<Queue>,
@@ -65,22 +66,39 @@ pub struct QueueView {
 
 const HEARTBEAT: &str = "scheduler_heartbeat";
 
+/// What a finished run is reported to.
+pub struct Observers {
+    /// Run counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Refreshed after each run.
+    pub repos: Arc<crate::repos::Repos>,
+    /// Evaluates the alert rules after each run.
+    pub poke: Arc<crate::alerting::Poke>,
+    /// Records each run.
+    pub auditor: Arc<coffer_jobs::audit::Auditor>,
+}
+
 impl Scheduler {
     /// Starts the scheduling thread and `max_concurrent_jobs` workers.
     pub fn start(
         config: Arc<Config>,
-        metrics: Arc<crate::metrics::Metrics>,
-        repos: Arc<crate::repos::Repos>,
-        poke: Arc<crate::alerting::Poke>,
+        observers: Observers,
         catalog: PathBuf,
         exe: PathBuf,
         shutdown: Arc<AtomicBool>,
     ) -> Result<Arc<Scheduler>, DaemonError> {
+        let Observers {
+            metrics,
+            repos,
+            poke,
+            auditor,
+        } = observers;
         let s = Arc::new(Scheduler {
             config: Arc::clone(&config),
             metrics,
             repos,
             poke,
+            auditor,
             catalog: Mutex::new(Catalog::open(&catalog)?),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -332,6 +350,12 @@ impl Scheduler {
                         |r| tracing::info!(run = %r.id, job = %r.job, status = %r.status, attempt = r.attempt, "run"),
                     )),
                 };
+                let pings = coffer_alerts::pings::RunPings::start(
+                    job.ping_url
+                        .as_deref()
+                        .filter(|_| item.kind == RunKind::Backup),
+                    &job.name,
+                );
                 let result = match item.kind {
                     RunKind::Backup => coffer_jobs::run_job(&self.config, job, &cat, &opts),
                     RunKind::Verify => {
@@ -342,7 +366,20 @@ impl Scheduler {
                 self.poke.poke();
                 match result {
                     Ok(r) => {
+                        // Detached: the worker does not wait for the monitor.
+                        drop(pings.finish(&r));
                         self.metrics.finished(&r);
+                        self.auditor.record(
+                            &cat,
+                            &coffer_catalog::AuditEntry {
+                                time: Utc::now(),
+                                actor: format!("scheduler ({})", r.trigger),
+                                action: item.kind.as_str().to_string(),
+                                target: format!("job/{} run/{}", r.job, r.id),
+                                outcome: r.status.as_str().to_string(),
+                                origin: None,
+                            },
+                        );
                         tracing::info!(run = %r.id, status = %r.status, "run finished")
                     }
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),

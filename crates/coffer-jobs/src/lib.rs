@@ -6,9 +6,10 @@
 //!
 //! A run's state moves RUNNING → (RETRY → RUNNING)* → SUCCESS | WARNING | FAILED; a job that is
 //! paused records one PAUSED run and does nothing. Every snapshot a run makes is tagged
-//! `run:<id>` and `job:<name>` besides the source's own tags, so a run can be restored as a
+//! `run:<id>`, `job:<name>` and `audit:<seq>-<mac>` (the audit log's head) besides the source's own tags, so a run can be restored as a
 //! whole (`coffer restore --run ID`). A retry only runs the sources that failed.
 
+pub mod audit;
 mod copy;
 mod retention;
 mod source;
@@ -316,7 +317,10 @@ pub fn run_job(
             }
             let mut r = match &repo {
                 Ok(_) => {
-                    let tags = vec![format!("run:{}", run.id), format!("job:{}", job.name)];
+                    let mut tags = vec![format!("run:{}", run.id), format!("job:{}", job.name)];
+                    // The audit chain's head travels with the snapshot: a log cut after
+                    // this point is caught even if the catalog is lost too.
+                    tags.extend(audit::head_tag(catalog));
                     let (r, usage) =
                         source::backup_source(&cfg.path, &repo_cfg.name, name, &tags, opts, &stop);
                     cpu_children += usage.cpu_seconds;

@@ -181,10 +181,10 @@ fn ack(g: &GlobalOpts, id: &str, comment: &str) -> anyhow::Result<i32> {
         comment: comment.to_string(),
     };
     let Some(full) = cat.ack(id, &ack)? else {
-        audit(&cat, "alert.ack", id, "not found");
+        audit(&cfg, &cat, "alert.ack", id, "not found");
         bail!("no firing alert has the id {id:?} (see `coffer alerts`; give 6 characters or more)");
     };
-    audit(&cat, "alert.ack", &full, "ok");
+    audit(&cfg, &cat, "alert.ack", &full, "ok");
     if g.json {
         println!("{}", serde_json::json!({ "id": full, "acknowledged": ack }));
     } else if !g.quiet {
@@ -356,7 +356,7 @@ pub fn silence(g: &GlobalOpts, c: SilenceCommand) -> anyhow::Result<i32> {
             let s =
                 new_silence(matchers, now, ends, &by, &comment, now).map_err(anyhow::Error::msg)?;
             cat.add_silence(&s)?;
-            audit(&cat, "silence.add", &s.id, "ok");
+            audit(&cfg, &cat, "silence.add", &s.id, "ok");
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else if !g.quiet {
@@ -399,10 +399,10 @@ pub fn silence(g: &GlobalOpts, c: SilenceCommand) -> anyhow::Result<i32> {
         }
         SilenceCommand::Expire { id } => {
             let Some(full) = cat.expire_silence(&id, now)? else {
-                audit(&cat, "silence.expire", &id, "not found");
+                audit(&cfg, &cat, "silence.expire", &id, "not found");
                 bail!("no active or pending silence has the id {id:?} (see `coffer silence list`)");
             };
-            audit(&cat, "silence.expire", &full, "ok");
+            audit(&cfg, &cat, "silence.expire", &full, "ok");
             if !g.quiet {
                 println!("silence {full} expired");
             }

@@ -62,11 +62,15 @@ fn load(g: &GlobalOpts) -> anyhow::Result<Config> {
 
 /// The run catalog the config names (or the default place).
 pub fn catalog(cfg: &Config) -> anyhow::Result<Catalog> {
-    let path = match &cfg.server.catalog {
+    Ok(Catalog::open(&catalog_path(cfg))?)
+}
+
+/// Where the config's catalog is.
+pub fn catalog_path(cfg: &Config) -> PathBuf {
+    match &cfg.server.catalog {
         Some(p) => PathBuf::from(&**p),
         None => Catalog::default_path(),
-    };
-    Ok(Catalog::open(&path)?)
+    }
 }
 
 pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
@@ -189,7 +193,8 @@ fn print_run(r: &Run) {
     }
 }
 
-pub(crate) fn audit(cat: &Catalog, action: &str, target: &str, outcome: &str) {
+/// Records an action in the catalog's audit table and the chained audit log.
+pub(crate) fn audit(cfg: &Config, cat: &Catalog, action: &str, target: &str, outcome: &str) {
     let e = coffer_catalog::AuditEntry {
         time: chrono::Utc::now(),
         actor: whoami(),
@@ -198,9 +203,11 @@ pub(crate) fn audit(cat: &Catalog, action: &str, target: &str, outcome: &str) {
         outcome: outcome.to_string(),
         origin: None,
     };
-    if let Err(err) = cat.audit(&e) {
-        tracing::warn!(error = %err, "recording {action} in the audit table");
-    }
+    let auditor = coffer_jobs::audit::Auditor::open(cfg, &catalog_path(cfg)).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "opening the audit log: only the catalog table records {action}");
+        coffer_jobs::audit::Auditor::table_only()
+    });
+    auditor.record(cat, &e);
 }
 
 pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
@@ -210,7 +217,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Pause { name } => {
             cfg.job(&name)?;
             cat.set_paused(&name, true, &whoami())?;
-            audit(&cat, "job.pause", &name, "ok");
+            audit(&cfg, &cat, "job.pause", &name, "ok");
             if !g.quiet {
                 println!("job {name} paused");
             }
@@ -219,7 +226,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
         JobCommand::Resume { name } => {
             cfg.job(&name)?;
             cat.set_paused(&name, false, &whoami())?;
-            audit(&cat, "job.resume", &name, "ok");
+            audit(&cfg, &cat, "job.resume", &name, "ok");
             if !g.quiet {
                 println!("job {name} resumed");
             }
@@ -229,7 +236,7 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
             let job = cfg.job(&name)?;
             let opts = run_options(g, None)?;
             let run = coffer_jobs::verify::verify_job(&cfg, job, &cat, &opts)?;
-            audit(&cat, "job.verify", &name, run.status.as_str());
+            audit(&cfg, &cat, "job.verify", &name, run.status.as_str());
             print_summary(g, &run)?;
             Ok(if run.status.is_good() || run.status == Status::Paused {
                 0
@@ -254,8 +261,12 @@ pub fn job(g: &GlobalOpts, c: JobCommand) -> anyhow::Result<i32> {
                     }
                 })),
             )?;
+            let pings = coffer_alerts::pings::RunPings::start(job.ping_url.as_deref(), &name);
             let run = coffer_jobs::run_job(&cfg, job, &cat, &opts)?;
-            audit(&cat, "job.run", &name, run.status.as_str());
+            audit(&cfg, &cat, "job.run", &name, run.status.as_str());
+            if let Some(h) = pings.finish(&run) {
+                let _ = h.join();
+            }
             print_summary(g, &run)?;
             Ok(match run.status {
                 Status::Success | Status::Paused => 0,

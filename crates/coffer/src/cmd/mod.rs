@@ -2,6 +2,7 @@
 
 mod alert;
 mod alerts;
+mod audit;
 mod backup;
 mod cat;
 mod check;
@@ -100,10 +101,43 @@ pub enum Command {
     /// Silence alerts for a while: add, list, expire
     #[command(subcommand)]
     Silence(alerts::SilenceCommand),
+    /// The tamper-evident audit log: verify it
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Remove stale locks
     Unlock(unlock::Args),
     /// Print version information
     Version,
+}
+
+/// "repository R: what" for the audit trail (never a password: locations print without
+/// credentials).
+fn a_target(g: &crate::global::GlobalOpts, what: Option<String>) -> String {
+    let repo = g
+        .repo
+        .clone()
+        .unwrap_or_else(|| "(config repository)".into());
+    match what {
+        Some(w) => format!("{repo}: {w}"),
+        None => repo,
+    }
+}
+
+/// Runs a repository command and records it (with its exit code, or its error) in the
+/// audit trail when a config file is in use.
+fn audited(
+    g: &crate::global::GlobalOpts,
+    action: &str,
+    target: &str,
+    r: anyhow::Result<i32>,
+) -> anyhow::Result<i32> {
+    let outcome = match &r {
+        Ok(0) => "ok".to_string(),
+        Ok(n) => format!("exit {n}"),
+        Err(e) => format!("error: {}", e.to_string().lines().next().unwrap_or("")),
+    };
+    audit::record(g, action, target, &outcome);
+    r
 }
 
 /// Runs the command; returns the exit code for success paths.
@@ -111,18 +145,54 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
     match cli.command {
         Command::Init(a) => init::run(g, a),
-        Command::Backup(a) => backup::run(g, a),
+        Command::Backup(a) => {
+            let target = a_target(g, None);
+            audited(g, "backup", &target, backup::run(g, a))
+        }
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
-        Command::Restore(a) => restore::run(g, a),
+        Command::Restore(a) => {
+            let what = match (&a.run, &a.source) {
+                (Some(r), _) => format!("run {r}"),
+                (None, Some(s)) => format!("{} of source {s}", a.snapshot),
+                _ => a.snapshot.clone(),
+            };
+            let to = match (&a.target, &a.to_database) {
+                (Some(t), _) => format!(" to {}", t.display()),
+                (None, Some(d)) => format!(" to database {d}"),
+                _ => String::new(),
+            };
+            let target = a_target(g, Some(format!("{what}{to}")));
+            audited(g, "restore", &target, restore::run(g, a))
+        }
         Command::Dump(a) => dump::run(g, a),
         Command::Cat(a) => cat::run(g, a),
-        Command::Forget(a) => forget::run(g, a),
-        Command::Prune(a) => prune::run(g, a),
+        Command::Forget(a) => {
+            let target = a_target(g, None);
+            audited(g, "forget", &target, forget::run(g, a))
+        }
+        Command::Prune(a) => {
+            let target = a_target(g, None);
+            audited(g, "prune", &target, prune::run(g, a))
+        }
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
         Command::Copy(a) => copy::run(g, a),
-        Command::Key(c) => key::run(g, c),
+        Command::Key(c) => {
+            let action = match &c {
+                key::Command::List => None,
+                key::Command::Add(_) => Some("key.add"),
+                key::Command::Remove { .. } => Some("key.remove"),
+                key::Command::Passwd(_) => Some("key.passwd"),
+            };
+            match action {
+                Some(action) => {
+                    let target = a_target(g, None);
+                    audited(g, action, &target, key::run(g, c))
+                }
+                None => key::run(g, c),
+            }
+        }
         Command::Tag(a) => tag::run(g, a),
         Command::Stats(a) => stats::run(g, a),
         Command::Diff(a) => diff::run(g, a),
@@ -140,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Alert(c) => alert::run(g, c),
         Command::Alerts(a) => alerts::alerts(g, a),
         Command::Silence(c) => alerts::silence(g, c),
+        Command::Audit(c) => audit::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Version => {
             if g.json {

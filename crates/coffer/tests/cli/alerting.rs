@@ -135,10 +135,12 @@ name = "flaky"
 sources = ["flaky-src"]
 schedule = "0 0 1 1 *"
 retries = 0
+ping_url = "{hc}"
 "#,
         flag = flag.display(),
         hook = recv.url("/hook"),
         pager = recv.url("/pager"),
+        hc = recv.url("/hc/flaky"),
     ));
     let port = free_port();
     let daemon = Daemon::start(&lab, port, "daemon.log");
@@ -240,9 +242,24 @@ retries = 0
     let (code, _) = http(port, "POST", "/api/alerts/nonexistent/acknowledge");
     assert_eq!(code, 404);
 
+    // Healthchecks-style pings: start and fail for each failed run, in that order.
+    let hc: Vec<String> = recv
+        .requests("/hc/")
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(&hc[..2], ["/hc/flaky/start", "/hc/flaky/fail"], "{hc:?}");
+    let fail = recv.requests("/hc/flaky/fail")[0].json();
+    assert_eq!(fail["status"], "FAILED", "{fail:#}");
+
     // Success: the resolved notice reaches both channels that got the alert, ack or not.
     std::fs::remove_file(&flag).unwrap();
     run_job(port, &lab, "flaky", 2);
+    wait_until("the success ping", Duration::from_secs(30), || {
+        recv.requests("/hc/flaky")
+            .iter()
+            .any(|r| r.target == "/hc/flaky")
+    });
     wait_for(&recv, "/hook", "BackupFailed", "resolved", "", 1);
     wait_for(&recv, "/pager", "BackupFailed", "resolved", "", 1);
     // The blip never reached anyone, and the ack went with the alert.
@@ -383,4 +400,86 @@ rpo = "4s"
             .any(|a| a.0 == "BackupOverdue" && a.3 == "every2s"),
         "inhibited, yet sent"
     );
+}
+
+#[test]
+fn audit_log_is_chained_and_verify_catches_edits_and_cuts() {
+    let keydir = crate::util::tempdir("coffer-audit-key-");
+    let lab = Lab::new(&format!(
+        r#"
+[audit]
+key_file = "{k}/audit.key"
+
+[[job]]
+name = "files-job"
+sources = ["files"]
+schedule = "0 3 * * *"
+"#,
+        k = keydir.path().display()
+    ));
+    run(&mut lab.coffer(["job", "run", "files-job"])).ok();
+    run(&mut lab.coffer(["job", "pause", "files-job"])).ok();
+    run(&mut lab.coffer(["job", "resume", "files-job"])).ok();
+    run(&mut lab.coffer([
+        "silence",
+        "add",
+        "backup_job=files-job",
+        "--duration",
+        "1h",
+        "--comment",
+        "test",
+    ]))
+    .ok();
+    // A restore with the config file is audited too.
+    let out = lab.dir.join("restored");
+    run(&mut lab.coffer(["restore", "latest", "--target", out.to_str().unwrap()])).ok();
+    // The second run's snapshot carries the head recorded after the first actions.
+    run(&mut lab.coffer(["job", "run", "files-job"])).ok();
+    let tagged = lab.snapshots_tagged("job:files-job");
+    assert!(
+        tagged.iter().any(|s| s["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("audit:"))),
+        "{tagged:#?}"
+    );
+    let r = run(&mut lab.coffer(["--json", "audit", "verify"])).ok();
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(v["lines"].as_u64().unwrap() >= 6, "{v:#}");
+    assert_eq!(v["head"], v["expected_head"], "{v:#}");
+    let log = std::path::PathBuf::from(v["log"].as_str().unwrap());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for action in ["job.run", "job.pause", "silence.add", "restore"] {
+        assert!(
+            text.contains(&format!("\"action\":\"{action}\"")),
+            "{action} missing:\n{text}"
+        );
+    }
+    // The key never sits beside the log.
+    assert!(!log.parent().unwrap().join("audit.key").exists());
+
+    // One byte edited in the middle: caught, with its line.
+    let mut edited = text.clone().into_bytes();
+    let at = text.find("job.pause").unwrap();
+    edited[at] = b'J';
+    std::fs::write(&log, &edited).unwrap();
+    let r = run(&mut lab.coffer(["--json", "audit", "verify"])).expect_code(1);
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["problems"][0]["kind"], "BadMac", "{v:#}");
+    // The last line cut off: a valid shorter chain, caught against the recorded head.
+    let cut: String = {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[..lines.len() - 1]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    std::fs::write(&log, cut).unwrap();
+    let r = run(&mut lab.coffer(["audit", "verify"])).expect_code(1);
+    assert!(r.stdout_str().contains("removed"), "{}", r.describe());
+    // Restored: intact again.
+    std::fs::write(&log, &text).unwrap();
+    run(&mut lab.coffer(["audit", "verify"])).ok();
 }
