@@ -96,7 +96,8 @@ for i in 1 2 3; do
     python3 -c '
 import json, sys
 v = json.loads(sys.argv[1])
-print(f"   cold (alerts check #{sys.argv[2]}): facts {v[\"collect_ms\"]:.0f} ms, rules + lifecycle {v[\"evaluate_ms\"]:.1f} ms; {v[\"hits\"]} hits, {v[\"firing\"]} firing, {v[\"pending\"]} pending, {len(v[\"rule_errors\"])} rule errors")
+c, e, h, f, p, r = v["collect_ms"], v["evaluate_ms"], v["hits"], v["firing"], v["pending"], len(v["rule_errors"])
+print(f"   cold (alerts check #{sys.argv[2]}): facts {c:.0f} ms, rules + lifecycle {e:.1f} ms; {h} hits, {f} firing, {p} pending, {r} rule errors")
 ' "$out" "$i"
 done
 "${C[@]}" serve > "$e/serve.log" 2>&1 &

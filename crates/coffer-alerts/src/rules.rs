@@ -3,7 +3,7 @@
 //! evaluation turns the facts into [`Hit`]s, the alerts whose condition holds right now;
 //! the [`crate::engine`] turns hits into an alert lifecycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +76,22 @@ struct UserRule {
     program: Program,
     severity: Severity,
     hold: Duration,
+    /// Indices in `FIELDS` of the fields the expression reads: its memo key.
+    reads: Vec<usize>,
 }
+
+/// A rule's answer for one combination of the values it reads.
+type Answer = Result<Value, String>;
+
+/// Rule answers by (rule, values read). CEL is pure, so an answer can be reused whenever a
+/// rule sees the same values again: most jobs share their status and error, and this spares
+/// the interpreter (and `matches`, which compiles its regular expression on every call).
+#[derive(Default)]
+struct Memo {
+    answers: HashMap<(usize, String), Answer>,
+}
+
+const MEMO_LIMIT: usize = 200_000;
 
 /// Every rule of a config, compiled.
 pub struct Rules {
@@ -84,6 +99,7 @@ pub struct Rules {
     user: Vec<UserRule>,
     env: Arc<Env>,
     heartbeat_timeout: Duration,
+    memo: parking_lot::Mutex<Memo>,
 }
 
 /// A `when` that did not compile (config validation reports these first).
@@ -117,7 +133,15 @@ impl Rules {
                         message,
                     }
                 })?;
+            let refs = program.references();
+            let reads = FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(_, (f, _, _))| refs.has_variable(f))
+                .map(|(i, _)| i)
+                .collect();
             user.push(UserRule {
+                reads,
                 cfg: r.clone(),
                 program,
                 severity: r.severity().unwrap_or(Severity::High),
@@ -129,6 +153,7 @@ impl Rules {
             user,
             env: Arc::new(Env::stdlib()),
             heartbeat_timeout: cfg.alerting.heartbeat_timeout.0,
+            memo: parking_lot::Mutex::new(Memo::default()),
         })
     }
 
@@ -149,14 +174,30 @@ impl Rules {
         let mut errors = Vec::new();
         self.builtin_hits(facts, &mut hits);
         if !self.user.is_empty() {
+            let mut memo = self.memo.lock();
+            if memo.answers.len() > MEMO_LIMIT {
+                memo.answers.clear();
+            }
             for job in &facts.jobs {
                 let fields = fields(job, facts);
-                let mut ctx = Context::with_env(Arc::clone(&self.env));
-                for (name, v) in &fields {
-                    ctx.add_variable_from_value(*name, v.clone());
-                }
-                for r in &self.user {
-                    match r.program.execute(&ctx) {
+                let mut ctx: Option<Context> = None;
+                for (ri, r) in self.user.iter().enumerate() {
+                    let mut key = String::new();
+                    for &i in &r.reads {
+                        key.push_str(&key_text(&fields[i].1));
+                        key.push('\u{1f}');
+                    }
+                    let answer = memo.answers.entry((ri, key)).or_insert_with(|| {
+                        let ctx = ctx.get_or_insert_with(|| {
+                            let mut c = Context::with_env(Arc::clone(&self.env));
+                            for (name, v) in &fields {
+                                c.add_variable_from_value(*name, v.clone());
+                            }
+                            c
+                        });
+                        r.program.execute(ctx).map_err(|e| e.to_string())
+                    });
+                    match answer.clone() {
                         Ok(Value::Bool(true)) => {
                             let mut labels = r.cfg.labels.clone();
                             labels.insert("backup_job".into(), job.name.clone());
@@ -593,6 +634,15 @@ pub fn render(
     }
     out.push_str(rest);
     out
+}
+
+/// Exact text of a value, for memo keys (floats in full, unlike [`value_text`]).
+fn key_text(v: &Value) -> String {
+    match v {
+        Value::Float(f) => format!("{f:?}"),
+        Value::List(l) => l.iter().map(key_text).collect::<Vec<_>>().join("\u{1e}"),
+        other => value_text(other),
+    }
 }
 
 fn value_text(v: &Value) -> String {
