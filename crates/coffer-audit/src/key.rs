@@ -71,12 +71,7 @@ impl AuditKey {
     }
 
     fn create(path: &Path) -> Result<AuditKey, AuditError> {
-        let dir = parent_dir(path);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| AuditError::io(dir, e))?;
+        let dir = private_parent(path)?;
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let name = path
@@ -151,6 +146,18 @@ pub fn check_key_location(log: &Path, key: &Path) -> Result<(), AuditError> {
 }
 
 /// The directory holding `path` (`.` for a bare file name).
+/// Creates `path`'s directory (mode 0700, as the log and key are private) if missing, and
+/// returns it.
+pub(crate) fn private_parent(path: &Path) -> Result<&Path, AuditError> {
+    let dir = parent_dir(path);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AuditError::io(dir, e))?;
+    Ok(dir)
+}
+
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -1,9 +1,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::key::parent_dir;
+use crate::key::private_parent;
 use crate::line::{self, Body, Flock, Tail, GENESIS};
 use crate::{AuditError, AuditKey, Entry, Head};
 
@@ -26,12 +26,7 @@ impl AuditLog {
     /// missing. Reads nothing: a damaged log is reported by [`AuditLog::append`],
     /// [`AuditLog::head`] and [`crate::verify`].
     pub fn open(path: &Path, key: AuditKey) -> Result<AuditLog, AuditError> {
-        let dir = parent_dir(path);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| AuditError::io(dir, e))?;
+        let dir = private_parent(path)?;
         match OpenOptions::new()
             .append(true)
             .create_new(true)

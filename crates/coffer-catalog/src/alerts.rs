@@ -214,24 +214,30 @@ impl Catalog {
     }
 
     fn firing_id(&self, id: &str) -> Result<Option<String>> {
-        if id.len() < 6 {
+        self.unique_prefix(
+            "SELECT id FROM alerts WHERE state = ?3 AND substr(id, 1, ?2) = ?1 LIMIT 2",
+            id,
+            "firing",
+        )
+    }
+
+    /// The one id that starts with `prefix` (6 characters at least) in `sql`'s answer
+    /// (`?1` the prefix, `?2` its length, `?3` `extra`); `None` when none or several do.
+    fn unique_prefix(&self, sql: &str, prefix: &str, extra: &str) -> Result<Option<String>> {
+        if prefix.len() < 6 {
             return Ok(None);
         }
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT id FROM alerts WHERE state = 'firing' AND substr(id, 1, ?2) = ?1 LIMIT 2",
-            )
-            .map_err(self.err())?;
+        let mut st = self.conn.prepare_cached(sql).map_err(self.err())?;
         let ids = st
-            .query_map(params![id, id.len() as i64], |r| r.get::<_, String>(0))
+            .query_map(params![prefix, prefix.len() as i64, extra], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(self.err())?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(self.err())?;
-        Ok(if ids.len() == 1 {
-            ids.into_iter().next()
-        } else {
-            None
+        Ok(match <[String; 1]>::try_from(ids) {
+            Ok([one]) => Some(one),
+            Err(_) => None,
         })
     }
 
@@ -320,25 +326,12 @@ impl Catalog {
     /// Ends a silence now. `Ok(None)`: no unexpired silence has that id (or unique prefix
     /// of at least 6 characters); otherwise its full id.
     pub fn expire_silence(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>> {
-        if id.len() < 6 {
-            return Ok(None);
-        }
-        let ids = {
-            let mut st = self
-                .conn
-                .prepare_cached(
-                    "SELECT id FROM silences WHERE ends > ?3 AND substr(id, 1, ?2) = ?1 LIMIT 2",
-                )
-                .map_err(self.err())?;
-            let rows = st
-                .query_map(params![id, id.len() as i64, now.to_rfc3339()], |r| {
-                    r.get::<_, String>(0)
-                })
-                .map_err(self.err())?;
-            rows.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(self.err())?
-        };
-        let [full] = ids.as_slice() else {
+        let Some(full) = self.unique_prefix(
+            "SELECT id FROM silences WHERE ends > ?3 AND substr(id, 1, ?2) = ?1 LIMIT 2",
+            id,
+            &now.to_rfc3339(),
+        )?
+        else {
             return Ok(None);
         };
         self.conn
@@ -347,7 +340,7 @@ impl Catalog {
                 params![full, now.to_rfc3339()],
             )
             .map_err(self.err())?;
-        Ok(Some(full.clone()))
+        Ok(Some(full))
     }
 
     /// Appends one delivery record (JSON owned by `coffer-alerts`).
