@@ -232,6 +232,10 @@ impl Alerter {
                 ev.collect_ms = (t1 - t0).as_secs_f64() * 1000.0;
                 ev.evaluate_ms = (t2 - t1).as_secs_f64() * 1000.0;
             }
+            // The new state is saved before anything is sent: whoever reads the catalog after
+            // a notification arrived (an operator acking it) finds the alert it announced.
+            let (rows, deleted) = self.engine.take_changes();
+            catalog.save_alerts(&rows, &deleted)?;
             let records = self.send(batches, now);
             for r in &records {
                 let body = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());

@@ -362,6 +362,12 @@ impl Scheduler {
                         coffer_jobs::verify::verify_job(&self.config, job, &cat, &opts)
                     }
                 };
+                // The run's row is final: a new request for the job is welcome from here
+                // on, not only after the bookkeeping below.
+                self.queue
+                    .lock()
+                    .running
+                    .remove(&(item.job.clone(), item.kind));
                 self.repos.touch();
                 self.poke.poke();
                 match result {
@@ -384,8 +390,9 @@ impl Scheduler {
                     }
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),
                 }
+            } else {
+                self.queue.lock().running.remove(&(item.job, item.kind));
             }
-            self.queue.lock().running.remove(&(item.job, item.kind));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::alerts::{closed_port, Receiver};
+use crate::alerts::{alertmanager, closed_port, Receiver};
 use crate::daemon_api::free_port;
 use crate::jobs::{http, json_get, Daemon, Lab};
 use crate::util::{run, wait_until};
@@ -100,6 +100,11 @@ fn failure_escalation_repeat_silence_ack_and_resolve() {
 name = "flaky-src"
 type = "command"
 command = ["sh", "-c", "if test -e {flag}; then echo 'No space left on device' >&2; exit 3; fi; echo data"]
+
+# The host's own disk level is not what these tests are about.
+[[rule]]
+name = "StorageThreshold"
+enabled = false
 
 [alerting]
 group_interval = "1s"
@@ -307,6 +312,11 @@ fn dead_mans_switch_catches_a_killed_scheduler() {
     let recv = Receiver::start();
     let lab = Lab::new(&format!(
         r#"
+# The host's own disk level is not what these tests are about.
+[[rule]]
+name = "StorageThreshold"
+enabled = false
+
 [alerting]
 heartbeat_timeout = "3s"
 evaluation_interval = "1s"
@@ -327,7 +337,7 @@ rpo = "20s"
 name = "cron-run"
 sources = ["files"]
 schedule = "0 3 * * *"
-rpo = "4s"
+rpo = "8s"
 "#,
         hook = recv.url("/hook"),
     ));
@@ -335,7 +345,12 @@ rpo = "4s"
     // another cron entry or host, reports it overdue once the RPO has passed.
     run(&mut lab.coffer(["job", "run", "cron-run"])).ok();
     let r = run(&mut lab.coffer(["alerts", "check"])).ok();
-    assert!(r.stdout_str().contains("0 firing"), "{}", r.describe());
+    assert!(
+        r.stdout_str().contains("0 firing"),
+        "{}\n{:#?}",
+        r.describe(),
+        received(&recv, "/hook")
+    );
     let t = Instant::now();
     wait_until("the overdue alert", Duration::from_secs(60), || {
         run(&mut lab.coffer(["alerts", "check"])).ok();
@@ -482,4 +497,96 @@ schedule = "0 3 * * *"
     // Restored: intact again.
     std::fs::write(&log, &text).unwrap();
     run(&mut lab.coffer(["audit", "verify"])).ok();
+}
+
+/// What `amtool alert query` shows of coffer's BackupFailed alerts (active ones only).
+fn amtool_backup_failed(port: u16) -> Vec<Value> {
+    let out = std::process::Command::new("amtool")
+        .args(["alert", "query", "-o", "json"])
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .arg("alertname=BackupFailed")
+        .output()
+        .expect("amtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn alertmanager_gets_active_alerts_again_and_their_end() {
+    let flag_dir = crate::util::tempdir("coffer-am-flag-");
+    let (_am, am_port) = alertmanager(flag_dir.path());
+    let flag = flag_dir.path().join("fail");
+    std::fs::write(&flag, "1").unwrap();
+    let lab = Lab::new(&format!(
+        r#"
+[[source]]
+name = "flaky-src"
+type = "command"
+command = ["sh", "-c", "if test -e {flag}; then echo 'connection refused' >&2; exit 3; fi; echo data"]
+
+# The host's own disk level is not what these tests are about.
+[[rule]]
+name = "StorageThreshold"
+enabled = false
+
+[alerting]
+evaluation_interval = "1s"
+resend_interval = "1s"
+
+[[channel]]
+name = "am"
+type = "alertmanager"
+url = "http://127.0.0.1:{am_port}"
+
+[[job]]
+name = "flaky"
+sources = ["flaky-src"]
+schedule = "0 0 1 1 *"
+retries = 0
+"#,
+        flag = flag.display(),
+    ));
+    let port = free_port();
+    let _daemon = Daemon::start(&lab, port, "daemon.log");
+    run_job(port, &lab, "flaky", 0);
+    wait_until(
+        "Alertmanager to show the alert",
+        Duration::from_secs(30),
+        || amtool_backup_failed(am_port).len() == 1,
+    );
+    let got = amtool_backup_failed(am_port);
+    assert_eq!(got[0]["labels"]["backup_job"], "flaky", "{got:#?}");
+    assert_eq!(got[0]["labels"]["severity"], "high", "{got:#?}");
+    assert_eq!(got[0]["status"]["state"], "active", "{got:#?}");
+    // Re-sent while active, so Alertmanager never lets it expire.
+    wait_until("three pushes", Duration::from_secs(30), || {
+        json_get(port, "/api/deliveries?channel=am")["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["ok"] == true)
+            .count()
+            >= 3
+    });
+    // Resolved: pushed with endsAt now, and Alertmanager drops it from the active list.
+    std::fs::remove_file(&flag).unwrap();
+    run_job(port, &lab, "flaky", 1);
+    wait_until(
+        "Alertmanager to drop the alert",
+        Duration::from_secs(30),
+        || amtool_backup_failed(am_port).is_empty(),
+    );
+    let d = json_get(port, "/api/deliveries?channel=am&limit=1");
+    assert_eq!(
+        d["deliveries"][0]["alerts"][0]["status"], "resolved",
+        "{d:#}"
+    );
 }

@@ -140,7 +140,7 @@ pub(crate) fn closed_port() -> u16 {
 }
 
 /// A child process killed when the test ends.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -189,7 +189,7 @@ fn smtp_server(dir: &Path) -> (Server, u16, PathBuf) {
 }
 
 /// Debian's prometheus-alertmanager with an empty route.
-fn alertmanager(dir: &Path) -> (Server, u16) {
+pub(crate) fn alertmanager(dir: &Path) -> (Server, u16) {
     let port = closed_port();
     let cfg = dir.join("alertmanager.yml");
     std::fs::write(
