@@ -111,6 +111,23 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         coffer_jobs::audit::Auditor::open(&opts.config, &opts.catalog)
             .map_err(|e| DaemonError::Alerting(format!("audit log: {e}")))?,
     );
+    // The daemon reads its config once, at start: a start is the config (re)load that the
+    // audit trail records, with the file's digest so that a changed config is visible.
+    {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(opts.config.text.as_bytes()));
+        auditor.record(
+            &catalog,
+            &coffer_catalog::AuditEntry {
+                time: chrono::Utc::now(),
+                actor: "daemon".into(),
+                action: "config.load".into(),
+                target: format!("{} sha256:{}", opts.config.path.display(), &digest[..16]),
+                outcome: "ok".into(),
+                origin: None,
+            },
+        );
+    }
     let poke = Arc::new(alerting::Poke::default());
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),

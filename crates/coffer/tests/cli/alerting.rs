@@ -277,16 +277,18 @@ ping_url = "{hc}"
         .find(|a| a["id"] == id.as_str())
         .unwrap();
     assert!(a.get("ack").is_none(), "{a:#}");
-    // Actions are audited.
+    // Actions are audited, the config load at start included.
     let audit = json_get(port, "/api/audit");
-    assert!(
-        audit["audit"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "alert.ack"),
-        "{audit:#}"
-    );
+    for action in ["alert.ack", "config.load", "backup"] {
+        assert!(
+            audit["audit"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == action),
+            "{action}: {audit:#}"
+        );
+    }
     assert!(daemon.stop().success());
     // Nothing is sent at start-up: a restarted daemon remembers what was sent.
     let before = recv.requests("/").len();
