@@ -202,16 +202,37 @@ fn is_no_space(error: &str) -> bool {
     .any(|p| e.contains(p))
 }
 
-/// Whether a matcher matches a label set (a missing label is the empty string, as in
-/// Alertmanager).
+/// A matcher with its regular expression compiled once, not once per alert.
+struct Compiled<'a> {
+    m: &'a Matcher,
+    re: Option<regex::Regex>,
+}
+
+impl<'a> Compiled<'a> {
+    fn new(m: &'a Matcher) -> Compiled<'a> {
+        let re = m
+            .is_regex
+            .then(|| regex::Regex::new(&format!("^(?:{})$", m.value)).ok())
+            .flatten();
+        Compiled { m, re }
+    }
+
+    /// Whether it matches a label set (a missing label is the empty string, as in
+    /// Alertmanager; a regular expression that does not compile matches nothing).
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.m.name).map(String::as_str).unwrap_or("");
+        let hit = match (&self.re, self.m.is_regex) {
+            (Some(r), _) => r.is_match(v),
+            (None, true) => false,
+            (None, false) => v == self.m.value,
+        };
+        hit == self.m.is_equal
+    }
+}
+
+/// Whether a matcher matches a label set.
 pub fn matches(m: &Matcher, labels: &BTreeMap<String, String>) -> bool {
-    let v = labels.get(&m.name).map(String::as_str).unwrap_or("");
-    let hit = if m.is_regex {
-        regex::Regex::new(&format!("^(?:{})$", m.value)).is_ok_and(|r| r.is_match(v))
-    } else {
-        v == m.value
-    };
-    hit == m.is_equal
+    Compiled::new(m).matches(labels)
 }
 
 /// Parses `name=value`, `name!=value`, `name=~regex`, `name!~regex`.
@@ -424,12 +445,17 @@ impl Engine {
             .alerts
             .values()
             .any(|a| a.state == AlertState::Firing && a.rule == "SchedulerDown");
+        let active: Vec<(&Silence, Vec<Compiled>)> = silences
+            .iter()
+            .filter(|s| s.active(now))
+            .map(|s| (s, s.matchers.iter().map(Compiled::new).collect()))
+            .collect();
         for (id, a) in self.alerts.iter_mut() {
             let labels = a.all_labels();
-            let silence = silences
+            let silence = active
                 .iter()
-                .find(|s| s.active(now) && s.matchers.iter().all(|m| matches(m, &labels)))
-                .map(|s| format!("silence {}", s.id));
+                .find(|(_, ms)| ms.iter().all(|m| m.matches(&labels)))
+                .map(|(s, _)| format!("silence {}", s.id));
             let inhibited = if a.rule == "BackupFailed"
                 && is_no_space(&a.error)
                 && a.labels

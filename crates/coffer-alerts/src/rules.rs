@@ -172,14 +172,16 @@ impl Rules {
     pub fn evaluate(&self, facts: &Facts) -> (Vec<Hit>, Vec<RuleError>) {
         let mut hits = Vec::new();
         let mut errors = Vec::new();
-        self.builtin_hits(facts, &mut hits);
+        // Each job's fields are built once, for the built-in rules and the user's alike.
+        let all_fields: Vec<Vec<(&'static str, Value)>> =
+            facts.jobs.iter().map(|j| fields(j, facts)).collect();
+        self.builtin_hits(facts, &all_fields, &mut hits);
         if !self.user.is_empty() {
             let mut memo = self.memo.lock();
             if memo.answers.len() > MEMO_LIMIT {
                 memo.answers.clear();
             }
-            for job in &facts.jobs {
-                let fields = fields(job, facts);
+            for (job, fields) in facts.jobs.iter().zip(&all_fields) {
                 let mut ctx: Option<Context> = None;
                 for (ri, r) in self.user.iter().enumerate() {
                     let mut key = String::new();
@@ -190,7 +192,7 @@ impl Rules {
                     let answer = memo.answers.entry((ri, key)).or_insert_with(|| {
                         let ctx = ctx.get_or_insert_with(|| {
                             let mut c = Context::with_env(Arc::clone(&self.env));
-                            for (name, v) in &fields {
+                            for (name, v) in fields.iter() {
                                 c.add_variable_from_value(*name, v.clone());
                             }
                             c
@@ -204,7 +206,7 @@ impl Rules {
                             labels.insert("repository".into(), job.repository.clone());
                             let render = |t: &Option<String>| {
                                 t.as_deref()
-                                    .map(|t| render(t, &fields, &labels))
+                                    .map(|t| render(t, fields, &labels))
                                     .unwrap_or_default()
                             };
                             let summary = match &r.cfg.summary {
@@ -242,7 +244,12 @@ impl Rules {
         (hits, errors)
     }
 
-    fn builtin_hits(&self, facts: &Facts, hits: &mut Vec<Hit>) {
+    fn builtin_hits(
+        &self,
+        facts: &Facts,
+        all_fields: &[Vec<(&'static str, Value)>],
+        hits: &mut Vec<Hit>,
+    ) {
         let now = facts.now;
         let mut push = |name: &'static str,
                         severity: Severity,
@@ -285,9 +292,8 @@ impl Rules {
                 ("repository".to_string(), j.repository.clone()),
             ])
         };
-        for j in &facts.jobs {
-            let fields = fields(j, facts);
-            let f = Some(&fields);
+        for (j, fields) in facts.jobs.iter().zip(all_fields) {
+            let f = Some(fields);
             if let Some(r) = j
                 .last
                 .as_ref()

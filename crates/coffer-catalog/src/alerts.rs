@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::{Catalog, Result};
@@ -137,26 +137,6 @@ impl Catalog {
             })
             .map_err(self.err())?;
         rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.err())
-    }
-
-    /// One stored alert.
-    pub fn alert_row(&self, id: &str) -> Result<Option<AlertRow>> {
-        self.conn
-            .query_row(
-                "SELECT id, rule, state, severity, body FROM alerts WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(AlertRow {
-                        id: r.get(0)?,
-                        rule: r.get(1)?,
-                        state: r.get(2)?,
-                        severity: r.get(3)?,
-                        body: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
             .map_err(self.err())
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::alerts::{alertmanager, closed_port, Receiver};
+use crate::alerts::{alertmanager, amtool_query, closed_port, Receiver};
 use crate::daemon_api::free_port;
 use crate::jobs::{http, json_get, Daemon, Lab};
 use crate::util::{run, wait_until};
@@ -501,24 +501,8 @@ schedule = "0 3 * * *"
     run(&mut lab.coffer(["audit", "verify"])).ok();
 }
 
-/// What `amtool alert query` shows of coffer's BackupFailed alerts (active ones only).
 fn amtool_backup_failed(port: u16) -> Vec<Value> {
-    let out = std::process::Command::new("amtool")
-        .args(["alert", "query", "-o", "json"])
-        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
-        .arg("alertname=BackupFailed")
-        .output()
-        .expect("amtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    amtool_query(port, "alertname=BackupFailed")
 }
 
 #[test]

@@ -188,6 +188,26 @@ fn smtp_server(dir: &Path) -> (Server, u16, PathBuf) {
     (s, port, maildir)
 }
 
+/// The active alerts `amtool alert query MATCHER` shows.
+pub(crate) fn amtool_query(port: u16, matcher: &str) -> Vec<Value> {
+    let out = Command::new("amtool")
+        .args(["alert", "query", "-o", "json"])
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .arg(matcher)
+        .output()
+        .expect("amtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// Debian's prometheus-alertmanager with an empty route.
 pub(crate) fn alertmanager(dir: &Path) -> (Server, u16) {
     let port = closed_port();
@@ -539,19 +559,7 @@ url = "http://127.0.0.1:{dead}/hook"
     assert_eq!(arr[0]["labels"]["severity"], "low");
 
     // ... and as the real Alertmanager understood it.
-    let out = Command::new("amtool")
-        .args(["alert", "query", "-o", "json"])
-        .arg(format!("--alertmanager.url=http://127.0.0.1:{am_port}"))
-        .arg("alertname=CofferTest")
-        .output()
-        .expect("amtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got = got.as_array().unwrap();
+    let got = amtool_query(am_port, "alertname=CofferTest");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["labels"]["backup_job"], "coffer-test");
     assert_eq!(got[0]["labels"]["severity"], "critical");
