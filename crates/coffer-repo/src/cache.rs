@@ -5,7 +5,7 @@
 //! repositories are not cached (the cache would only double the reads).
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::backend::{Backend, FileType, Location};
@@ -96,10 +96,10 @@ impl Cache {
 
     /// A byte range of a cached pack.
     pub fn get_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
-        let mut f = fs::File::open(self.path(t, name)).ok()?;
-        f.seek(SeekFrom::Start(offset)).ok()?;
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(self.path(t, name)).ok()?;
         let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).ok()?;
+        f.read_exact_at(&mut buf, offset).ok()?;
         Some(buf)
     }
 

@@ -104,27 +104,32 @@ impl Sealer {
         self.compression
     }
 
-    /// Appends the sealed blob to `out`; returns the encrypted length and, when compressed,
-    /// the plaintext length.
-    pub fn seal(&mut self, key: &Key, plain: &[u8], out: &mut Vec<u8>) -> (u32, Option<u32>) {
-        let start = out.len();
+    /// What to encrypt for `plain`: its compressed form when that saves at least 1/32 (with
+    /// the plaintext length, which marks the blob compressed), else `plain` itself.
+    pub fn compress<'a>(&'a mut self, plain: &'a [u8]) -> (&'a [u8], Option<u32>) {
         if let Some(c) = self.compressor.as_mut() {
             if !plain.is_empty() {
-                // Keep the compressed form only where it saves at least 1/32: a destination of
-                // that size makes zstd give up early on incompressible data.
+                // A destination of that size makes zstd give up early on incompressible data.
                 let limit = plain.len() - plain.len() / 32;
                 self.scratch.clear();
                 self.scratch.reserve(limit);
                 if c.compress_to_buffer(plain, &mut self.scratch).is_ok()
                     && self.scratch.len() < limit
                 {
-                    key.encrypt_into(&self.scratch, out);
-                    return ((out.len() - start) as u32, Some(plain.len() as u32));
+                    return (&self.scratch, Some(plain.len() as u32));
                 }
             }
         }
-        key.encrypt_into(plain, out);
-        ((out.len() - start) as u32, None)
+        (plain, None)
+    }
+
+    /// Appends the sealed blob to `out`; returns the encrypted length and, when compressed,
+    /// the plaintext length.
+    pub fn seal(&mut self, key: &Key, plain: &[u8], out: &mut Vec<u8>) -> (u32, Option<u32>) {
+        let start = out.len();
+        let (payload, unc) = self.compress(plain);
+        key.encrypt_into(payload, out);
+        ((out.len() - start) as u32, unc)
     }
 }
 
@@ -152,14 +157,27 @@ pub enum BlobError {
 
 /// Decompresses a compressed blob's plaintext of known length.
 pub fn decompress(compressed: &[u8], len: usize) -> Result<Vec<u8>, BlobError> {
-    zstd::bulk::decompress(compressed, len).map_err(BlobError::Decompress)
+    thread_local! {
+        // A zstd context is ~100 KiB of fresh pages: creating one per blob cost more than
+        // decompressing a small tree blob.
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(BlobError::Decompress)?),
+        };
+        d.decompress(compressed, len).map_err(BlobError::Decompress)
+    })
 }
 
 /// Decrypts, decompresses and verifies one blob read from a pack.
 pub fn open_blob(key: &Key, blob: &PackedBlob, enc: &[u8]) -> Result<Vec<u8>, BlobError> {
     let plain = key.decrypt(enc)?;
     let plain = match blob.uncompressed_length {
-        Some(n) => zstd::bulk::decompress(&plain, n as usize).map_err(BlobError::Decompress)?,
+        Some(n) => decompress(&plain, n as usize)?,
         None => plain,
     };
     let actual = Id::hash(&plain);
@@ -184,6 +202,15 @@ impl PackWriter {
     pub fn with_capacity(capacity: usize) -> PackWriter {
         PackWriter {
             buf: Vec::with_capacity(capacity),
+            blobs: Vec::new(),
+        }
+    }
+
+    /// An empty pack writing into `buf` (cleared), so a pack buffer can be reused.
+    pub fn with_buffer(mut buf: Vec<u8>) -> PackWriter {
+        buf.clear();
+        PackWriter {
+            buf,
             blobs: Vec::new(),
         }
     }
@@ -214,6 +241,29 @@ impl PackWriter {
             length: sealed.len() as u32,
             uncompressed_length: uncompressed,
         });
+    }
+
+    /// Encrypts `payload` (a blob's plaintext or, with `uncompressed` set, its compressed
+    /// form) straight into the pack buffer.
+    pub fn add_encrypted(
+        &mut self,
+        key: &Key,
+        id: Id,
+        kind: BlobType,
+        payload: &[u8],
+        uncompressed: Option<u32>,
+    ) -> PackedBlob {
+        let offset = self.buf.len() as u32;
+        key.encrypt_into(payload, &mut self.buf);
+        let b = PackedBlob {
+            id,
+            kind,
+            offset,
+            length: self.buf.len() as u32 - offset,
+            uncompressed_length: uncompressed,
+        };
+        self.blobs.push(b);
+        b
     }
 
     /// Seals `plain` straight into the pack buffer.

@@ -56,8 +56,36 @@ struct PendingIndex {
     since: Instant,
 }
 
+/// Pack buffers kept for reuse: a fresh 16 MiB buffer costs 4096 page faults as it fills.
+/// One idle buffer is enough for the open pack to take when an upload finishes; each more
+/// would add 16-24 MiB to peak memory.
+type Spare = Arc<Mutex<Vec<Vec<u8>>>>;
+const SPARE_PACKS: usize = 1;
+
+/// A pack's bytes on their way to storage; dropping it returns the buffer to the pool.
+struct Recycled {
+    buf: Vec<u8>,
+    pool: Spare,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock();
+        if pool.len() < SPARE_PACKS {
+            pool.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 struct Shared {
     repo: Arc<Repository>,
+    spare: Spare,
     pending: Mutex<HashSet<(Id, BlobType)>>,
     index: Mutex<PendingIndex>,
     error: Mutex<Option<RepoError>>,
@@ -76,9 +104,14 @@ impl Shared {
 
     fn stored(&self, up: Upload) -> Result<()> {
         let n = up.bytes.len() as u64;
+        // The buffer comes back to the pool when the backend lets go of it.
+        let bytes = bytes::Bytes::from_owner(Recycled {
+            buf: up.bytes,
+            pool: Arc::clone(&self.spare),
+        });
         self.repo
             .backend()
-            .write(FileType::Pack, &up.id.to_hex(), up.bytes)?;
+            .write(FileType::Pack, &up.id.to_hex(), bytes)?;
         self.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
         self.packs.fetch_add(1, Ordering::Relaxed);
         {
@@ -152,6 +185,7 @@ impl Packer {
         let shared_compression = repo.compression();
         let shared = Arc::new(Shared {
             repo,
+            spare: Arc::new(Mutex::new(Vec::new())),
             pending: Mutex::new(HashSet::new()),
             index: Mutex::new(PendingIndex {
                 file: IndexFile::default(),
@@ -163,7 +197,9 @@ impl Packer {
             index_files: AtomicU64::new(0),
             uploaded_bytes: AtomicU64::new(0),
         });
-        let (tx, rx): (Sender<Upload>, Receiver<Upload>) = bounded(upload_threads);
+        // A rendezvous: a finished pack waits in its sealer until an upload thread is free,
+        // so at most `upload_threads` finished packs are held in memory.
+        let (tx, rx): (Sender<Upload>, Receiver<Upload>) = bounded(0);
         let uploaders = (0..upload_threads)
             .map(|i| {
                 let rx = rx.clone();
@@ -233,14 +269,51 @@ impl Packer {
         plain_len: usize,
         uncompressed: Option<u32>,
     ) -> Result<()> {
+        self.add_with(kind, plain_len, |w| {
+            w.add_sealed(id, kind, sealed, uncompressed);
+            sealed.len()
+        })
+    }
+
+    /// Adds a blob the caller compressed (or not) with [`Sealer::compress`], after a true
+    /// [`Packer::reserve`]; it is encrypted straight into the pack.
+    pub fn add_compressed(
+        &self,
+        id: Id,
+        kind: BlobType,
+        payload: &[u8],
+        plain_len: usize,
+        uncompressed: Option<u32>,
+    ) -> Result<()> {
+        let key = self.shared.repo.key();
+        self.add_with(kind, plain_len, |w| {
+            w.add_encrypted(key, id, kind, payload, uncompressed).length as usize
+        })
+    }
+
+    /// Runs `add` on the open pack of `kind` (`add` returns the bytes it stored) and sends
+    /// the pack off when it is full.
+    fn add_with(
+        &self,
+        kind: BlobType,
+        plain_len: usize,
+        add: impl FnOnce(&mut PackWriter) -> usize,
+    ) -> Result<()> {
         self.check()?;
-        let full = {
+        let (stored, full) = {
             let mut w = self.open[slot(kind)].lock();
             if w.is_empty() {
-                *w = PackWriter::with_capacity(self.pack_size + (9 << 20));
+                let spare = self.shared.spare.lock().pop();
+                *w = match spare {
+                    Some(buf) => PackWriter::with_buffer(buf),
+                    None => PackWriter::with_capacity(self.pack_size + (9 << 20)),
+                };
             }
-            w.add_sealed(id, kind, sealed, uncompressed);
-            (w.len() >= self.pack_size).then(|| std::mem::take(&mut *w))
+            let stored = add(&mut w);
+            (
+                stored,
+                (w.len() >= self.pack_size).then(|| std::mem::take(&mut *w)),
+            )
         };
         match kind {
             BlobType::Data => self.data_blobs.fetch_add(1, Ordering::Relaxed),
@@ -249,7 +322,7 @@ impl Packer {
         self.data_added
             .fetch_add(plain_len as u64, Ordering::Relaxed);
         self.data_added_packed
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+            .fetch_add(stored as u64, Ordering::Relaxed);
         if let Some(w) = full {
             self.send(w)?;
         }
@@ -277,13 +350,9 @@ impl Packer {
         if !self.reserve(&id, kind) {
             return Ok((id, false));
         }
-        let mut sealed = Vec::with_capacity(plain.len() + 64);
-        let repo = &self.shared.repo;
-        let unc = {
-            let mut sealer = self.sealer.lock();
-            sealer.seal(repo.key(), plain, &mut sealed).1
-        };
-        self.add_sealed(id, kind, &sealed, plain.len(), unc)?;
+        let mut sealer = self.sealer.lock();
+        let (payload, unc) = sealer.compress(plain);
+        self.add_compressed(id, kind, payload, plain.len(), unc)?;
         Ok((id, true))
     }
 

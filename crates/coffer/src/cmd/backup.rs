@@ -216,6 +216,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         parent,
         time,
         read_threads: a.read_concurrency.max(1),
+        scan: !matches!(ui::mode(g.json, g.quiet), ui::Mode::None),
         ..Default::default()
     };
     let result = {
