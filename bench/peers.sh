@@ -6,7 +6,9 @@
 # Usage: bench/peers.sh [PATH...]        default: /usr/lib /usr/share (real binaries, libraries,
 #                                         docs and compressed files, about 5 GB)
 # Env:   BENCH_DIR (scratch space, default /tmp/coffer-bench), BENCH_TOOLS (default
-#        "coffer restic rustic"), COFFER (binary, default target/release/coffer).
+#        "coffer restic rustic"), COFFER (binary, default target/release/coffer),
+#        BENCH_RUNS (rounds, default 3: the tools take turns each round; times are medians,
+#        peak RSS the highest seen, because one run of each varies by 10% on a shared VM).
 # Installs restic (apt) and rustic (cargo install --locked rustic-rs) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,48 +34,60 @@ files=$(find "${paths[@]}" -type f 2>/dev/null | wc -l)
 # Warm the page cache so every tool reads from memory, not from whoever came first.
 tar cf - "${paths[@]}" 2>/dev/null | cat > /dev/null
 
-declare -A T R S
+declare -A TL RL S
 run() { # tool phase command...
     local tool=$1 phase=$2; shift 2
     sync
     local out
     out=$( { /usr/bin/time -f "TIME %e %M" "$@" > "$work/$tool-$phase.log" 2>&1; } 2>&1 | grep '^TIME' || true)
     if [ -z "$out" ]; then out=$(grep '^TIME' "$work/$tool-$phase.log" | tail -n 1); fi
-    T[$tool.$phase]=$(echo "$out" | awk '{print $2}')
-    R[$tool.$phase]=$(echo "$out" | awk '{print $3}')
+    TL[$tool.$phase]+="$(echo "$out" | awk '{print $2}') "
+    RL[$tool.$phase]+="$(echo "$out" | awk '{print $3}') "
 }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : 0)}'; }
+highest() { tr ' ' '\n' | grep . | sort -g | tail -n 1; }
 
-for tool in "${tools[@]}"; do
-    repo="$work/repo-$tool"
-    case $tool in
-    coffer)
-        "$coffer" -r "$repo" init -q
-        run coffer first "$coffer" -r "$repo" -q backup "${paths[@]}"
-        run coffer second "$coffer" -r "$repo" -q backup "${paths[@]}"
-        S[coffer]=$(du -sb "$repo" | cut -f1)
-        run coffer restore "$coffer" -r "$repo" -q restore latest --target "$work/restore-coffer"
-        ;;
-    restic)
-        restic -r "$repo" init -q
-        run restic first restic -r "$repo" -q backup "${paths[@]}"
-        run restic second restic -r "$repo" -q backup "${paths[@]}"
-        S[restic]=$(du -sb "$repo" | cut -f1)
-        run restic restore restic -r "$repo" -q restore latest --target "$work/restore-restic"
-        ;;
-    rustic)
-        rustic -r "$repo" init >/dev/null 2>&1
-        run rustic first rustic -r "$repo" backup "${paths[@]}"
-        run rustic second rustic -r "$repo" backup "${paths[@]}"
-        S[rustic]=$(du -sb "$repo" | cut -f1)
-        run rustic restore rustic -r "$repo" restore latest "$work/restore-rustic"
-        ;;
-    esac
-    rm -rf "$work"/restore-*
+runs=${BENCH_RUNS:-3}
+for round in $(seq 1 "$runs"); do
+    for tool in "${tools[@]}"; do
+        repo="$work/repo-$tool"
+        rm -rf "$repo"
+        case $tool in
+        coffer)
+            "$coffer" -r "$repo" init -q
+            run coffer first "$coffer" -r "$repo" -q backup "${paths[@]}"
+            run coffer second "$coffer" -r "$repo" -q backup "${paths[@]}"
+            S[coffer]=$(du -sb "$repo" | cut -f1)
+            run coffer restore "$coffer" -r "$repo" -q restore latest --target "$work/restore-coffer"
+            ;;
+        restic)
+            rm -rf "$RESTIC_CACHE_DIR"
+            restic -r "$repo" init -q
+            run restic first restic -r "$repo" -q backup "${paths[@]}"
+            run restic second restic -r "$repo" -q backup "${paths[@]}"
+            S[restic]=$(du -sb "$repo" | cut -f1)
+            run restic restore restic -r "$repo" -q restore latest --target "$work/restore-restic"
+            ;;
+        rustic)
+            rustic -r "$repo" init >/dev/null 2>&1
+            run rustic first rustic -r "$repo" backup "${paths[@]}"
+            run rustic second rustic -r "$repo" backup "${paths[@]}"
+            S[rustic]=$(du -sb "$repo" | cut -f1)
+            run rustic restore rustic -r "$repo" restore latest "$work/restore-rustic"
+            ;;
+        esac
+        rm -rf "$work"/restore-*
+    done
+done
+declare -A T R
+for k in "${!TL[@]}"; do
+    T[$k]=$(echo "${TL[$k]}" | median)
+    R[$k]=$(echo "${RL[$k]}" | highest)
 done
 
 mb=$(awk -v b="$bytes" 'BEGIN {printf "%.0f", b/1e6}')
 echo
-echo "data: ${paths[*]}: $files files, $mb MB; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "data: ${paths[*]}: $files files, $mb MB; $(nproc) cores; $runs rounds; $(date -u +%Y-%m-%dT%H:%MZ)"
 printf '%-8s %-8s %9s %9s %10s %12s\n' tool phase seconds MB/s peakRSS_MB repo_MB
 for tool in "${tools[@]}"; do
     for phase in first second restore; do
