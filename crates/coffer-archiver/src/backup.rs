@@ -496,13 +496,6 @@ pub fn backup(
         files: file_tx,
         dirs: dir_tx,
     };
-    // Walking is stat calls and parent-tree decoding: on an unchanged tree it is all the
-    // work there is, so it gets a pool of its own (idle while readers and sealers are busy).
-    let walk_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.read_threads.max(2))
-        .thread_name(|i| format!("coffer-walk-{i}"))
-        .build()
-        .map_err(|e| BackupError::Usage(format!("starting the walker threads: {e}")))?;
     let parent_tree = opts
         .parent
         .as_ref()
@@ -512,7 +505,16 @@ pub fn backup(
     let root = if !streams.is_empty() {
         walker.stream_root(streams, &seal_tx, &mut stream_error)
     } else {
-        walk_pool.install(|| walker.root(&targets, parent_tree.as_ref()))
+        // Walking is stat calls and parent-tree decoding: on an unchanged tree it is all the
+        // work there is, so it gets a pool of its own (idle while readers and sealers work).
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.read_threads.max(2))
+            .thread_name(|i| format!("coffer-walk-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(|| walker.root(&targets, parent_tree.as_ref())),
+            Err(e) => Err(format!("starting the walker threads: {e}")),
+        }
     };
     drop(walker);
     drop(seal_tx);
