@@ -2,7 +2,10 @@
 //! addressed by restic-style locations. The rest of the engine sees only named files of a
 //! [`FileType`]; paths (`data/ab/abcd...`), retries with backoff, and the async runtime OpenDAL
 //! needs stay in here. Writes on local disk go to a temporary file that is synced and renamed,
-//! so a file is either absent or complete.
+//! so a file is either absent or complete. One exception to "everything through OpenDAL":
+//! pack reads in a local repository are plain `pread`s, because OpenDAL's local service hops
+//! through the runtime and its blocking pool on every call (about 100 µs, more than reading a
+//! tree blob), which tripled the time of an unchanged re-backup.
 
 mod location;
 
