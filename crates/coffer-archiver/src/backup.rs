@@ -191,7 +191,7 @@ struct SealJob {
 }
 
 /// Buffers that held a chunk larger than this are freed rather than pooled, so a pooled
-/// buffer keeps at most this much resident.
+/// buffer keeps at most this much (plus one read) resident.
 const POOLED_RESIDENT: usize = 4 << 20;
 
 /// Bytes read from a file per call.

@@ -122,15 +122,6 @@ impl Sealer {
         }
         (plain, None)
     }
-
-    /// Appends the sealed blob to `out`; returns the encrypted length and, when compressed,
-    /// the plaintext length.
-    pub fn seal(&mut self, key: &Key, plain: &[u8], out: &mut Vec<u8>) -> (u32, Option<u32>) {
-        let start = out.len();
-        let (payload, unc) = self.compress(plain);
-        key.encrypt_into(payload, out);
-        ((out.len() - start) as u32, unc)
-    }
 }
 
 /// Why a blob could not be opened.
@@ -275,17 +266,8 @@ impl PackWriter {
         plain: &[u8],
         sealer: &mut Sealer,
     ) -> PackedBlob {
-        let offset = self.buf.len() as u32;
-        let (length, uncompressed_length) = sealer.seal(key, plain, &mut self.buf);
-        let b = PackedBlob {
-            id,
-            kind,
-            offset,
-            length,
-            uncompressed_length,
-        };
-        self.blobs.push(b);
-        b
+        let (payload, uncompressed) = sealer.compress(plain);
+        self.add_encrypted(key, id, kind, payload, uncompressed)
     }
 
     /// Appends the encrypted header; returns the pack bytes, its id and its blobs.

@@ -132,17 +132,9 @@ fn describe(e: &opendal::Error) -> String {
 fn read_at(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(path)?;
+    let len = len.min(f.metadata()?.len().saturating_sub(offset));
     let mut buf = vec![0u8; len as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(got);
+    f.read_exact_at(&mut buf, offset)?;
     Ok(buf)
 }
 
@@ -279,9 +271,8 @@ impl Backend {
         }
     }
 
-    /// The file's path when it is a pack in a local repository. Pack reads there skip
-    /// OpenDAL: its local service hops through the runtime and a blocking pool per call,
-    /// which cost more than the read itself for the 15k small tree blobs of a re-backup.
+    /// The file's path when it is a pack in a local repository (read without OpenDAL, see
+    /// the module doc).
     fn local_pack(&self, t: FileType, name: &str) -> Option<std::path::PathBuf> {
         match (&self.location, t) {
             (Location::Local(root), FileType::Pack) => Some(root.join(t.path(name))),
