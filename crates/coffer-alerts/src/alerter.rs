@@ -118,6 +118,9 @@ impl Limiter {
     }
 }
 
+/// The catalog's meta key holding the channels whose last delivery failed.
+const FAILING_KEY: &str = "alerting.failing_channels";
+
 /// The alerting of one coffer process.
 pub struct Alerter {
     cfg: Arc<Config>,
@@ -158,6 +161,13 @@ impl Alerter {
             channels.push(ch);
         }
         let engine = Engine::load(&cfg.alerting, &catalog.alert_rows()?);
+        // Channel health outlives a restart: a channel that was failing is failing until a
+        // delivery through it succeeds, not "resolved" because the process is new.
+        let mut failing: HashMap<String, ChannelFailure> = catalog
+            .meta(FAILING_KEY)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        failing.retain(|name, _| cfg.channel.iter().any(|c| &c.name == name));
         Ok(Alerter {
             cfg,
             rules,
@@ -165,7 +175,7 @@ impl Alerter {
             collector: Collector::new(),
             channels,
             infos,
-            failing: HashMap::new(),
+            failing,
             limiters,
             reported: HashSet::new(),
         })
@@ -211,7 +221,7 @@ impl Alerter {
                 heartbeat,
             )?;
             let t1 = Instant::now();
-            let (hits, errors) = self.rules.evaluate(&facts);
+            let (hits, errors, unknown) = self.rules.evaluate(&facts);
             for e in errors {
                 let msg = e.to_string();
                 if self.reported.insert(msg.clone()) {
@@ -220,7 +230,7 @@ impl Alerter {
                 ev.rule_errors.push(msg);
             }
             ev.hits = hits.len();
-            for id in self.engine.update(hits, now) {
+            for id in self.engine.update(hits, &unknown, now) {
                 catalog.clear_ack(&id)?;
             }
             let silences = catalog.silences(false, now, 10_000)?;
@@ -248,6 +258,8 @@ impl Alerter {
             if failing_now == failing_before {
                 break;
             }
+            let v = serde_json::to_string(&self.failing).unwrap_or_else(|_| "{}".into());
+            catalog.set_meta(FAILING_KEY, &v)?;
         }
         for a in self.engine.alerts() {
             match a.state {

@@ -30,6 +30,23 @@ use serde::{Deserialize, Serialize};
 use crate::rules::Hit;
 use crate::{fingerprint, AlertStatus, Notification, Severity};
 
+/// Alerts of one rule whose labels include these: the part of the alert space an
+/// evaluation could not decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The rule (alertname).
+    pub rule: String,
+    /// Labels the alert must carry with these values.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Scope {
+    /// Whether `a` lies in the scope.
+    pub fn covers(&self, a: &Alert) -> bool {
+        a.rule == self.rule && self.labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
+    }
+}
+
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -332,8 +349,10 @@ impl Engine {
         self.alerts.values()
     }
 
-    /// Applies one evaluation's hits; returns the ids that resolved.
-    pub fn update(&mut self, hits: Vec<Hit>, now: DateTime<Utc>) -> Vec<String> {
+    /// Applies one evaluation's hits; returns the ids that resolved. An alert in one of the
+    /// `unknown` scopes (its facts are not measured yet) keeps its state: unknown is not
+    /// false, so a restarted daemon neither resolves nor re-announces what still holds.
+    pub fn update(&mut self, hits: Vec<Hit>, unknown: &[Scope], now: DateTime<Utc>) -> Vec<String> {
         let mut seen = BTreeSet::new();
         for hit in hits {
             let mut all = hit.labels.clone();
@@ -397,7 +416,7 @@ impl Engine {
         let keep = chrono::Duration::seconds(self.settings.keep_resolved.secs() as i64);
         let mut gone = Vec::new();
         for (id, a) in self.alerts.iter_mut() {
-            if seen.contains(id) {
+            if seen.contains(id) || unknown.iter().any(|u| u.covers(a)) {
                 continue;
             }
             match a.state {
@@ -681,13 +700,13 @@ mod tests {
     #[test]
     fn for_holds_back_a_blip_and_then_fires() {
         let mut e = Engine::load(&AlertingConfig::default(), &[]);
-        e.update(vec![hit("R", "a", Severity::High, 30)], t(0));
+        e.update(vec![hit("R", "a", Severity::High, 30)], &[], t(0));
         assert!(send_all(&mut e, t(0)).is_empty(), "pending is not sent");
-        e.update(vec![], t(10));
+        e.update(vec![], &[], t(10));
         assert_eq!(e.alerts().count(), 0, "a blip shorter than `for` vanishes");
-        e.update(vec![hit("R", "a", Severity::High, 30)], t(20));
+        e.update(vec![hit("R", "a", Severity::High, 30)], &[], t(20));
         assert_eq!(e.next_wake(), Some(t(50)));
-        e.update(vec![hit("R", "a", Severity::High, 30)], t(50));
+        e.update(vec![hit("R", "a", Severity::High, 30)], &[], t(50));
         let b = send_all(&mut e, t(50));
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].notifications[0].status, AlertStatus::Firing);
@@ -696,14 +715,22 @@ mod tests {
     #[test]
     fn escalation_repeat_ack_silence_resolve() {
         let mut e = Engine::load(&AlertingConfig::default(), &[]);
-        e.update(vec![hit("BackupFailed", "a", Severity::High, 0)], t(0));
+        e.update(vec![hit("BackupFailed", "a", Severity::High, 0)], &[], t(0));
         assert_eq!(send_all(&mut e, t(0)).len(), 1);
         // Unchanged: nothing until the repeat interval (15m for high), and the group
         // interval keeps a second message back.
-        e.update(vec![hit("BackupFailed", "a", Severity::High, 0)], t(20));
+        e.update(
+            vec![hit("BackupFailed", "a", Severity::High, 0)],
+            &[],
+            t(20),
+        );
         assert!(send_all(&mut e, t(20)).is_empty());
         // Escalation is announced as soon as the group interval allows.
-        e.update(vec![hit("BackupFailed", "a", Severity::Critical, 0)], t(30));
+        e.update(
+            vec![hit("BackupFailed", "a", Severity::Critical, 0)],
+            &[],
+            t(30),
+        );
         assert!(
             send_all(&mut e, t(30)).is_empty(),
             "group_interval not over"
@@ -742,7 +769,7 @@ mod tests {
             e.alerts().next().unwrap().suppressed_by.as_deref(),
             Some("silence s1")
         );
-        let resolved = e.update(vec![], t(2100));
+        let resolved = e.update(vec![], &[], t(2100));
         assert_eq!(resolved, vec![id]);
         let b = send_all(&mut e, t(2100));
         assert_eq!(b.len(), 1);
@@ -754,6 +781,32 @@ mod tests {
     }
 
     #[test]
+    fn unknown_is_not_false() {
+        let mut e = Engine::load(&AlertingConfig::default(), &[]);
+        let mut storage = hit("StorageThreshold", "", Severity::High, 0);
+        storage.labels = BTreeMap::from([("repository".into(), "local".into())]);
+        e.update(vec![storage], &[], t(0));
+        assert_eq!(send_all(&mut e, t(0)).len(), 1);
+        // Restarted, storage not measured yet: the alert stays firing and nothing is sent.
+        let mut e = Engine::load(&AlertingConfig::default(), &e.take_changes().0);
+        let scope = Scope {
+            rule: "StorageThreshold".into(),
+            labels: BTreeMap::from([("repository".into(), "local".into())]),
+        };
+        assert!(e
+            .update(vec![], std::slice::from_ref(&scope), t(10))
+            .is_empty());
+        assert!(send_all(&mut e, t(10)).is_empty());
+        assert_eq!(e.alerts().next().unwrap().state, AlertState::Firing);
+        // Another repository's scope does not cover it; once measured and fine, it resolves.
+        let other = Scope {
+            labels: BTreeMap::from([("repository".into(), "offsite".into())]),
+            ..scope
+        };
+        assert_eq!(e.update(vec![], &[other], t(20)).len(), 1);
+    }
+
+    #[test]
     fn grouping_and_inhibition() {
         let mut e = Engine::load(&AlertingConfig::default(), &[]);
         e.update(
@@ -761,6 +814,7 @@ mod tests {
                 hit("BackupFailed", "a", Severity::High, 0),
                 hit("BackupFailed", "b", Severity::High, 0),
             ],
+            &[],
             t(0),
         );
         let b = send_all(&mut e, t(0));
@@ -773,6 +827,7 @@ mod tests {
                 hit("BackupFailed", "b", Severity::High, 0),
                 hit("BackupFailed", "c", Severity::High, 0),
             ],
+            &[],
             t(10),
         );
         assert!(send_all(&mut e, t(10)).is_empty());
@@ -785,6 +840,7 @@ mod tests {
         storage.labels = BTreeMap::from([("repository".into(), "local".into())]);
         e.update(
             vec![storage, hit("BackupFailed", "a", Severity::High, 0)],
+            &[],
             t(0),
         );
         e.annotate(&[], &HashMap::new(), t(0));

@@ -68,14 +68,20 @@ pub struct RepoFacts {
     pub name: String,
     /// Used share of capacity or quota, when measured.
     pub storage_ratio: Option<f64>,
+    /// Bytes still available, when measured.
+    pub storage_available: Option<u64>,
     /// `ok`, `low`, `high`, `critical` (empty when not measured).
     pub storage_level: String,
+    /// Whether the storage was measured (or is known to have no measure: an S3 repository
+    /// without a quota). A daemon that just started has not measured yet: its storage
+    /// alerts keep their state instead of resolving until it has.
+    pub storage_known: bool,
     /// The newest finished verify run.
     pub last_verify: Option<Run>,
 }
 
 /// A channel that failed to deliver.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChannelFailure {
     /// The channel.
     pub channel: String,

@@ -11,6 +11,7 @@ use cel::{Context, Env, Program, Value};
 use coffer_config::rules::{compile_when, FieldType, RuleConfig, FIELDS};
 use coffer_config::Config;
 
+use crate::engine::Scope;
 use crate::facts::{Facts, JobFacts};
 use crate::Severity;
 
@@ -169,21 +170,43 @@ impl Rules {
 
     /// Every alert whose condition holds in `facts`. A user rule whose expression fails on
     /// a job (a type error, say) is reported in the second list instead of silently false.
-    pub fn evaluate(&self, facts: &Facts) -> (Vec<Hit>, Vec<RuleError>) {
+    /// The third list holds what could not be decided because a fact is not measured yet
+    /// (storage right after a daemon starts): those alerts keep their state.
+    pub fn evaluate(&self, facts: &Facts) -> (Vec<Hit>, Vec<RuleError>, Vec<Scope>) {
         let mut hits = Vec::new();
         let mut errors = Vec::new();
+        let mut unknown = Vec::new();
         // Each job's fields are built once, for the built-in rules and the user's alike.
         let all_fields: Vec<Vec<(&'static str, Value)>> =
             facts.jobs.iter().map(|j| fields(j, facts)).collect();
         self.builtin_hits(facts, &all_fields, &mut hits);
+        for r in facts.repositories.iter().filter(|r| !r.storage_known) {
+            unknown.push(Scope {
+                rule: "StorageThreshold".into(),
+                labels: BTreeMap::from([("repository".to_string(), r.name.clone())]),
+            });
+        }
         if !self.user.is_empty() {
+            let storage_field = FIELDS.iter().position(|(f, _, _)| *f == "storage_ratio");
             let mut memo = self.memo.lock();
             if memo.answers.len() > MEMO_LIMIT {
                 memo.answers.clear();
             }
             for (job, fields) in facts.jobs.iter().zip(&all_fields) {
+                let storage_known = facts
+                    .repositories
+                    .iter()
+                    .find(|r| r.name == job.repository)
+                    .is_some_and(|r| r.storage_known);
                 let mut ctx: Option<Context> = None;
                 for (ri, r) in self.user.iter().enumerate() {
+                    if !storage_known && storage_field.is_some_and(|i| r.reads.contains(&i)) {
+                        unknown.push(Scope {
+                            rule: r.cfg.name.clone(),
+                            labels: BTreeMap::from([("backup_job".to_string(), job.name.clone())]),
+                        });
+                        continue;
+                    }
                     let mut key = String::new();
                     for &i in &r.reads {
                         key.push_str(&key_text(&fields[i].1));
@@ -241,7 +264,7 @@ impl Rules {
                 }
             }
         }
-        (hits, errors)
+        (hits, errors, unknown)
     }
 
     fn builtin_hits(
@@ -408,7 +431,7 @@ impl Rules {
                 "critical" => Some(Severity::Critical),
                 _ => None,
             };
-            if let Some(sev) = sev {
+            if let Some(sev) = sev.filter(|_| r.storage_known) {
                 let pct = r.storage_ratio.unwrap_or(0.0) * 100.0;
                 let action = match r.storage_level.as_str() {
                     "critical" => "backups into it are paused until space is freed",
@@ -420,8 +443,12 @@ impl Rules {
                     sev,
                     BTreeMap::from([("repository".to_string(), r.name.clone())]),
                     format!(
-                        "Repository {} is {pct:.1}% full ({} threshold)",
-                        r.name, r.storage_level
+                        "Repository {} is {pct:.1}% full{} ({} threshold)",
+                        r.name,
+                        r.storage_available
+                            .map(|a| format!(", {} free", coffer_config::units::bytes(a)))
+                            .unwrap_or_default(),
+                        r.storage_level
                     ),
                     format!("Storage of repository {}: {action}.", r.name),
                     String::new(),
@@ -714,6 +741,8 @@ schedule = "0 2 * * *"
                 name: "local".into(),
                 storage_ratio: Some(0.5),
                 storage_level: "ok".into(),
+                storage_available: Some(1 << 30),
+                storage_known: true,
                 last_verify: None,
             }],
             failing_channels: vec![],
@@ -736,7 +765,7 @@ when = 'duration_seconds > 3600 && "postgres" in source_types && storage_ratio <
 severity = "low"
 "#);
         let rules = Rules::new(&c).unwrap();
-        let (hits, errors) = rules.evaluate(&facts(Status::Failed, 2));
+        let (hits, errors, _) = rules.evaluate(&facts(Status::Failed, 2));
         assert!(errors.is_empty(), "{errors:?}");
         let names: Vec<&str> = hits.iter().map(|h| h.rule.as_str()).collect();
         assert!(names.contains(&"db-failed"), "{names:?}");
@@ -750,11 +779,11 @@ severity = "low"
         );
         let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
         assert_eq!(b.severity, Severity::Critical, "2 failures escalate");
-        let (hits, _) = rules.evaluate(&facts(Status::Failed, 1));
+        let (hits, _, _) = rules.evaluate(&facts(Status::Failed, 1));
         let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
         assert_eq!(b.severity, Severity::High);
         assert!(!hits.iter().any(|h| h.rule == "db-failed"));
-        let (hits, _) = rules.evaluate(&facts(Status::Success, 0));
+        let (hits, _, _) = rules.evaluate(&facts(Status::Success, 0));
         assert!(!hits.iter().any(|h| h.rule == "BackupFailed"));
     }
 
@@ -771,7 +800,7 @@ name = "typed"
 when = 'status > 3'
 "#);
         let rules = Rules::new(&c).unwrap();
-        let (hits, errors) = rules.evaluate(&facts(Status::Failed, 5));
+        let (hits, errors, _) = rules.evaluate(&facts(Status::Failed, 5));
         let b = hits.iter().find(|h| h.rule == "BackupFailed").unwrap();
         assert_eq!(b.severity, Severity::Medium);
         assert_eq!(b.labels.get("team").map(String::as_str), Some("dba"));

@@ -78,6 +78,14 @@ impl PatternSet {
         !self.is_empty() && self.set.is_match(path)
     }
 
+    /// The indices (into [`PatternSet::patterns`]) of the patterns `path` itself matches.
+    pub fn matching(&self, path: &Path) -> Vec<usize> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        self.set.matches(path)
+    }
+
     /// Whether `path` or one of its ancestors matches.
     pub fn matches_or_below(&self, path: &Path) -> bool {
         !self.is_empty() && path.ancestors().any(|a| self.set.is_match(a))

@@ -75,6 +75,8 @@ pub struct RestoreResult {
     pub errors: Vec<String>,
     /// Files re-read by `--verify`.
     pub verified_files: u64,
+    /// `--include` patterns that matched nothing in the snapshot.
+    pub unmatched_includes: Vec<String>,
 }
 
 struct FileSlot {
@@ -94,6 +96,8 @@ struct Plan {
     files: Vec<(PathBuf, Node)>,
     others: Vec<(PathBuf, Node)>,
     links: Vec<(PathBuf, PathBuf, Node)>,
+    /// Per include pattern: whether anything matched it.
+    include_hits: Vec<bool>,
 }
 
 fn included(e: &TreeEntry, opts: &RestoreOptions) -> (bool, bool) {
@@ -114,11 +118,17 @@ fn plan(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Result<Pla
         files: Vec::new(),
         others: Vec::new(),
         links: Vec::new(),
+        include_hits: vec![false; opts.includes.patterns().len()],
     };
     let mut pending_dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
     walk_tree(repo, &snap.tree, Path::new("/"), &mut |e| {
         let (take, descend) = included(e, opts);
+        if take && p.include_hits.contains(&false) {
+            for i in opts.includes.matching(&e.path) {
+                p.include_hits[i] = true;
+            }
+        }
         // Directories on the way to an included item are created too.
         pending_dirs.retain(|(d, _)| e.path.starts_with(d));
         if !take {
@@ -324,6 +334,14 @@ pub fn restore(
         result.verified_files = verify(&repo, &plan, opts, threads, &err)?;
     }
     result.errors = errors.into_inner();
+    result.unmatched_includes = opts
+        .includes
+        .patterns()
+        .iter()
+        .zip(&plan.include_hits)
+        .filter(|(_, hit)| !**hit)
+        .map(|(p, _)| p.clone())
+        .collect();
     Ok(result)
 }
 

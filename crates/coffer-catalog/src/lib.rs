@@ -10,6 +10,7 @@
 //! writes waits instead of failing.
 
 mod alerts;
+mod forgotten;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{Ack, AlertRow, Matcher, Silence};
+pub use forgotten::Forgotten;
 
 /// A catalog error.
 #[derive(Debug, thiserror::Error)]
@@ -348,7 +350,7 @@ pub struct Catalog {
     path: PathBuf,
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path`.
@@ -505,6 +507,21 @@ impl Catalog {
                      );
                      CREATE INDEX IF NOT EXISTS deliveries_channel ON deliveries (channel, seq);
                      PRAGMA user_version = 4;
+                     COMMIT;",
+                )
+                .map_err(self.err())?;
+        }
+        if version < 5 {
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS forgotten (
+                         snapshot_id TEXT PRIMARY KEY,
+                         time TEXT NOT NULL,
+                         by TEXT NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS forgotten_time ON forgotten (time);
+                     PRAGMA user_version = 5;
                      COMMIT;",
                 )
                 .map_err(self.err())?;
@@ -689,8 +706,15 @@ impl Catalog {
         Ok(open.len())
     }
 
-    /// Deletes finished runs that ended before `cutoff`; returns how many.
+    /// Deletes finished runs that ended before `cutoff` (and older records of removed
+    /// snapshots); returns how many runs.
     pub fn trim(&self, cutoff: DateTime<Utc>) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM forgotten WHERE time < ?1",
+                [cutoff.to_rfc3339()],
+            )
+            .map_err(self.err())?;
         self.conn
             .execute(
                 "DELETE FROM runs WHERE ended IS NOT NULL AND ended < ?1",

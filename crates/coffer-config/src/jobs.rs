@@ -329,6 +329,61 @@ pub fn check_retention(t: &toml::Table) -> Vec<String> {
     errors
 }
 
+/// A retention table in words: `daily 7, weekly 4, monthly 12`, in the order the keys are
+/// applied (restic's), `within` last.
+pub fn describe_retention(t: Option<&toml::Table>) -> String {
+    let Some(t) = t else {
+        return "everything (no retention)".into();
+    };
+    let mut parts: Vec<String> = RETENTION_COUNTS
+        .iter()
+        .filter_map(|k| t.get(*k).map(|v| (k, v)))
+        .map(|(k, v)| match v.as_integer() {
+            Some(-1) => format!("all {k}"),
+            _ => format!("{k} {v}"),
+        })
+        .collect();
+    if let Some(w) = t.get("within").and_then(|v| v.as_str()) {
+        parts.push(format!("everything within {w}"));
+    }
+    parts.join(", ")
+}
+
+impl crate::Config {
+    /// Things that are allowed but may surprise: printed by `config check`, never fatal.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        // Two jobs backing up one source into one repository keep two histories side by
+        // side: each job's retention only ever removes the snapshots that job made.
+        let repo_of = |j: &JobConfig| {
+            j.repository
+                .clone()
+                .or_else(|| self.repository.first().map(|r| r.name.clone()))
+        };
+        for (i, a) in self.job.iter().enumerate() {
+            for b in &self.job[i + 1..] {
+                if repo_of(a) != repo_of(b) || a.retention == b.retention {
+                    continue;
+                }
+                for s in a.sources.iter().filter(|s| b.sources.contains(s)) {
+                    out.push(format!(
+                        "source {s:?} is backed up by jobs {:?} and {:?} with different retention: \
+                         {:?} keeps {} of its own snapshots, {:?} keeps {} of its own; \
+                         neither removes the other's (or hand-made ones), so the repository holds both sets",
+                        a.name,
+                        b.name,
+                        a.name,
+                        describe_retention(a.retention.as_ref()),
+                        b.name,
+                        describe_retention(b.retention.as_ref()),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +408,37 @@ mod tests {
         assert!(parse_schedule("0 25 * * *").is_err());
         assert!(parse_timezone("Asia/Shanghai").is_ok());
         assert!(parse_timezone("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn shared_source_with_different_retention_is_a_warning() {
+        let base = "[[repository]]\nname = \"local\"\nurl = \"/x\"\n\
+                    [[source]]\nname = \"etc\"\ntype = \"files\"\npaths = [\"/etc\"]\n\
+                    [[source]]\nname = \"pg\"\ntype = \"files\"\npaths = [\"/srv\"]\n\
+                    [[job]]\nname = \"nightly\"\nsources = [\"etc\", \"pg\"]\nschedule = \"0 2 * * *\"\n\
+                    retention = { daily = 7, weekly = 4, monthly = 12 }\n";
+        let parse = |t: &str| crate::Config::parse(t, std::path::Path::new("c.toml")).unwrap();
+        let c = parse(&format!(
+            "{base}[[job]]\nname = \"quick\"\nsources = [\"etc\"]\nschedule = \"0 * * * *\"\nretention = {{ last = 3 }}\n"
+        ));
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        for want in [
+            "\"etc\"",
+            "\"nightly\" keeps daily 7, weekly 4, monthly 12",
+            "\"quick\" keeps last 3",
+        ] {
+            assert!(w[0].contains(want), "{want:?} not in {}", w[0]);
+        }
+        // The same policy, or no shared source: nothing to say.
+        let c = parse(&format!(
+            "{base}[[job]]\nname = \"again\"\nsources = [\"etc\"]\nschedule = \"0 * * * *\"\n\
+             retention = {{ daily = 7, weekly = 4, monthly = 12 }}\n"
+        ));
+        assert!(c.warnings().is_empty());
+        let c = parse(&format!(
+            "{base}[[job]]\nname = \"keepall\"\nsources = [\"pg\"]\nschedule = \"0 * * * *\"\n"
+        ));
+        assert!(c.warnings()[0].contains("\"keepall\" keeps everything (no retention)"));
     }
 }

@@ -22,7 +22,10 @@
 pub mod alerts;
 mod env;
 pub mod jobs;
+mod load;
 pub mod rules;
+pub mod suggest;
+pub mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +33,7 @@ use serde::Deserialize;
 
 pub use env::{expand, EnvString};
 pub use jobs::{JobConfig, Misfire, Role, ServerConfig, Span, TokenConfig};
+pub use load::sort_by_line;
 
 /// The whole file.
 #[derive(Debug, Deserialize, Default)]
@@ -65,6 +69,10 @@ pub struct Config {
     /// The file's text (for locating keys in messages).
     #[serde(skip)]
     pub text: String,
+    /// Entries that did not parse, as (section, name): validation does not report
+    /// references to them as dangling (their own error is already there).
+    #[serde(skip)]
+    pub broken: Vec<(&'static str, String)>,
 }
 
 /// `[audit]`: where the HMAC-chained audit log and its key live.
@@ -190,6 +198,9 @@ pub struct SourceEntry {
     /// Everything else.
     #[serde(flatten)]
     pub settings: toml::Table,
+    /// Where the entry is in the file (byte range), for the line of a key in messages.
+    #[serde(skip)]
+    pub span: std::ops::Range<usize>,
 }
 
 /// A configuration problem.
@@ -204,13 +215,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Syntax, types, unknown keys, unset variables (the message carries the line).
-    #[error("config file {path}: {message}")]
+    /// Syntax, types, unknown keys, unset variables: every one found, each with its line.
+    #[error("config file {path}: {}", errors.join("\n  "))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What and where.
-        message: String,
+        /// What and where, one per mistake.
+        errors: Vec<String>,
     },
 }
 
@@ -224,36 +235,43 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses text read from `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        // The parser's own Display quotes the offending line, which may hold a password:
-        // report the line number and the message only.
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: match line {
-                    Some(l) => format!("line {l}: {}", e.message().trim_end()),
-                    None => e.message().trim_end().to_string(),
-                },
-            }
+    /// Reads a file for `config check`: what could be read, with every mistake found (each
+    /// with its line), so that the caller can check more (sources) and report all at once.
+    /// An error only when the file cannot be read or its syntax is broken.
+    pub fn load_lenient(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
-        cfg.path = path.to_path_buf();
-        cfg.text = text.to_string();
-        cfg.validate()?;
-        Ok(cfg)
+        load::parse_lenient(&text, path)
+    }
+
+    /// Parses text read from `path`, reporting every mistake at once.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        load::parse(text, path)
     }
 
     fn invalid(&self, message: String) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),
-            message,
+            errors: vec![message],
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Whether a `[[section]]` entry called `name` exists (or was written but did not parse,
+    /// and is reported as such).
+    pub(crate) fn declared(&self, section: &str, name: &str) -> bool {
+        let found = match section {
+            "repository" => self.repository.iter().any(|x| x.name == name),
+            "source" => self.source.iter().any(|x| x.name == name),
+            "channel" => self.channel.iter().any(|x| x.name == name),
+            _ => false,
+        };
+        found || self.broken.iter().any(|(s, n)| *s == section && n == name)
+    }
+
+    /// Everything that can be checked without a server, beyond what deserializing checked.
+    fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for r in &self.repository {
@@ -291,7 +309,7 @@ impl Config {
                 ));
             }
             match &s.repository {
-                Some(r) if !self.repository.iter().any(|x| &x.name == r) => errors.push(format!(
+                Some(r) if !self.declared("repository", r) => errors.push(format!(
                     "{at}: source {:?}: key `repository`: no [[repository]] is named {r:?}",
                     s.name
                 )),
@@ -303,11 +321,7 @@ impl Config {
         self.validate_jobs(&mut errors);
         alerts::validate(self, &mut errors);
         rules::validate(self, &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.invalid(errors.join("\n  ")))
-        }
+        errors
     }
 
     fn validate_jobs(&self, errors: &mut Vec<String>) {
@@ -328,7 +342,7 @@ impl Config {
             ));
         }
         self.validate_tokens(errors);
-        let repo_known = |r: &str| self.repository.iter().any(|x| x.name == r);
+        let repo_known = |r: &str| self.declared("repository", r);
         let mut seen = std::collections::HashSet::new();
         for j in &self.job {
             let at = format!("{}: job {:?}", self.line_of("name", &j.name), j.name);
@@ -352,7 +366,7 @@ impl Config {
                 errors.push(format!("{at}: key `sources` lists no source"));
             }
             for s in &j.sources {
-                if !self.source.iter().any(|x| &x.name == s) {
+                if !self.declared("source", s) {
                     errors.push(format!("{at}: key `sources`: no [[source]] is named {s:?}"));
                 }
             }
@@ -535,11 +549,23 @@ impl Config {
         source: &SourceEntry,
         message: impl std::fmt::Display,
     ) -> ConfigError {
+        self.source_error_at(source, None, message)
+    }
+
+    /// The same, at a known line (a key's own) instead of the entry's `name` line.
+    pub(crate) fn source_error_at(
+        &self,
+        source: &SourceEntry,
+        line: Option<usize>,
+        message: impl std::fmt::Display,
+    ) -> ConfigError {
+        let at = match line {
+            Some(l) => format!("line {l}"),
+            None => self.line_of("name", &source.name),
+        };
         self.invalid(format!(
-            "{}: source {:?} (type {}): {message}",
-            self.line_of("name", &source.name),
-            source.name,
-            source.kind
+            "{at}: source {:?} (type {}): {message}",
+            source.name, source.kind
         ))
     }
 }

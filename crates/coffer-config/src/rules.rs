@@ -354,7 +354,6 @@ pub(crate) fn validate(cfg: &Config, errors: &mut Vec<String>) {
     if a.group_by.is_empty() {
         errors.push("[alerting]: key `group_by` lists no label (use [\"alertname\"])".into());
     }
-    let channels: HashSet<&str> = cfg.channel.iter().map(|c| c.name.as_str()).collect();
     let mut seen = HashSet::new();
     for r in &cfg.rule {
         let at = format!("{}: rule {:?}", cfg.line_of("name", &r.name), r.name);
@@ -377,7 +376,7 @@ pub(crate) fn validate(cfg: &Config, errors: &mut Vec<String>) {
             }
         }
         for c in &r.channels {
-            if !channels.contains(c.as_str()) {
+            if !cfg.declared("channel", c) {
                 errors.push(format!(
                     "{at}: key `channels`: no [[channel]] is named {c:?}"
                 ));

@@ -98,11 +98,13 @@ pub fn start(inputs: Inputs, poke: Arc<Poke>) -> Result<Option<JoinHandle<()>>, 
                     .map(|r| RepoFacts {
                         name: r.name,
                         storage_ratio: r.storage.as_ref().map(|u| u.ratio),
+                        storage_available: r.storage.as_ref().map(|u| u.available_bytes),
                         storage_level: r
                             .storage
                             .as_ref()
                             .map(|u| u.level.to_string())
                             .unwrap_or_default(),
+                        storage_known: r.storage_known,
                         last_verify: None,
                     })
                     .collect();

@@ -29,6 +29,9 @@ pub struct RepoStats {
     pub url: String,
     /// Its storage, when measurable.
     pub storage: Option<Usage>,
+    /// Whether the storage guard's measure has an answer: `storage`, or none to measure
+    /// (false before the first refresh, and when measuring a quota failed).
+    pub storage_known: bool,
     /// Bytes of its files.
     pub size_bytes: Option<u64>,
     /// Snapshots, WAL files included.
@@ -154,7 +157,10 @@ fn measure(
         ..Default::default()
     };
     match storage::measure(repo, &cfg.server.storage) {
-        Ok(u) => s.storage = u,
+        Ok(u) => {
+            s.storage = u;
+            s.storage_known = true;
+        }
         Err(e) => s.error = Some(e),
     }
     s.paused = s.storage.as_ref().is_some_and(|u| u.level == "critical");

@@ -386,7 +386,15 @@ impl Scheduler {
                                 origin: None,
                             },
                         );
-                        tracing::info!(run = %r.id, status = %r.status, "run finished")
+                        tracing::info!(
+                            run = %r.id,
+                            job = %r.job,
+                            status = %r.status,
+                            seconds = r.duration_seconds.unwrap_or_default(),
+                            source_bytes = r.source_bytes,
+                            stored_bytes = r.stored_bytes,
+                            "run finished"
+                        )
                     }
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run could not start"),
                 }

@@ -12,6 +12,7 @@
 pub mod audit;
 mod copy;
 mod retention;
+pub mod run_restore;
 mod source;
 pub mod status;
 pub mod storage;
@@ -189,6 +190,30 @@ pub fn job_repository<'a>(
     }
 }
 
+/// Notes in the catalog which snapshots `job`'s retention removed in `run` (in `copy`, a
+/// copy_to repository), so that a restore asking for one can say why it is gone.
+fn record_forgotten(
+    catalog: &Catalog,
+    report: &RetentionReport,
+    job: &JobConfig,
+    run: &Run,
+    copy: Option<&str>,
+) {
+    if report.removed.is_empty() {
+        return;
+    }
+    let by = match copy {
+        Some(r) => format!(
+            "retention of job {} in repository {r} (run {})",
+            job.name, run.id
+        ),
+        None => format!("retention of job {} (run {})", job.name, run.id),
+    };
+    if let Err(e) = catalog.record_forgotten(&report.removed, &by) {
+        tracing::warn!(job = %job.name, error = %e, "recording removed snapshots in the catalog");
+    }
+}
+
 /// Raises `stop` when `deadline` passes (setting `timed_out`) or `cancel` is raised, until
 /// `done`.
 fn watchdog(
@@ -253,8 +278,8 @@ pub fn run_job(
             "critical" => {
                 tracing::error!(event = "storage", severity = "critical", repository = %repo_cfg.name, percent = pct, "storage critical: backups paused");
                 let why = format!(
-                    "storage of repository {:?} is {pct:.1}% full (critical threshold {}%): backups into it are paused until space is freed",
-                    repo_cfg.name, thresholds.critical
+                    "storage of repository {:?} is {} (critical threshold {}%): backups into it are paused until space is freed",
+                    repo_cfg.name, u.describe(), thresholds.critical
                 );
                 end_paused(catalog, &mut run, &why)?;
                 notify(&run);
@@ -263,8 +288,10 @@ pub fn run_job(
             "high" | "low" => {
                 tracing::warn!(event = "storage", severity = u.level, repository = %repo_cfg.name, percent = pct, "storage above threshold");
                 run.warnings.push(format!(
-                    "storage of repository {:?} is {pct:.1}% full (above the {} threshold)",
-                    repo_cfg.name, u.level
+                    "storage of repository {:?} is {} (above the {} threshold)",
+                    repo_cfg.name,
+                    u.describe(),
+                    u.level
                 ));
             }
             _ => {}
@@ -297,11 +324,16 @@ pub fn run_job(
         (usage.as_ref().map(|u| u.level), &job.retention, &repo)
     {
         match retention::apply(r, job, policy, opts.lock_wait) {
-            Ok(rep) => run.warnings.push(format!(
-                "storage high: retention applied before the backup ({} snapshots removed, {} bytes freed)",
-                rep.removed, rep.freed_bytes
-            )),
-            Err(e) => run.warnings.push(format!("storage high: early retention failed: {e}")),
+            Ok(rep) => {
+                record_forgotten(catalog, &rep, job, &run, None);
+                run.warnings.push(format!(
+                    "storage high: retention applied before the backup ({} snapshots removed, {} freed)",
+                    rep.removed.len(), coffer_config::units::bytes(rep.freed_bytes)
+                ))
+            }
+            Err(e) => run
+                .warnings
+                .push(format!("storage high: early retention failed: {e}")),
         }
     }
     let mut results: Vec<Option<SourceResult>> = vec![None; job.sources.len()];
@@ -317,7 +349,7 @@ pub fn run_job(
             }
             let mut r = match &repo {
                 Ok(_) => {
-                    let mut tags = vec![format!("run:{}", run.id), format!("job:{}", job.name)];
+                    let mut tags = vec![format!("run:{}", run.id), retention::job_tag(&job.name)];
                     // The audit chain's head travels with the snapshot: a log cut after
                     // this point is caught even if the catalog is lost too.
                     tags.extend(audit::head_tag(catalog));
@@ -410,7 +442,8 @@ pub fn run_job(
         if let (Some(policy), Ok(repo)) = (&job.retention, &repo) {
             match retention::apply(repo, job, policy, opts.lock_wait) {
                 Ok(r) => {
-                    tracing::info!(job = %job.name, removed = r.removed, "retention applied");
+                    record_forgotten(catalog, &r, job, &run, None);
+                    tracing::info!(job = %job.name, removed = r.removed.len(), "retention applied");
                 }
                 Err(e) => {
                     run.warnings.push(format!("retention: {e}"));
@@ -428,7 +461,10 @@ pub fn run_job(
                 let Some(t) = cfg.repository.iter().find(|r| &r.name == target) else {
                     continue;
                 };
-                let c = copy::copy_to(cfg, job, repo, t, opts.lock_wait, &opts.cancel);
+                let (c, removed) = copy::copy_to(cfg, job, repo, t, opts.lock_wait, &opts.cancel);
+                if let Some(r) = removed {
+                    record_forgotten(catalog, &r, job, &run, Some(target));
+                }
                 if let Some(e) = &c.error {
                     run.warnings.push(format!("copy to {target:?}: {e}"));
                     run.status = Status::Warning;

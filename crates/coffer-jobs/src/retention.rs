@@ -2,6 +2,12 @@
 //! snapshots (per source and host), archived WAL thinned to what the remaining base backups
 //! need (`coffer_maint::chains`), the snapshot files removed and the repository pruned, all
 //! under one exclusive lock.
+//!
+//! A job only ever considers the snapshots it made itself (tagged `job:NAME`): two jobs that
+//! back up the same source keep their own histories by their own policies, and a snapshot
+//! made by hand (`coffer backup --source`) is never a job's to delete. Archived WAL carries
+//! no job tag (the server's `archive_command` pushes it); it is kept for every base backup
+//! that remains in the repository, whichever job or person made it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,10 +25,15 @@ use coffer_repo::{Id, Repository};
 /// What retention did.
 #[derive(Debug, Default)]
 pub struct RetentionReport {
-    /// Snapshots removed.
-    pub removed: usize,
+    /// Snapshots removed (full ids).
+    pub removed: Vec<String>,
     /// Bytes freed by prune.
     pub freed_bytes: u64,
+}
+
+/// The tag every snapshot of `job`'s runs carries.
+pub(crate) fn job_tag(job: &str) -> String {
+    format!("job:{job}")
 }
 
 /// Applies `job`'s policy to its sources' snapshots and prunes.
@@ -41,6 +52,7 @@ pub fn apply(
     let now = chrono::Utc::now();
     let mut remove: Vec<&SnapshotWithId> = Vec::new();
     let mut logs = Vec::new();
+    let own = job_tag(&job.name);
     for source in &job.sources {
         let tag = format!("source:{source}");
         let (l, backups): (Vec<&SnapshotWithId>, Vec<&SnapshotWithId>) = all
@@ -48,6 +60,7 @@ pub fn apply(
             .filter(|s| s.snap.tags.contains(&tag))
             .partition(|s| chains::is_log_file(&s.snap));
         logs.extend(l);
+        let backups = backups.into_iter().filter(|s| s.snap.tags.contains(&own));
         let by_host = GroupBy {
             host: true,
             paths: false,
@@ -61,7 +74,7 @@ pub fn apply(
     let gone: HashSet<Id> = remove.iter().map(|s| s.id).collect();
     remove.extend(chains::log_removals(&logs, &all, &gone).remove);
     let mut report = RetentionReport {
-        removed: remove.len(),
+        removed: remove.iter().map(|s| s.id.to_hex()).collect(),
         ..Default::default()
     };
     if remove.is_empty() {

@@ -227,6 +227,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
     }
     report.packs = per_pack.len() as u64;
     let mut missing_packs: HashSet<Id> = HashSet::new();
+    // Blobs that storage no longer holds: all of a missing pack's, and those past the end of
+    // a truncated one. What they cost is mapped to snapshots and files below.
+    let mut lost: Vec<(Id, PackedBlob)> = Vec::new();
     let mut sorted: Vec<_> = per_pack.keys().copied().collect();
     sorted.sort();
     for pack in &sorted {
@@ -235,13 +238,37 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
         match stored.get(pack) {
             None => {
                 missing_packs.insert(*pack);
-                report.error("pack", pack, "named by the index but missing from storage");
+                lost.extend(blobs.iter().map(|b| (*pack, *b)));
+                report.error(
+                    "pack",
+                    pack,
+                    format!(
+                        "named by the index but missing from storage: {} (its snapshots and files are listed as affected)",
+                        blob_counts(&blobs)
+                    ),
+                );
             }
-            Some(&size) if size != want => report.error(
-                "pack",
-                pack,
-                format!("size {size} does not match the {want} bytes its index entries imply"),
-            ),
+            Some(&size) if size != want => {
+                let cut: Vec<PackedBlob> = blobs
+                    .iter()
+                    .filter(|b| b.offset as u64 + b.length as u64 > size)
+                    .copied()
+                    .collect();
+                let what = if size < want && !cut.is_empty() {
+                    format!("truncated: {} past its end", blob_counts(&cut))
+                } else {
+                    "its blobs are all within it, but its header is not where the index implies"
+                        .to_string()
+                };
+                lost.extend(cut.iter().map(|b| (*pack, *b)));
+                report.error(
+                    "pack",
+                    pack,
+                    format!(
+                        "size {size} does not match the {want} bytes its index entries imply ({what})"
+                    ),
+                );
+            }
             Some(_) => {}
         }
     }
@@ -322,6 +349,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
     }
 
     let mut damaged_data = missing_data;
+    for (pack, b) in &lost {
+        // Lost unless another pack that storage holds whole has a copy.
+        let elsewhere =
+            repo.index().lookup_all(&b.id, b.kind).iter().any(|l| {
+                l.pack != *pack && !lost.iter().any(|(p, x)| *p == l.pack && x.id == b.id)
+            });
+        if !elsewhere {
+            match b.kind {
+                BlobType::Tree => bad_trees.insert(b.id),
+                BlobType::Data => damaged_data.insert(b.id),
+            };
+        }
+    }
     if let Some(subset) = opts.read_data {
         let candidates: Vec<(Id, u64)> = sorted
             .iter()
@@ -364,6 +404,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
         )?;
     }
     Ok(report)
+}
+
+/// `3 data blobs, 1 tree blob`.
+fn blob_counts(blobs: &[PackedBlob]) -> String {
+    let data = blobs.iter().filter(|b| b.kind == BlobType::Data).count();
+    let trees = blobs.len() - data;
+    let n = |k: usize, what: &str| format!("{k} {what} blob{}", if k == 1 { "" } else { "s" });
+    match (data, trees) {
+        (d, 0) => n(d, "data"),
+        (0, t) => n(t, "tree"),
+        (d, t) => format!("{}, {}", n(d, "data"), n(t, "tree")),
+    }
 }
 
 struct PackResult {

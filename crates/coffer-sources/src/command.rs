@@ -102,9 +102,11 @@ impl Source for CommandSource {
         if let Some(dir) = &req.target {
             let path = dir.join(&self.filename);
             let n = util::write_file(&path, reader).map_err(SourceError::Usage)?;
-            report
-                .steps
-                .push(format!("wrote {} ({n} bytes)", path.display()));
+            report.steps.push(format!(
+                "wrote {} ({})",
+                path.display(),
+                coffer_config::units::bytes(n)
+            ));
             report.checks.insert("bytes".into(), n.into());
             return Ok(report);
         }

@@ -120,9 +120,9 @@ impl Source for Files {
         }
         let mut report = RestoreReport::default();
         report.steps.push(format!(
-            "restored {} files ({} bytes) into {}, verified",
+            "restored {} files ({}) into {}, verified",
             r.files,
-            r.bytes,
+            coffer_config::units::bytes(r.bytes),
             target.display()
         ));
         report.checks.insert("files".into(), r.files.into());

@@ -198,30 +198,27 @@ pub trait Source: Send + Sync {
 
 /// Builds the source a `[[source]]` entry declares; errors name the file, line and key.
 pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, SourceError> {
-    let settings = toml::Value::Table(entry.settings.clone());
-    let bad = |e: toml::de::Error| SourceError::Config(cfg.source_error(entry, e.message()));
+    const TYPES: [&str; 5] = ["postgres", "mariadb", "redis", "files", "command"];
     Ok(match entry.kind.as_str() {
-        "postgres" => postgres::build(&entry.name, settings.try_into().map_err(bad)?)?,
+        "postgres" => postgres::build(&entry.name, cfg.source_settings(entry)?)?,
         "mariadb" | "mysql" => Box::new(mariadb::Mariadb::new(
             &entry.name,
-            settings.try_into().map_err(bad)?,
+            cfg.source_settings(entry)?,
         )?),
-        "redis" => Box::new(redis::Redis::new(
-            &entry.name,
-            settings.try_into().map_err(bad)?,
-        )?),
-        "files" => Box::new(files::Files::new(
-            &entry.name,
-            settings.try_into().map_err(bad)?,
-        )?),
+        "redis" => Box::new(redis::Redis::new(&entry.name, cfg.source_settings(entry)?)?),
+        "files" => Box::new(files::Files::new(&entry.name, cfg.source_settings(entry)?)?),
         "command" => Box::new(command::CommandSource::new(
             &entry.name,
-            settings.try_into().map_err(bad)?,
+            cfg.source_settings(entry)?,
         )?),
         other => {
             return Err(SourceError::Config(cfg.source_error(
                 entry,
-                format!("unknown type {other:?} (known: postgres, mariadb, redis, files, command)"),
+                format!(
+                    "unknown type {other:?}{} (known: {})",
+                    coffer_config::suggest::did_you_mean(other, TYPES),
+                    TYPES.join(", ")
+                ),
             )))
         }
     })

@@ -369,9 +369,9 @@ impl Source for Redis {
              the RDB (a failed verification fails the write)",
         );
         report.steps.push(format!(
-            "wrote {} ({} bytes, RDB version {}, {})",
+            "wrote {} ({}, RDB version {}, {})",
             path.display(),
-            rdb.bytes,
+            coffer_config::units::bytes(rdb.bytes),
             rdb.version,
             rdb.crc_text()
         ));

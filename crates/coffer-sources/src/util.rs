@@ -320,9 +320,11 @@ pub fn write_files(
     for f in names {
         let path = dir.join(f);
         let n = write_file(&path, files.reader(f)?).map_err(crate::SourceError::Usage)?;
-        report
-            .steps
-            .push(format!("wrote {} ({n} bytes)", path.display()));
+        report.steps.push(format!(
+            "wrote {} ({})",
+            path.display(),
+            coffer_config::units::bytes(n)
+        ));
     }
     Ok(())
 }

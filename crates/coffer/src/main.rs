@@ -14,7 +14,8 @@ use crate::global::Cli;
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
-    ui::init_logging(cli.global.verbose, cli.global.quiet);
+    let daemon = matches!(cli.command, cmd::Command::Serve(_));
+    ui::init_logging(cli.global.verbose, cli.global.quiet, daemon);
     let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 use coffer_archiver::{Progress, ProgressSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub fn init_logging(verbose: u8, quiet: bool) {
+/// Logging to stderr: warnings by default, `-v` info, `-vv` debug. The daemon (`daemon`)
+/// logs at info by default, so its log shows each run's start and end.
+pub fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
     // OpenDAL logs every retry with a backtrace; our errors say what finally failed.
+    let verbose = if daemon { verbose.max(1) } else { verbose };
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (_, 0) => "warn,opendal=error,opendal_layer_retry=error",
@@ -23,30 +26,24 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log file or journald gets plain text; colours only on a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
 }
 
 pub fn print_error(e: &anyhow::Error) {
-    eprintln!("Fatal: {e:#}");
+    // Exit 3 is "done, but less than asked": not a fatal error.
+    let lead = if crate::global::exit_code(e) == 3 {
+        "Incomplete"
+    } else {
+        "Fatal"
+    };
+    eprintln!("{lead}: {e:#}");
 }
 
-/// 1.5 GiB style sizes.
-pub fn bytes(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3} {}", U[i])
-    }
-}
+pub use coffer_config::units::{bytes, rate};
 
 /// Which progress output a long command shows.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,30 +117,71 @@ fn bar_loop(progress: &Progress, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let p = progress.snapshot();
         let el = start.elapsed().as_secs_f64();
-        let rate = p.bytes_done as f64 / el.max(0.001) / 1e6;
-        let total = if p.scan_finished || p.total_files > 0 {
-            format!(" / {} files, {}", p.total_files, bytes(p.total_bytes))
-        } else {
-            String::new()
-        };
-        let eta = eta(&p, el)
-            .map(|d| format!(" ETA {}", humantime(d)))
-            .unwrap_or_default();
-        let errs = if p.errors > 0 {
-            format!(" {} errors", p.errors)
-        } else {
-            String::new()
-        };
-        bar.set_message(format!(
-            "{} files, {}{total}, {rate:.1} MB/s{eta}{errs}  {}",
-            p.files_done,
-            bytes(p.bytes_done),
-            p.current
+        // Most important first: what is done, errors, the ETA; then totals and the rate.
+        let mut parts = vec![format!("{} files, {}", p.files_done, bytes(p.bytes_done))];
+        if p.errors > 0 {
+            parts.push(format!("{} errors", p.errors));
+        }
+        if let Some(d) = eta(&p, el) {
+            parts.push(format!("ETA {}", humantime(d)));
+        }
+        if p.scan_finished || p.total_files > 0 {
+            parts.push(format!(
+                "of {} files, {}",
+                p.total_files,
+                bytes(p.total_bytes)
+            ));
+        }
+        parts.push(rate(p.bytes_done, el));
+        // The bar's own prefix ("⠁ [00:00:00] ") takes 13 columns.
+        bar.set_message(fit_line(
+            &parts,
+            &p.current,
+            term_width().saturating_sub(14),
         ));
         bar.tick();
         std::thread::sleep(Duration::from_millis(150));
     }
     bar.finish_and_clear();
+}
+
+/// The columns of the terminal on stderr (80 when it cannot be asked).
+fn term_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize struct we pass; stderr is a valid descriptor.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// One progress line of at most `width` columns: as many of `parts` as fit, whole and in
+/// order of importance (the first always), then `current` shortened from the left, so
+/// that nothing is ever cut mid-word (`ETA 0:00:`).
+fn fit_line(parts: &[String], current: &str, width: usize) -> String {
+    let mut line = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        if i > 0 && line.chars().count() + sep.len() + p.chars().count() > width {
+            continue;
+        }
+        line.push_str(sep);
+        line.push_str(p);
+    }
+    let room = width.saturating_sub(line.chars().count() + 2);
+    let n = current.chars().count();
+    if n > 0 && room >= 8 {
+        line.push_str("  ");
+        if n <= room {
+            line.push_str(current);
+        } else {
+            line.push('…');
+            line.extend(current.chars().skip(n - (room - 1)));
+        }
+    }
+    line
 }
 
 fn humantime(d: Duration) -> String {
@@ -289,4 +327,40 @@ pub fn cancel_on_signal(progress: &Arc<coffer_maint::Progress>) {
         }
         std::thread::sleep(Duration::from_millis(100));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_fits_and_never_cuts_a_part() {
+        let parts: Vec<String> = [
+            "1200 files, 512 MiB",
+            "ETA 0:00:42",
+            "of 5000 files, 2.00 GiB",
+            "72.5 MiB/s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let current = "/usr/share/doc/some-package/changelog.Debian.gz";
+        let wide = fit_line(&parts, current, 200);
+        assert!(
+            wide.contains("ETA 0:00:42") && wide.ends_with(current),
+            "{wide}"
+        );
+        for w in [20, 40, 66] {
+            let l = fit_line(&parts, current, w);
+            assert!(l.chars().count() <= w.max(parts[0].len()), "{w}: {l}");
+            assert!(l.starts_with("1200 files, 512 MiB"), "{l}");
+            assert!(
+                !l.contains("ETA 0:00:4,") && !l.ends_with("ETA 0:00:"),
+                "{l}"
+            );
+        }
+        assert!(fit_line(&parts, current, 40).contains("ETA 0:00:42"));
+        let l = fit_line(&parts, current, 90);
+        assert!(l.contains('…') && l.ends_with("Debian.gz"), "{l}");
+    }
 }

@@ -417,8 +417,8 @@ impl Source for Postgres {
                     },
                 )?;
                 report.steps.push(format!(
-                    "spooled the dump ({:.1} MB) to {} for pg_restore --jobs {jobs}",
-                    n as f64 / 1e6,
+                    "spooled the dump ({}) to {} for pg_restore --jobs {jobs}",
+                    coffer_config::units::bytes(n),
                     tmp.path().display()
                 ));
                 r.arg("--jobs").arg(jobs.to_string()).arg(tmp.path());

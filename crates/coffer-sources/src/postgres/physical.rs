@@ -373,10 +373,10 @@ pub fn restore(
     }
     set_mode(dir, 0o700)?;
     report.steps.push(format!(
-        "unpacked base backup {} ({} entries, {:.1} MB) into {} in {:.1} s",
+        "unpacked base backup {} ({} entries, {}) into {} in {:.1} s",
         base.snap.id.short(),
         entries,
-        bytes as f64 / 1e6,
+        coffer_config::units::bytes(bytes),
         dir.display(),
         started.elapsed().as_secs_f64()
     ));

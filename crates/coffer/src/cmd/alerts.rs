@@ -221,14 +221,17 @@ fn check(g: &GlobalOpts, force: bool) -> anyhow::Result<i32> {
     }
     let mut repos = Vec::new();
     for r in &cfg.repository {
-        let usage = coffer_jobs::storage::measure(r, &cfg.server.storage).unwrap_or_else(|e| {
-            tracing::warn!(repository = %r.name, error = %e, "storage not measured");
-            None
-        });
+        let measured = coffer_jobs::storage::measure(r, &cfg.server.storage).inspect_err(
+            |e| tracing::warn!(repository = %r.name, error = %e, "storage not measured"),
+        );
+        let storage_known = measured.is_ok();
+        let usage = measured.unwrap_or_default();
         repos.push(RepoFacts {
             name: r.name.clone(),
             storage_ratio: usage.as_ref().map(|u| u.ratio),
+            storage_available: usage.as_ref().map(|u| u.available_bytes),
             storage_level: usage.map(|u| u.level.to_string()).unwrap_or_default(),
+            storage_known,
             last_verify: None,
         });
     }

@@ -272,11 +272,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             bytes(s.data_added_packed)
         );
         println!(
-            "processed {} files, {} in {:.1}s ({:.1} MB/s)",
+            "processed {} files, {} in {:.1}s ({})",
             s.total_files_processed,
             bytes(s.total_bytes_processed),
             secs,
-            s.total_bytes_processed as f64 / secs.max(0.001) / 1e6
+            crate::ui::rate(s.total_bytes_processed, secs)
         );
         println!("snapshot {} saved", result.snapshot_id.short());
     }

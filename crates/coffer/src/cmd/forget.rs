@@ -160,6 +160,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     } else {
         let ids: Vec<Id> = remove.iter().map(|s| s.id).collect();
         remove_snapshot_files(&repo, &ids)?;
+        record_forgotten(g, &ids);
         if text {
             println!("removed {} snapshots", ids.len());
         }
@@ -179,6 +180,22 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Notes the removed snapshots in the run catalog of the config, when there is one, so that
+/// a restore asking for one of them says why it is gone. Never creates a catalog.
+fn record_forgotten(g: &GlobalOpts, ids: &[Id]) {
+    let Ok(Some(cfg)) = g.config() else {
+        return;
+    };
+    if ids.is_empty() || !super::job::catalog_path(&cfg).exists() {
+        return;
+    }
+    let hex: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+    let by = format!("coffer forget ({})", super::job::whoami());
+    if let Err(e) = super::job::catalog(&cfg).and_then(|c| Ok(c.record_forgotten(&hex, &by)?)) {
+        tracing::warn!(error = %e, "recording removed snapshots in the run catalog");
+    }
 }
 
 /// Groups, applies the policy, prints the result; returns the snapshots to remove.

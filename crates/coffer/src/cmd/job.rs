@@ -75,17 +75,45 @@ pub fn catalog_path(cfg: &Config) -> PathBuf {
 
 pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
     let ConfigCommand::Check = c;
-    let cfg = load(g)?;
-    // Sources check their own settings; report all of them, not the first.
-    let mut errors = Vec::new();
+    let Some(path) = &g.config else {
+        anyhow::bail!("jobs live in the config file: use --config FILE or COFFER_CONFIG");
+    };
+    let (cfg, mut errors) = match Config::load_lenient(path) {
+        Ok(r) => r,
+        Err(coffer_config::ConfigError::Invalid { errors, .. }) => (Config::default(), errors),
+        Err(e) => return Err(e.into()),
+    };
+    // Sources check their own settings; every mistake is reported, not the first.
     for s in &cfg.source {
-        if let Err(e) = coffer_sources::build(&cfg, s) {
-            errors.push(e.to_string());
+        use coffer_config::ConfigError::Invalid;
+        match coffer_sources::build(&cfg, s) {
+            Ok(_) => {}
+            Err(coffer_sources::SourceError::Config(Invalid { errors: e, .. })) => errors.extend(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
+    coffer_config::sort_by_line(&mut errors);
     if !errors.is_empty() {
-        anyhow::bail!("{}", errors.join("\n"));
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "summary", "valid": false, "file": path,
+                    "errors": errors})
+            );
+        } else {
+            eprintln!(
+                "{}: {} error{}:",
+                path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            for e in &errors {
+                eprintln!("  {e}");
+            }
+        }
+        return Ok(1);
     }
+    let warnings = cfg.warnings();
     let now = chrono::Utc::now();
     let jobs: Vec<serde_json::Value> = cfg
         .job
@@ -96,7 +124,8 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
         println!(
             "{}",
             serde_json::json!({"message_type": "summary", "valid": true, "file": cfg.path,
-                "repositories": cfg.repository.len(), "sources": cfg.source.len(), "jobs": jobs})
+                "repositories": cfg.repository.len(), "sources": cfg.source.len(), "jobs": jobs,
+                "warnings": warnings})
         );
     } else if !g.quiet {
         println!(
@@ -115,6 +144,9 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_else(|| "never".into())
             );
+        }
+        for w in &warnings {
+            eprintln!("warning: {w}");
         }
     }
     Ok(0)

@@ -152,10 +152,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => {
+            let snap = a.snapshot.as_deref().unwrap_or("latest");
             let what = match (&a.run, &a.source) {
                 (Some(r), _) => format!("run {r}"),
-                (None, Some(s)) => format!("{} of source {s}", a.snapshot),
-                _ => a.snapshot.clone(),
+                (None, Some(s)) => format!("{snap} of source {s}"),
+                _ => snap.to_string(),
             };
             let to = match (&a.target, &a.to_database) {
                 (Some(t), _) => format!(" to {}", t.display()),
@@ -267,6 +268,11 @@ pub fn open_snapshot(
 }
 
 impl SnapshotFilter {
+    /// True when no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+
     pub fn matches(&self, s: &coffer_repo::snapshot::Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && s.has_tags(&self.tags)

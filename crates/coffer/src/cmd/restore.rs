@@ -7,14 +7,14 @@ use coffer_archiver::filter::PatternSet;
 use coffer_archiver::{restore, Progress, RestoreOptions};
 
 use crate::cmd::SnapshotFilter;
-use crate::global::{cancel_flag, GlobalOpts};
+use crate::global::{cancel_flag, GlobalOpts, PartialFailure};
 use crate::ui::{self, bytes, Reporter};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id (or prefix) or "latest" (with --source: the latest of that source)
-    #[arg(default_value = "latest")]
-    pub snapshot: String,
+    /// Snapshot id (or prefix) or "latest" (the default; with --source: the latest of that
+    /// source). Not with --run, which picks each source's snapshot of that run
+    pub snapshot: Option<String>,
     /// Directory to restore into (a snapshot of /a/b lands in DIR/a/b)
     #[arg(short, long)]
     pub target: Option<PathBuf>,
@@ -49,6 +49,10 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// Accept restoring part of what was asked (a run with a source's snapshot gone, an
+    /// --include that matched nothing): exit 0 instead of 3, with the same warnings
+    #[arg(long)]
+    pub partial: bool,
     /// Worker threads
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
@@ -60,16 +64,29 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     let (src, repo_name) = super::sources::load(g, name)?;
     let repo = g.open_named(repo_name.as_deref())?;
     let _lock = g.lock(&repo, false)?;
-    let tag = format!("source:{name}");
-    let run_tag = a.run.as_ref().map(|r| format!("run:{r}"));
-    let snap = repo
-        .find_snapshot(&a.snapshot, |s| {
-            s.tags.contains(&tag)
-                && run_tag.as_ref().is_none_or(|t| s.tags.contains(t))
-                && !coffer_maint::chains::is_log_file(s)
-                && a.filter.matches(s)
-        })
-        .with_context(|| format!("finding snapshot {:?} of source {name:?}", a.snapshot))?;
+    let snap = match &a.run {
+        Some(id) => {
+            let plan = plan_run(g, &repo, id, Some(name))?;
+            match (plan.found.into_iter().next(), plan.missing.first()) {
+                (Some(s), _) => s.snapshot,
+                (None, Some(m)) => bail!(
+                    "run {id} has no snapshot of source {name:?} to restore: {}",
+                    m.reason
+                ),
+                (None, None) => bail!("run {id} has no snapshot of source {name:?}"),
+            }
+        }
+        None => {
+            let tag = format!("source:{name}");
+            let spec = a.snapshot.as_deref().unwrap_or("latest");
+            repo.find_snapshot(spec, |s| {
+                s.tags.contains(&tag)
+                    && !coffer_maint::chains::is_log_file(s)
+                    && a.filter.matches(s)
+            })
+            .with_context(|| format!("finding snapshot {spec:?} of source {name:?}"))?
+        }
+    };
     repo.load_index()?;
     if !g.json && !g.quiet {
         eprintln!(
@@ -128,6 +145,27 @@ pub(crate) fn print_report(
     }
 }
 
+/// The snapshots of run `id` (narrowed to `only`), with the run catalog's record of the run
+/// when the config names one that exists.
+fn plan_run(
+    g: &GlobalOpts,
+    repo: &coffer_repo::Repository,
+    id: &str,
+    only: Option<&str>,
+) -> anyhow::Result<coffer_jobs::run_restore::RunRestorePlan> {
+    // Reading must not create a catalog where there is none.
+    let catalog = match g.config()? {
+        Some(cfg) if super::job::catalog_path(&cfg).exists() => Some(super::job::catalog(&cfg)?),
+        _ => None,
+    };
+    Ok(coffer_jobs::run_restore::plan(
+        catalog.as_ref(),
+        &repo.snapshots()?,
+        id,
+        only,
+    )?)
+}
+
 /// `--run ID --target DIR`: every snapshot of the run, each into DIR/<source>.
 fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     let Some(target) = a.target.clone() else {
@@ -147,26 +185,23 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     });
     let repo = g.open_named(job_repo.as_deref())?;
     let _lock = g.lock(&repo, false)?;
-    let tag = format!("run:{id}");
-    let snaps: Vec<_> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|s| s.snap.tags.contains(&tag) && a.filter.matches(&s.snap))
-        .collect();
-    if snaps.is_empty() {
-        bail!("no snapshot is tagged {tag}: `coffer runs` lists run ids and their snapshots");
+    let mut plan = plan_run(g, &repo, id, None)?;
+    plan.found.retain(|s| a.filter.matches(&s.snapshot.snap));
+    for m in &plan.missing {
+        warn(
+            g,
+            &format!("source {}: not restored: {}", m.source, m.reason),
+        );
+    }
+    if plan.found.is_empty() {
+        bail!("nothing of run {id} can be restored: none of its snapshots is in the repository");
     }
     repo.load_index()?;
     let mut errors = 0;
-    for snap in &snaps {
-        let source = snap
-            .snap
-            .tags
-            .iter()
-            .find_map(|t| t.strip_prefix("source:"))
-            .unwrap_or("snapshot")
-            .to_string();
-        let dir = target.join(&source);
+    let mut unmatched = Vec::new();
+    for s in &plan.found {
+        let (source, snap) = (&s.source, &s.snapshot);
+        let dir = target.join(source);
         let opts = RestoreOptions {
             target: dir.clone(),
             includes: PatternSet::new(&a.include)?,
@@ -182,12 +217,16 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             cancel_flag(),
         )?;
         errors += r.errors.len();
+        for p in &r.unmatched_includes {
+            unmatched.push(format!("{p} (in source {source})"));
+        }
         if g.json {
             println!(
                 "{}",
-                serde_json::json!({"message_type": "summary", "run_id": id, "source": source,
+                serde_json::json!({"message_type": "source_summary", "run_id": id, "source": source,
                     "snapshot_id": snap.id.to_hex(), "target": dir, "files_restored": r.files,
-                    "bytes_restored": r.bytes, "errors": r.errors})
+                    "bytes_restored": r.bytes, "errors": r.errors,
+                    "unmatched_includes": r.unmatched_includes})
             );
         } else if !g.quiet {
             println!(
@@ -202,13 +241,78 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             }
         }
     }
+    // An include that matched nothing in one source may well match in another.
+    let unmatched: Vec<String> = a
+        .include
+        .iter()
+        .filter(|p| {
+            unmatched
+                .iter()
+                .filter(|u| u.starts_with(&format!("{p} (")))
+                .count()
+                == plan.found.len()
+        })
+        .cloned()
+        .collect();
+    for p in &unmatched {
+        warn(
+            g,
+            &format!("--include {p} matched nothing in any snapshot of run {id}"),
+        );
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"message_type": "summary", "run_id": id,
+                "sources_restored": plan.found.iter().map(|s| &s.source).collect::<Vec<_>>(),
+                "missing": plan.missing, "unmatched_includes": unmatched, "errors": errors,
+                "partial": !plan.missing.is_empty() || !unmatched.is_empty()})
+        );
+    }
     if errors > 0 {
         bail!("there were {errors} errors during restore");
     }
-    Ok(0)
+    if !plan.missing.is_empty() && !a.partial {
+        let names: Vec<&str> = plan.missing.iter().map(|m| m.source.as_str()).collect();
+        return Err(PartialFailure(format!(
+            "restored {} of {} sources of run {id}; not restored: {} (see above; --partial accepts a partial restore)",
+            plan.found.len(),
+            plan.found.len() + plan.missing.len(),
+            names.join(", ")
+        ))
+        .into());
+    }
+    partial_includes(&unmatched, a.partial)
+}
+
+/// Exit 3 when an include matched nothing (unless `--partial`).
+fn partial_includes(unmatched: &[String], partial: bool) -> anyhow::Result<i32> {
+    if unmatched.is_empty() || partial {
+        return Ok(0);
+    }
+    Err(PartialFailure(format!(
+        "--include {} matched nothing: less was restored than asked (--partial accepts that)",
+        unmatched.join(", --include ")
+    ))
+    .into())
+}
+
+/// A warning on stderr, or a JSON `warning` line.
+fn warn(g: &GlobalOpts, message: &str) {
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"message_type": "warning", "message": message})
+        );
+    } else {
+        eprintln!("warning: {message}");
+    }
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
+    if let (Some(id), Some(s)) = (&a.run, &a.snapshot) {
+        bail!("give a snapshot ({s}) or --run {id}, not both: --run restores each source's snapshot of that run");
+    }
     if let (Some(id), None) = (a.run.clone(), &a.source) {
         return run_whole(g, a, &id);
     }
@@ -221,7 +325,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     };
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
-    let snap = repo.find_snapshot(&a.snapshot, |s| a.filter.matches(s))?;
+    let spec = a.snapshot.as_deref().unwrap_or("latest");
+    let snap = repo.find_snapshot(spec, |s| a.filter.matches(s))?;
     let opts = RestoreOptions {
         target: target.clone(),
         includes: PatternSet::new(&a.include)?,
@@ -273,17 +378,18 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
                 "bytes_restored": r.bytes,
                 "files_verified": r.verified_files,
                 "errors": r.errors.len(),
+                "unmatched_includes": r.unmatched_includes,
                 "total_duration": secs,
             })
         );
     } else if !g.quiet {
         println!(
-            "restored {} files, {} dirs, {} in {:.1}s ({:.1} MB/s){}",
+            "restored {} files, {} dirs, {} in {:.1}s ({}){}",
             r.files,
             r.dirs,
             bytes(r.bytes),
             secs,
-            r.bytes as f64 / secs.max(0.001) / 1e6,
+            crate::ui::rate(r.bytes, secs),
             if a.verify {
                 format!(", verified {} files", r.verified_files)
             } else {
@@ -294,5 +400,33 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     if !r.errors.is_empty() {
         bail!("there were {} errors during restore", r.errors.len());
     }
-    Ok(0)
+    for p in &r.unmatched_includes {
+        warn(
+            g,
+            &format!(
+                "--include {p} matched nothing in snapshot {} (paths: {})",
+                snap.id.short(),
+                snap.snap.paths.join(", ")
+            ),
+        );
+    }
+    let nothing = r.files + r.dirs + r.others == 0;
+    if nothing && !a.include.is_empty() {
+        // `latest` is the newest snapshot of anything: after a stdin backup it is the dump.
+        let hint = if spec == "latest" && a.filter.is_empty() {
+            format!(
+                "; `latest` is the newest snapshot of any paths (here {}): choose one with --path, --tag, --host or its id",
+                snap.snap.paths.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        return Err(PartialFailure(format!(
+            "nothing restored: no path of snapshot {} matched --include {}{hint}",
+            snap.id.short(),
+            a.include.join(", --include ")
+        ))
+        .into());
+    }
+    partial_includes(&r.unmatched_includes, a.partial)
 }

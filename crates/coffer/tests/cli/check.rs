@@ -156,3 +156,61 @@ fn corruption_is_found_named_and_repaired() {
     run(&mut repo.coffer(["prune"])).ok();
     repo.restic_check(true);
 }
+
+#[test]
+fn check_names_what_a_missing_or_truncated_pack_costs() {
+    let tmp = tempdir("coffer-check-missing-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("src");
+    random_files(&src, 60 << 20, 3 << 20, 21);
+    repo.backup([&src]);
+    let data_packs: Vec<_> = packs(&repo)
+        .into_iter()
+        .filter(|p| !is_tree_pack(&repo, p))
+        .collect();
+    assert!(data_packs.len() >= 2, "{data_packs:?}");
+    let gone = &data_packs[0];
+    let gone_name = gone.file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::remove_file(gone).unwrap();
+    // Without --read-data: structure alone names the pack, the snapshot and the files.
+    let r = run(&mut repo.coffer(["check"])).expect_code(1);
+    assert!(
+        r.stderr.contains(&gone_name)
+            && r.stderr.contains("missing from storage: ")
+            && r.stderr.contains("data blobs")
+            && r.stderr.contains("depends on damaged or missing data"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut repo.coffer(["--json", "check"])).expect_code(1);
+    let s = r.summary();
+    let affected = s["affected_snapshots"].as_array().unwrap();
+    assert_eq!(affected.len(), 1, "{s:#}");
+    let files = affected[0]["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{s:#}");
+    for f in files {
+        let name = f.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        assert!(src.join(&name).is_file(), "{name} is not a source file");
+    }
+
+    // A truncated pack: the blobs past the cut are named as lost.
+    let cut = &data_packs[1];
+    let len = std::fs::metadata(cut).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cut)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let r = run(&mut repo.coffer(["check"])).expect_code(1);
+    assert!(r.stderr.contains("truncated: "), "{}", r.describe());
+    let r = run(&mut repo.coffer(["--json", "check"])).expect_code(1);
+    let n: u64 = r.summary()["affected_snapshots"][0]["affected"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        n as usize > files.len(),
+        "the truncated pack adds files: {n}"
+    );
+}

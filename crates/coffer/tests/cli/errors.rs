@@ -414,3 +414,60 @@ fn failed_write_leaves_no_temporary_file() {
         r.describe()
     );
 }
+
+#[test]
+fn restore_that_matches_nothing_exits_3_and_says_why() {
+    let tmp = tempdir("coffer-nomatch-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("etc");
+    small_tree(&src);
+    repo.backup([&src]);
+    // After a stdin backup, `latest` is the dump, which has no /.../etc/dir.
+    run_with_input(
+        &mut repo.coffer(["backup", "--stdin", "--stdin-filename", "app.dump"]),
+        Some(b"dump"),
+    )
+    .ok();
+    let include = src.join("dir").to_string_lossy().into_owned();
+    let target = tmp.path().join("out");
+    let r = run(repo
+        .coffer(["restore", "latest", "--include", &include, "--target"])
+        .arg(&target))
+    .expect_code(3);
+    assert!(
+        r.stderr.contains("nothing restored")
+            && r.stderr.contains("/app.dump")
+            && r.stderr.contains("--path")
+            && !r.stderr.contains("Fatal"),
+        "{}",
+        r.describe()
+    );
+    // Chosen by path, the same include restores; a second include that matches nothing is
+    // named and makes the exit code 3 unless --partial.
+    let path = src.to_string_lossy().into_owned();
+    let r = run(repo
+        .coffer(["restore", "latest", "--path", &path, "--include", &include])
+        .args(["--include", "/nope", "--target"])
+        .arg(&target))
+    .expect_code(3);
+    assert!(
+        r.stderr.contains("--include /nope matched nothing"),
+        "{}",
+        r.describe()
+    );
+    assert!(restored_path(&target, &src).join("dir/b.txt").is_file());
+    run(repo
+        .coffer([
+            "restore",
+            "latest",
+            "--path",
+            &path,
+            "--include",
+            &include,
+            "--partial",
+        ])
+        .args(["--include", "/nope", "--target"])
+        .arg(&target))
+    .ok();
+}

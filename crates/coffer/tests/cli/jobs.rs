@@ -257,14 +257,192 @@ fn jobs_run_retry_pause_timeout_retention_and_restore() {
 }
 
 #[test]
+fn a_jobs_retention_removes_only_the_snapshots_that_job_made() {
+    let lab = Lab::new(
+        r#"
+[[job]]
+name = "nightly"
+sources = ["files"]
+schedule = "0 2 * * *"
+retention = { daily = 7, weekly = 4, monthly = 12 }
+
+[[job]]
+name = "quick"
+sources = ["files"]
+schedule = "*/5 * * * *"
+retention = { last = 3 }
+"#,
+    );
+    // config check says what each job keeps of the shared source.
+    let r = run(&mut lab.coffer(["--json", "config", "check"])).ok();
+    let w = r.summary()["warnings"].to_string();
+    assert!(
+        w.contains("nightly") && w.contains("keeps last 3") && w.contains("daily 7"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut lab.coffer(["config", "check"])).ok();
+    assert!(
+        r.stderr.contains("warning: source \"files\""),
+        "{}",
+        r.describe()
+    );
+
+    let nightly = run(&mut lab.coffer(["--json", "job", "run", "nightly"])).ok();
+    let nightly = nightly.summary()["snapshot_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_hand = run(&mut lab.coffer(["--json", "backup", "--source", "files"])).ok();
+    let by_hand = by_hand.summary()["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..4 {
+        run(&mut lab.coffer(["job", "run", "quick"])).ok();
+    }
+    let ids = |tag: &str| -> Vec<String> {
+        lab.snapshots_tagged(tag)
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("job:quick").len(), 3, "quick keeps its last three");
+    let all = ids("source:files");
+    assert!(
+        all.contains(&nightly),
+        "nightly's snapshot was removed by quick's retention: {all:?}"
+    );
+    assert!(
+        all.contains(&by_hand),
+        "a hand-made snapshot was removed by quick's retention: {all:?}"
+    );
+    assert_eq!(all.len(), 5, "{all:?}");
+    lab.repo.restic_check(false).ok();
+}
+
+#[test]
+fn restore_of_a_run_names_what_is_missing_and_does_not_exit_0() {
+    let lab = Lab::new(
+        r#"
+[[job]]
+name = "nightly"
+sources = ["files", "pg"]
+schedule = "0 2 * * *"
+
+[[job]]
+name = "quick"
+sources = ["files"]
+schedule = "*/5 * * * *"
+retention = { last = 1 }
+"#,
+    );
+    let r = run(&mut lab.coffer(["--json", "job", "run", "nightly"])).ok();
+    let id = r.summary()["id"].as_str().unwrap().to_string();
+    let files_snap = lab
+        .snapshots_tagged(&format!("run:{id}"))
+        .iter()
+        .find(|s| s["tags"].to_string().contains("source:files"))
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .unwrap();
+    run(&mut lab.coffer(["forget", &files_snap])).ok();
+
+    // The whole run: pg comes back, files is named with the reason, exit 3.
+    let out = lab.dir.join("whole");
+    let r = run(lab.coffer(["restore", "--run", &id, "--target"]).arg(&out)).expect_code(3);
+    assert!(
+        r.stderr.contains("source files: not restored")
+            && r.stderr.contains("removed by coffer forget")
+            && r.stderr.contains("restored 1 of 2 sources"),
+        "{}",
+        r.describe()
+    );
+    assert!(out.join("pg/postgres.dump").is_file());
+    let r = run(lab
+        .coffer(["--json", "restore", "--run", &id, "--partial", "--target"])
+        .arg(&out))
+    .ok();
+    let s = r.summary();
+    assert_eq!(s["partial"], true, "{}", r.describe());
+    assert_eq!(s["missing"][0]["source"], "files");
+
+    // One source of the run: the run was asked for, so the error is about the run.
+    let r = run(&mut lab.coffer([
+        "restore",
+        "--run",
+        &id,
+        "--source",
+        "files",
+        "--target",
+        "/nonexistent",
+    ]))
+    .expect_code(1);
+    assert!(
+        r.stderr
+            .contains(&format!("run {id} has no snapshot of source \"files\""))
+            && !r.stderr.contains("latest"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&mut lab.coffer(["restore", "--run", &id, "--source", "broken"])).expect_code(1);
+    assert!(
+        r.stderr
+            .contains("did not back up source \"broken\" (its sources: files, pg)"),
+        "{}",
+        r.describe()
+    );
+
+    // A snapshot removed by a job's retention says which job and run removed it.
+    let first = run(&mut lab.coffer(["--json", "job", "run", "quick"])).ok();
+    let first = first.summary()["id"].as_str().unwrap().to_string();
+    let second = run(&mut lab.coffer(["--json", "job", "run", "quick"])).ok();
+    let second = second.summary()["id"].as_str().unwrap().to_string();
+    let r = run(lab
+        .coffer(["restore", "--run", &first, "--target"])
+        .arg(lab.dir.join("q")))
+    .expect_code(1);
+    assert!(
+        r.stderr
+            .contains(&format!("removed by retention of job quick (run {second})")),
+        "{}",
+        r.describe()
+    );
+
+    // An include that matches nothing: a warning and exit 3, not 0 with nothing restored.
+    let r = run(lab
+        .coffer([
+            "restore",
+            "--run",
+            &second,
+            "--include",
+            "/no/such/path",
+            "--target",
+        ])
+        .arg(lab.dir.join("inc")))
+    .expect_code(3);
+    assert!(
+        r.stderr.contains("--include /no/such/path matched nothing"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
 fn config_check_reports_every_error() {
     let lab = Lab::new(
         r#"
+[[source]]
+name = "typo"
+type = "postgres"
+url = "postgresql://postgres@127.0.0.1:5432/"
+databses = ["app"]
+
 [[job]]
 name = "a"
 sources = ["files", "ghost"]
 schedule = "0 99 * * *"
 timezone = "Nowhere/City"
+max_runtime = "forever"
 
 [[job]]
 name = "b"
@@ -284,6 +462,8 @@ retention = { dayly = 3 }
         "offsite",
         "dayly",
         "coffer.toml",
+        "key `max_runtime`: invalid duration \"forever\"",
+        "unknown key `databses` (did you mean `databases`?)",
     ] {
         assert!(
             r.stderr.contains(want),
@@ -291,6 +471,23 @@ retention = { dayly = 3 }
             r.describe()
         );
     }
+    // The misspelt key is reported at its own line, not at the entry's.
+    let text = std::fs::read_to_string(&lab.config).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("databses"))
+        .unwrap()
+        + 1;
+    assert!(
+        r.stderr.contains(&format!("line {line}: source \"typo\"")),
+        "{}",
+        r.describe()
+    );
+    // --json on failure too: one error per entry, every one of them.
+    let r = run(&mut lab.coffer(["--json", "config", "check"])).expect_code(1);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(v["errors"].as_array().unwrap().len() >= 9, "{v:#}");
 }
 
 /// A minimal HTTP/1.1 request; returns the status code and the body.

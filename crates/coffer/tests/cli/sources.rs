@@ -380,7 +380,10 @@ fn config_errors_name_file_line_and_key() {
     let r = run(&mut s.coffer(["backup", "--source", "pg"])).expect_code(1);
     let o = r.output();
     assert!(
-        o.contains("coffer.toml") && o.contains("line 7") && o.contains("databse"),
+        // The misspelt key's own line, with the key it was meant to be.
+        o.contains("coffer.toml")
+            && o.contains("line 10")
+            && o.contains("`databse` (did you mean `databases`?)"),
         "{o}"
     );
 
