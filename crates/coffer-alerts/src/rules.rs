@@ -519,8 +519,11 @@ fn secs(d: chrono::Duration) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
+/// The newest run's error, for alert texts: without the `hint:` lines meant for a person at
+/// a terminal (a server's list of databases does not belong in a chat message).
 fn last_error(j: &JobFacts) -> String {
-    j.last
+    let e = j
+        .last
         .as_ref()
         .filter(|r| !r.status.is_good())
         .and_then(|r| {
@@ -529,7 +532,11 @@ fn last_error(j: &JobFacts) -> String {
                 .cloned()
                 .or_else(|| r.sources.iter().find_map(|s| s.error.clone()))
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    e.lines()
+        .filter(|l| !l.trim_start().starts_with("hint: "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn one_line(s: &str) -> String {

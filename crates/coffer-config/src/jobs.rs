@@ -101,6 +101,20 @@ impl FromStr for Span {
     }
 }
 
+impl Span {
+    /// Parses a duration given on the command line, where a bare number is refused: `2`
+    /// could mean seconds, minutes or hours (`--duration 2` must not silence for 2 s).
+    pub fn parse_with_unit(s: &str) -> Result<Span, String> {
+        let t = s.trim();
+        if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "duration {t:?} has no unit: write {t}s, {t}m, {t}h, {t}d or {t}w"
+            ));
+        }
+        t.parse()
+    }
+}
+
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -398,6 +412,8 @@ mod tests {
         for bad in ["", "h", "5x", "1h30", "-1h"] {
             assert!(bad.parse::<Span>().is_err(), "{bad}");
         }
+        assert!(Span::parse_with_unit("2").unwrap_err().contains("2h"));
+        assert_eq!(Span::parse_with_unit("1w").unwrap().secs(), 604_800);
     }
 
     #[test]

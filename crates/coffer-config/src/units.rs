@@ -1,6 +1,7 @@
-//! Sizes and rates as people read them, in one style everywhere coffer prints them (CLI,
-//! run warnings, alert texts, restore steps): binary units, as restic and `df -h` use, with
-//! three significant digits (`812 KiB`, `72.5 MiB`, `1.46 GiB`, `72.5 MiB/s`).
+//! Sizes, rates and ages as people read them, in one style everywhere coffer prints them
+//! (CLI, run warnings, alert texts, restore steps): binary units, as restic and `df -h` use,
+//! with three significant digits (`812 KiB`, `72.5 MiB`, `1.46 GiB`, `72.5 MiB/s`), and
+//! durations in their two largest units (`3h43m`, `2d4h`, `45s`).
 
 /// A byte count: `17 B`, `812 KiB`, `72.5 MiB`, `1.46 GiB`.
 pub fn bytes(n: u64) -> String {
@@ -31,6 +32,39 @@ pub fn rate(bytes_done: u64, seconds: f64) -> String {
     format!("{}/s", bytes(per.min(u64::MAX as f64) as u64))
 }
 
+/// A duration in its two largest units: `45s`, `5m`, `3h43m`, `2d4h`, `3w1d`.
+pub fn short_duration(secs: u64) -> String {
+    const UNITS: [(&str, u64); 5] = [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+        ("s", 1),
+    ];
+    let Some(first) = UNITS.iter().position(|(_, n)| secs >= *n) else {
+        return "0s".into();
+    };
+    let (u1, n1) = UNITS[first];
+    let mut out = format!("{}{u1}", secs / n1);
+    if let Some((u2, n2)) = UNITS.get(first + 1) {
+        let rest = secs % n1 / n2;
+        if rest > 0 {
+            out.push_str(&format!("{rest}{u2}"));
+        }
+    }
+    out
+}
+
+/// `5m ago` for a past time, `in 3h43m` for a future one (seconds from now; negative is past).
+pub fn relative(secs_from_now: i64) -> String {
+    let d = short_duration(secs_from_now.unsigned_abs());
+    if secs_from_now < 0 {
+        format!("{d} ago")
+    } else {
+        format!("in {d}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +78,15 @@ mod tests {
         assert_eq!(bytes(76_021_760), "72.5 MiB");
         assert_eq!(bytes(1_567_000_000), "1.46 GiB");
         assert_eq!(rate(76_021_760, 1.0), "72.5 MiB/s");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(short_duration(45), "45s");
+        assert_eq!(short_duration(300), "5m");
+        assert_eq!(short_duration(3 * 3600 + 43 * 60 + 12), "3h43m");
+        assert_eq!(short_duration(2 * 86400 + 4 * 3600), "2d4h");
+        assert_eq!(relative(-300), "5m ago");
+        assert_eq!(relative(13_380), "in 3h43m");
     }
 }

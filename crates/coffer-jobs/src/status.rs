@@ -70,6 +70,8 @@ pub fn job_status(
     let age = last_success.map(|e| (now - e).num_seconds());
     let rpo = rpo_seconds(job, now);
     let overdue = matches!((age, rpo), (Some(a), Some(r)) if a > r);
+    let next = next_run(job, now);
+    let rpo_state = rpo_state(last_success, rpo, next, now);
     Ok(json!({
         "name": job.name,
         "sources": job.sources,
@@ -82,9 +84,33 @@ pub fn job_status(
         "backup_age_seconds": age,
         "rpo_seconds": rpo,
         "overdue": overdue,
+        "rpo_state": rpo_state,
         "consecutive_failures": catalog.consecutive_failures(&job.name)?,
-        "next_run": next_run(job, now).map(|t| t.to_rfc3339()),
+        "next_run": next.map(|t| t.to_rfc3339()),
+        "timezone": job.timezone,
     }))
+}
+
+/// The newest good backup against the RPO: `overdue` (older than the RPO now), `at_risk`
+/// (the next scheduled run comes after the RPO runs out, so even a quick success there will
+/// be late), `ok`, or `unknown` (no good backup yet, or no RPO).
+pub fn rpo_state(
+    last_success: Option<DateTime<Utc>>,
+    rpo_seconds: Option<i64>,
+    next_run: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> &'static str {
+    let (Some(last), Some(rpo)) = (last_success, rpo_seconds) else {
+        return "unknown";
+    };
+    let deadline = last + chrono::Duration::seconds(rpo);
+    if now > deadline {
+        "overdue"
+    } else if next_run.is_some_and(|n| n > deadline) {
+        "at_risk"
+    } else {
+        "ok"
+    }
 }
 
 /// Every job's status.

@@ -10,7 +10,7 @@ use crate::pack::{BlobError, BlobType};
 #[non_exhaustive]
 pub enum RepoError {
     /// No `config` at the location.
-    #[error("no repository at {location}: the config file does not exist (create one with `coffer init`)")]
+    #[error("no repository at {location}: it has no repository `config` file (the repository's own, not coffer.toml); create a repository with `coffer init`")]
     NotFound {
         /// The location given.
         location: String,
@@ -30,11 +30,11 @@ pub enum RepoError {
         keys: usize,
     },
     /// The repository is locked by someone else.
-    #[error("repository {location} is locked {kind} by {holder}; if that process is gone, run `coffer unlock`")]
+    #[error("repository {location} is locked{kind} by {holder}, which is still alive (or, on another host, refreshed its lock in the last 30 minutes): wait for it with `--retry-lock 30m`; `coffer unlock` removes only the locks of processes that are gone")]
     Locked {
         /// The location.
         location: String,
-        /// "exclusively" or "".
+        /// " exclusively" or "".
         kind: &'static str,
         /// Who holds it.
         holder: String,

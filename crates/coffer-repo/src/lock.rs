@@ -108,7 +108,7 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<Id>) -> Result<()> 
         if exclusive || l.exclusive {
             return Err(RepoError::Locked {
                 location: repo.backend().location().to_string(),
-                kind: if l.exclusive { "exclusively" } else { "" },
+                kind: if l.exclusive { " exclusively" } else { "" },
                 holder: l.describe(),
             });
         }

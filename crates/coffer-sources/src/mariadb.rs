@@ -291,8 +291,16 @@ impl Mariadb {
                         .ok_or_else(|| SourceError::Server {
                             source_name: self.name.clone(),
                             message: format!(
-                                "database {w:?} does not exist on {}",
-                                self.endpoint()
+                                "database {w:?} does not exist on {}{}\n{}",
+                                self.endpoint(),
+                                coffer_config::suggest::did_you_mean(
+                                    w,
+                                    all.iter().map(|(n, _)| n.as_str())
+                                ),
+                                crate::util::names_hint(
+                                    "databases on the server",
+                                    all.iter().map(|(n, _)| n.as_str())
+                                )
                             ),
                         })
                 })

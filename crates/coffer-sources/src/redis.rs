@@ -1375,6 +1375,7 @@ impl SyncReader {
         let mut ctl = Conn::connect_authed(&self.target, self.timeout, COMMAND_BUFFER)?;
         let before = parse_keyspace(&ctl.info("keyspace")?);
         let replication = ctl.info("replication")?;
+        announce_diskless_delay(&mut ctl);
         let mut c = Conn::connect_authed(&self.target, self.timeout, STREAM_BUFFER)?;
         for (opt, val) in [("capa", "eof"), ("rdb-only", "1")] {
             // Servers before 7.0 do not know rdb-only: they then start streaming commands
@@ -1434,6 +1435,31 @@ impl SyncReader {
             check: RdbCheck::default(),
             started,
         })
+    }
+}
+
+/// Says what the first seconds of a sync wait for: a server with diskless replication holds
+/// every new sync back by `repl-diskless-sync-delay` (5 s by default) so that more replicas
+/// can share one fork. Nothing is changed on the server; a user without `CONFIG` rights just
+/// does not get the notice.
+fn announce_diskless_delay(ctl: &mut Conn) {
+    let mut get = |name: &str| match ctl.raw_call(&[b"CONFIG", b"GET", name.as_bytes()]) {
+        Ok(Reply::Array(v)) => match v.get(1) {
+            Some(Reply::Bulk(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let diskless = get("repl-diskless-sync").is_some_and(|v| v == "yes");
+    let delay: u64 = get("repl-diskless-sync-delay")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if diskless && delay > 0 {
+        tracing::info!(
+            addr = %ctl.addr,
+            "waiting {delay} s for redis to start the sync: with repl-diskless-sync the server \
+             waits repl-diskless-sync-delay ({delay} s) for other replicas before it forks"
+        );
     }
 }
 

@@ -384,3 +384,21 @@ pub fn deferred(
         }),
     }
 }
+
+/// A `hint:` line listing names, at most ten of them: a server with 500 databases does not
+/// fill the screen. Hint lines are for a person at a terminal; alert texts leave them out.
+pub fn names_hint<'a>(what: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 10;
+    let names: Vec<&str> = names.into_iter().collect();
+    let more = names.len().saturating_sub(SHOWN);
+    format!(
+        "hint: {} {what}: {}{}",
+        names.len(),
+        names[..names.len().min(SHOWN)].join(", "),
+        if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}

@@ -30,8 +30,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed under their own heading in every `--help`).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Repository location: a path or s3:http://HOST:PORT/BUCKET/PREFIX
     #[arg(short = 'r', long = "repo", env = "COFFER_REPOSITORY", global = true)]
@@ -289,40 +290,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Parses durations such as `90s`, `5m`, `1h30m`, `2d` (a bare number is seconds).
+/// A command-line duration (`30s`, `5m`, `1h30m`, `2d`, `1w`): the config's parser, with a
+/// unit required.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 2d"))?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {c:?} (use s, m, h or d)"
-                ))
-            }
-        };
-        total += n * unit;
-    }
-    if !num.is_empty() {
-        return Err(format!(
-            "invalid duration {s:?}: a number needs a unit (s, m, h or d)"
-        ));
-    }
-    Ok(std::time::Duration::from_secs(total))
+    coffer_config::Span::parse_with_unit(s).map(|d| d.0)
 }

@@ -17,7 +17,8 @@ pub fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
     let verbose = if daemon { verbose.max(1) } else { verbose };
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (_, 0) => "warn,opendal=error,opendal_layer_retry=error",
+        // Redis says what a sync waits for: seconds of silence otherwise.
+        (_, 0) => "warn,opendal=error,opendal_layer_retry=error,coffer_sources::redis=info",
         (_, 1) => "info,opendal=warn,opendal_layer_retry=warn",
         _ => "debug",
     };
@@ -40,7 +41,31 @@ pub fn print_error(e: &anyhow::Error) {
     } else {
         "Fatal"
     };
-    eprintln!("{lead}: {e:#}");
+    eprintln!("{lead}: {}", chain_text(e));
+}
+
+/// The error and its causes, each said once: library errors name their cause in their own
+/// message too (so that they read well alone, in a run record or a log), and a cause whose
+/// text an outer layer already holds is left out, as is a leading `NAME: ` that an outer
+/// layer already names (`source "pg": pg: database ...`).
+pub fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let mut t = c.to_string();
+        if let Some((head, rest)) = t.split_once(": ") {
+            if !head.is_empty() && !head.contains(' ') && out.contains(head) {
+                t = rest.to_string();
+            }
+        }
+        if t.is_empty() || out.contains(&t) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
 }
 
 pub use coffer_config::units::{bytes, rate};
@@ -329,9 +354,55 @@ pub fn cancel_on_signal(progress: &Arc<coffer_maint::Progress>) {
     });
 }
 
+/// A left-aligned text table with a rule under the header.
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
+            if i + 1 == n {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    println!(
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+    );
+    for r in rows {
+        line(r.iter().map(|c| c.as_str()).collect());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_layer_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let msg = io.to_string();
+        let e = anyhow::Error::new(io).context(format!("/nonexistent/dir: {msg}"));
+        assert_eq!(chain_text(&e), format!("/nonexistent/dir: {msg}"));
+        let e =
+            anyhow::anyhow!("pg-bad: database \"x\" does not exist").context("source \"pg-bad\"");
+        assert_eq!(
+            chain_text(&e),
+            "source \"pg-bad\": database \"x\" does not exist"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&e), "outer: inner");
+    }
 
     #[test]
     fn progress_line_fits_and_never_cuts_a_part() {

@@ -253,12 +253,16 @@ impl Postgres {
                             return Err(SourceError::Server {
                                 source_name: self.server.name.clone(),
                                 message: format!(
-                                    "database {w:?} does not exist on {} (it has: {})",
+                                    "database {w:?} does not exist on {}{}\n{}",
                                     redact(&self.server.url),
-                                    all.iter()
-                                        .map(|(n, _)| n.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
+                                    coffer_config::suggest::did_you_mean(
+                                        w,
+                                        all.iter().map(|(n, _)| n.as_str())
+                                    ),
+                                    util::names_hint(
+                                        "databases on the server",
+                                        all.iter().map(|(n, _)| n.as_str())
+                                    )
                                 ),
                             })
                         }

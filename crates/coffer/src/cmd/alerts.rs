@@ -137,38 +137,47 @@ fn list(g: &GlobalOpts, l: ListArgs) -> anyhow::Result<i32> {
         println!("no alerts");
         return Ok(0);
     }
-    println!(
-        "{:<16} {:<9} {:<9} {:<20} {:<20} {:<20} SUMMARY",
-        "ID", "STATE", "SEVERITY", "ALERT", "ON", "SINCE"
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = alerts
+        .iter()
+        .map(|a| {
+            let on = a
+                .labels
+                .get("backup_job")
+                .or_else(|| a.labels.get("repository"))
+                .or_else(|| a.labels.get("channel"))
+                .cloned()
+                .unwrap_or_default();
+            // Whether anyone will be paged again is part of the state a person reads.
+            let mut state = a.state.as_str().to_string();
+            let mut note = String::new();
+            if let Some(sup) = &a.suppressed_by {
+                state.push_str(if sup.starts_with("inhibited") {
+                    ", inhibited"
+                } else {
+                    ", silenced"
+                });
+                note.push_str(&format!(" [{sup}]"));
+            }
+            if let Some(k) = &a.ack {
+                state.push_str(", acked");
+                note.push_str(&format!(" [acked by {}]", k.by));
+            }
+            vec![
+                a.id.clone(),
+                state,
+                a.severity.as_str().to_string(),
+                a.rule.clone(),
+                on,
+                super::job::local_time(a.firing_since.unwrap_or(a.active_since), now),
+                format!("{}{note}", a.summary),
+            ]
+        })
+        .collect();
+    crate::ui::print_table(
+        &["ID", "STATE", "SEVERITY", "ALERT", "ON", "SINCE", "SUMMARY"],
+        &rows,
     );
-    for a in &alerts {
-        let on = a
-            .labels
-            .get("backup_job")
-            .or_else(|| a.labels.get("repository"))
-            .or_else(|| a.labels.get("channel"))
-            .cloned()
-            .unwrap_or_default();
-        let mut note = String::new();
-        if let Some(s) = &a.suppressed_by {
-            note.push_str(&format!(" [{s}]"));
-        }
-        if let Some(k) = &a.ack {
-            note.push_str(&format!(" [acked by {}]", k.by));
-        }
-        println!(
-            "{:<16} {:<9} {:<9} {:<20} {:<20} {:<20} {}{note}",
-            a.id,
-            a.state.as_str(),
-            a.severity.as_str(),
-            a.rule,
-            on,
-            a.firing_since
-                .unwrap_or(a.active_since)
-                .format("%Y-%m-%d %H:%M:%S"),
-            a.summary
-        );
-    }
     Ok(0)
 }
 
@@ -345,7 +354,8 @@ pub fn silence(g: &GlobalOpts, c: SilenceCommand) -> anyhow::Result<i32> {
                 .map_err(anyhow::Error::msg)?;
             let ends = match (duration, until) {
                 (Some(d), None) => {
-                    let s: coffer_config::Span = d.parse().map_err(anyhow::Error::msg)?;
+                    let s = coffer_config::Span::parse_with_unit(&d)
+                        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
                     now + chrono::Duration::seconds(s.secs() as i64)
                 }
                 (None, Some(u)) => DateTime::parse_from_rfc3339(&u)

@@ -69,7 +69,23 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let src = a.from.open(g)?;
-    let dst = g.open()?;
+    let dst = g.open().map_err(|e| {
+        let missing = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<coffer_repo::RepoError>(),
+                Some(coffer_repo::RepoError::NotFound { .. })
+            )
+        });
+        if missing {
+            // Created with the source's chunker parameters, the copy deduplicates.
+            e.context(
+                "the destination (create it with `coffer -r DEST init --copy-chunker-params \
+                 --from-repo SOURCE`, so that the copy deduplicates)",
+            )
+        } else {
+            e
+        }
+    })?;
     if src.config().id == dst.config().id {
         anyhow::bail!("source and destination are the same repository");
     }

@@ -392,37 +392,7 @@ pub(crate) fn print_snapshots(list: &[&SnapshotWithId], reasons: Option<&[String
             r
         })
         .collect();
-    print_table(&header, &rows);
-}
-
-/// A left-aligned text table with a rule under the header.
-pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let n = cells.len();
-        let mut s = String::new();
-        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
-            if i + 1 == n {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    line(header.to_vec());
-    println!(
-        "{}",
-        "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-    );
-    for r in rows {
-        line(r.iter().map(|c| c.as_str()).collect());
-    }
+    crate::ui::print_table(&header, &rows);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use coffer_config::Config;
 
 use crate::global::{cancel_flag, GlobalOpts};
 use crate::ui::bytes;
+use coffer_config::units::{relative, short_duration};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -141,7 +142,7 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
                 j.name,
                 j.schedule,
                 coffer_jobs::status::next_run(j, now)
-                    .map(|t| t.to_rfc3339())
+                    .map(|t| zoned_time(t, j.timezone.as_deref(), now))
                     .unwrap_or_else(|| "never".into())
             );
         }
@@ -359,56 +360,142 @@ pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::json!({ "runs": runs }));
         return Ok(0);
     }
-    println!(
-        "{:<32} {:<12} {:<8} {:>8} {:>10} {:>10}  snapshots",
-        "run", "job", "status", "secs", "read", "stored"
+    let now = chrono::Utc::now();
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            // A failed run says why in its row; the whole list is in `coffer runs --json`.
+            let note = match r.status {
+                Status::Failed | Status::Paused => r
+                    .errors
+                    .first()
+                    .map(|e| one_line(e, 100))
+                    .unwrap_or_default(),
+                _ => r
+                    .snapshot_ids
+                    .iter()
+                    .map(|s| &s[..8.min(s.len())])
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            vec![
+                r.id.clone(),
+                r.status.as_str().to_string(),
+                local_time(r.started, now),
+                r.duration_seconds
+                    .map(|d| short_duration(d.round() as u64))
+                    .unwrap_or_else(|| "-".into()),
+                bytes(r.source_bytes),
+                bytes(r.stored_bytes),
+                note,
+            ]
+        })
+        .collect();
+    crate::ui::print_table(
+        &[
+            "RUN",
+            "STATUS",
+            "STARTED",
+            "TOOK",
+            "READ",
+            "STORED",
+            "SNAPSHOTS / ERROR",
+        ],
+        &rows,
     );
-    for r in &runs {
-        println!(
-            "{:<32} {:<12} {:<8} {:>8.1} {:>10} {:>10}  {}",
-            r.id,
-            r.job,
-            r.status.as_str(),
-            r.duration_seconds.unwrap_or_default(),
-            bytes(r.source_bytes),
-            bytes(r.stored_bytes),
-            r.snapshot_ids
-                .iter()
-                .map(|s| &s[..8.min(s.len())])
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-    }
     Ok(0)
 }
 
 pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
     let cfg = load(g)?;
     let cat = catalog(&cfg)?;
-    let jobs = coffer_jobs::status::status(&cfg, &cat, chrono::Utc::now())?;
+    let now = chrono::Utc::now();
+    let jobs = coffer_jobs::status::status(&cfg, &cat, now)?;
     if g.json {
         println!("{}", serde_json::json!({ "jobs": jobs }));
         return Ok(0);
     }
-    println!(
-        "{:<16} {:<8} {:<7} {:<26} {:<26} next run",
-        "job", "status", "paused", "last run", "last success"
-    );
-    for j in &jobs {
-        println!(
-            "{:<16} {:<8} {:<7} {:<26} {:<26} {}{}",
-            j["name"].as_str().unwrap_or(""),
-            j["status"].as_str().unwrap_or("never"),
-            if j["paused"] == true { "yes" } else { "no" },
-            j["last_run"].as_str().unwrap_or("-"),
-            j["last_success"].as_str().unwrap_or("-"),
-            j["next_run"].as_str().unwrap_or("-"),
-            if j["overdue"] == true {
-                "  OVERDUE (older than its rpo)"
-            } else {
-                ""
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let t = |k: &str| {
+                j[k].as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&chrono::Utc))
+            };
+            let mut state = j["status"].as_str().unwrap_or("never run").to_string();
+            if j["paused"] == true {
+                state.push_str(" (paused)");
             }
-        );
-    }
+            let age = match (j["backup_age_seconds"].as_i64(), j["rpo_seconds"].as_i64()) {
+                (Some(a), Some(r)) => format!(
+                    "{} / {} {}",
+                    short_duration(a.max(0) as u64),
+                    short_duration(r.max(0) as u64),
+                    match j["rpo_state"].as_str() {
+                        Some("overdue") => "OVERDUE",
+                        Some("at_risk") => "AT RISK",
+                        _ => "ok",
+                    }
+                ),
+                (None, Some(r)) => format!("none / {}", short_duration(r.max(0) as u64)),
+                _ => "-".into(),
+            };
+            vec![
+                j["name"].as_str().unwrap_or("").to_string(),
+                state,
+                t("last_success")
+                    .map(|d| local_time(d, now))
+                    .unwrap_or_else(|| "never".into()),
+                age,
+                t("next_run")
+                    .map(|d| zoned_time(d, j["timezone"].as_str(), now))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    crate::ui::print_table(
+        &["JOB", "STATUS", "LAST SUCCESS", "AGE / RPO", "NEXT RUN"],
+        &rows,
+    );
     Ok(0)
+}
+
+/// `2026-12-04 18:02 (5m ago)` in the host's time zone.
+pub(crate) fn local_time(
+    t: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    format!(
+        "{} ({})",
+        t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"),
+        relative((t - now).num_seconds())
+    )
+}
+
+/// `2026-12-05 02:00 CST (in 7h58m)` in the job's time zone, or in the host's (without a
+/// zone name, as the other local times) when it has none.
+pub(crate) fn zoned_time(
+    t: chrono::DateTime<chrono::Utc>,
+    tz: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let when = match tz.and_then(|z| coffer_config::jobs::parse_timezone(z).ok()) {
+        Some(z) => t.with_timezone(&z).format("%Y-%m-%d %H:%M %Z").to_string(),
+        None => t
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M")
+            .to_string(),
+    };
+    format!("{when} ({})", relative((t - now).num_seconds()))
+}
+
+/// The first line of `s`, cut to `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let l = s.lines().next().unwrap_or("");
+    if l.chars().count() > max {
+        format!("{}…", l.chars().take(max - 1).collect::<String>())
+    } else {
+        l.to_string()
+    }
 }

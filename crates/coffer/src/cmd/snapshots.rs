@@ -14,6 +14,9 @@ pub struct Args {
     /// Also list archived WAL files (one snapshot each; shown anyway with --tag wal)
     #[arg(long)]
     pub all: bool,
+    /// Only the snapshots of this source of the config file (tag source:NAME)
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
@@ -30,6 +33,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         .snapshots()?
         .into_iter()
         .filter(|s| a.filter.matches(&s.snap))
+        .filter(|s| {
+            a.source
+                .as_ref()
+                .is_none_or(|n| s.snap.tags.contains(&format!("source:{n}")))
+        })
         .filter(|s| {
             let shown = show_logs || !coffer_maint::chains::is_log_file(&s.snap);
             hidden += usize::from(!shown);
@@ -65,23 +73,39 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         println!("{}", serde_json::Value::Array(list));
         return Ok(0);
     }
-    println!(
-        "{:<10} {:<19}  {:<12} {:<20} Paths",
-        "ID", "Time", "Host", "Tags"
-    );
-    println!("{}", "-".repeat(80));
-    for s in &snaps {
-        let paths = s.snap.paths.join(", ");
-        println!(
-            "{:<10} {:<19}  {:<12} {:<20} {}",
-            s.id.short(),
-            s.snap.time.format("%Y-%m-%d %H:%M:%S"),
-            s.snap.hostname,
-            s.snap.tags.join(","),
-            paths
-        );
-    }
-    println!("{}", "-".repeat(80));
+    // The source gets its own column; the audit chain's tag is for `audit verify`, not for
+    // reading, and would make every row as wide as its MAC.
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            let tag = |p: &str| s.snap.tags.iter().find_map(|t| t.strip_prefix(p));
+            let source = match (tag("source:"), tag("type:")) {
+                (Some(n), Some(k)) => format!("{n} ({k})"),
+                (Some(n), None) => n.to_string(),
+                _ => "-".into(),
+            };
+            let tags: Vec<&str> = s
+                .snap
+                .tags
+                .iter()
+                .map(String::as_str)
+                .filter(|t| {
+                    !["source:", "type:", "audit:"]
+                        .iter()
+                        .any(|p| t.starts_with(p))
+                })
+                .collect();
+            vec![
+                s.id.short(),
+                s.snap.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                s.snap.hostname.clone(),
+                source,
+                tags.join(","),
+                s.snap.paths.join(", "),
+            ]
+        })
+        .collect();
+    crate::ui::print_table(&["ID", "Time", "Host", "Source", "Tags", "Paths"], &rows);
     println!("{} snapshots", snaps.len());
     if hidden > 0 {
         println!("({hidden} archived WAL files not listed: --all or --tag wal lists them)");

@@ -195,7 +195,19 @@ ping_url = "{hc}"
     let n = count(&recv, "/pager", "BackupFailed", "firing", "critical");
     wait_for(&recv, "/pager", "BackupFailed", "firing", "critical", n + 1);
 
-    // A silence stops the repeats; expiring it brings them back.
+    // A silence stops the repeats; expiring it brings them back. A duration needs a unit:
+    // `--duration 2` is not 2 seconds of silence.
+    let r = run(&mut lab.coffer([
+        "silence",
+        "add",
+        "backup_job=flaky",
+        "--duration",
+        "2",
+        "--comment",
+        "x",
+    ]))
+    .expect_code(1);
+    assert!(r.stderr.contains("has no unit"), "{}", r.describe());
     let r = run(&mut lab.coffer([
         "--json",
         "silence",

@@ -110,10 +110,14 @@ fn live_lock_exits_11_and_unlock_keeps_it() {
         r.describe()
     );
     assert!(
-        out.contains("locked"),
-        "the message should say locked: {}",
+        out.contains("locked exclusively by") && out.contains("--retry-lock"),
+        "the message should say locked, and to wait for a live holder: {}",
         r.describe()
     );
+    // Durations on the command line need a unit; a week is one.
+    let r = run(&mut repo.coffer(["--retry-lock", "2", "snapshots"])).expect_code(2);
+    assert!(r.stderr.contains("has no unit"), "{}", r.describe());
+    run(&mut repo.coffer(["--retry-lock", "1w", "--json", "snapshots"])).ok();
     assert_eq!(
         repo.snapshot_ids().len(),
         1,

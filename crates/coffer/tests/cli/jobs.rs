@@ -247,6 +247,19 @@ fn jobs_run_retry_pause_timeout_retention_and_restore() {
         .windows(2)
         .all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()));
 
+    // The text a person reads: local times with "ago" / "in", the job's own time zone for
+    // its next run, age against the RPO; a failed run's error in `runs`.
+    let st = run(&mut lab.coffer(["status"])).ok().stdout_str();
+    assert!(
+        st.contains("AGE / RPO") && st.contains(" ago)") && st.contains("CST (in "),
+        "{st}"
+    );
+    assert!(!st.contains("T00:") && !st.contains("+00:00"), "{st}");
+    let runs_text = run(&mut lab.coffer(["runs", "--job", "flaky"]))
+        .ok()
+        .stdout_str();
+    assert!(runs_text.contains("exited with status 3"), "{runs_text}");
+
     // Unknown job: a clear error naming the known ones.
     let r = run(&mut lab.coffer(["job", "run", "nope"])).expect_code(1);
     assert!(

@@ -810,6 +810,15 @@ fn redis_backup_and_restores() {
     );
     let r = run(&mut s.coffer(["--json", "backup", "--source", "cache"])).ok();
     assert_eq!(r.summary()["files_new"], 1, "{}", r.describe());
+    // The seconds a diskless sync waits are explained, not silent.
+    let delay = redis_cli(&["CONFIG", "GET", "repl-diskless-sync-delay"]);
+    if !delay.trim().ends_with("\n0") {
+        assert!(
+            r.stderr.contains("waits repl-diskless-sync-delay"),
+            "{}",
+            r.describe()
+        );
+    }
     let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
     let v: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
     let m = &v[0]["coffer"];
