@@ -52,10 +52,12 @@ mod error;
 mod key;
 mod line;
 mod log;
+mod show;
 mod verify;
 
 pub use error::AuditError;
 pub use key::{check_key_location, AuditKey};
 pub use line::{Entry, Head};
 pub use log::AuditLog;
+pub use show::{read, Shown};
 pub use verify::{verify, Problem, ProblemKind, Report, MAX_PROBLEMS};

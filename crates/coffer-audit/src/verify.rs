@@ -105,14 +105,14 @@ pub fn verify(path: &Path, key: &AuditKey, expected: Option<&Head>) -> Result<Re
 
 /// How a line ended.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum LineEnd {
+pub(crate) enum LineEnd {
     Newline,
     Eof,
     TooLong,
 }
 
 /// Reads the next line into `buf` (without newline; nothing kept beyond [`MAX_LINE`]).
-fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<LineEnd>> {
+pub(crate) fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<LineEnd>> {
     buf.clear();
     let mut started = false;
     let mut too_long = false;

@@ -35,6 +35,10 @@ pub use env::{expand, EnvString};
 pub use jobs::{JobConfig, Misfire, Role, ServerConfig, Span, TokenConfig};
 pub use load::sort_by_line;
 
+/// A commented coffer.toml with every section (`coffer config example`); `config check`
+/// accepts it as it is.
+pub const EXAMPLE: &str = include_str!("../example.toml");
+
 /// The whole file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +162,18 @@ pub fn percent_encode(s: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// A URL without its password (the user stays), for messages and the audit trail.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Parses a size such as `500G`, `1.5T` or `1048576` (binary multiples).

@@ -101,3 +101,14 @@ pub fn verify(
     let report = coffer_audit::verify(&log, &key, expected.as_ref())?;
     Ok((report, expected, log))
 }
+
+/// The lines of the log of `cfg` at or after `since`, each with whether its MAC holds.
+pub fn show(
+    cfg: &Config,
+    catalog_path: &Path,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(Vec<coffer_audit::Shown>, PathBuf), coffer_audit::AuditError> {
+    let (log, key) = paths(cfg, catalog_path);
+    let key = AuditKey::load_or_create(&key)?;
+    Ok((coffer_audit::read(&log, &key, since)?, log))
+}

@@ -102,6 +102,8 @@ pub struct RestoreRequest {
     pub scratch: bool,
     /// Parallel restore jobs (PostgreSQL logical: `pg_restore --jobs`, from a temporary file).
     pub jobs: Option<usize>,
+    /// Load into this running server instead of the source's files (Redis: a `redis://` URL).
+    pub to_url: Option<String>,
 }
 
 /// What a restore did, for the CLI to print.

@@ -116,17 +116,7 @@ pub fn url_with_database(url: &str, db: &str) -> String {
     )
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{user}@{}", &url[..s], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
+pub use coffer_config::redact_url as redact;
 
 /// The database of the one `.dump` file of a snapshot, if it holds exactly one.
 fn only_dump(files: &SnapshotFiles) -> Option<String> {

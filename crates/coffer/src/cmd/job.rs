@@ -16,6 +16,8 @@ use coffer_config::units::{relative, short_duration};
 pub enum ConfigCommand {
     /// Validate the config file (every error at once, with line and key) without running
     Check,
+    /// Print a commented coffer.toml covering every section
+    Example,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -75,7 +77,10 @@ pub fn catalog_path(cfg: &Config) -> PathBuf {
 }
 
 pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
-    let ConfigCommand::Check = c;
+    if let ConfigCommand::Example = c {
+        print!("{}", coffer_config::EXAMPLE);
+        return Ok(0);
+    }
     let Some(path) = &g.config else {
         anyhow::bail!("jobs live in the config file: use --config FILE or COFFER_CONFIG");
     };
@@ -337,11 +342,14 @@ fn print_summary(g: &GlobalOpts, run: &Run) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The audit actor of a command: `cli:` and the person behind sudo, else the user the
+/// process runs as (by its uid, so that cron and systemd, which set no $USER, are named too).
 pub(crate) fn whoami() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .map(|u| format!("cli:{u}"))
-        .unwrap_or_else(|_| "cli".into())
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(coffer_repo::sysinfo::username);
+    format!("cli:{user}")
 }
 
 pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {

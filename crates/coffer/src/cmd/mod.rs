@@ -21,6 +21,7 @@ mod repair;
 mod restore;
 mod schedule;
 mod serve;
+mod shell;
 mod snapshots;
 mod sources;
 mod stats;
@@ -106,6 +107,10 @@ pub enum Command {
     Audit(audit::Command),
     /// Remove stale locks
     Unlock(unlock::Args),
+    /// Print a shell completion script (bash, zsh, fish): `coffer completions bash > /etc/bash_completion.d/coffer`
+    Completions(shell::CompletionsArgs),
+    /// Write man pages into a directory: `coffer man --dir /usr/local/share/man/man1`
+    Man(shell::ManArgs),
     /// Print version information
     Version,
 }
@@ -158,9 +163,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 (None, Some(s)) => format!("{snap} of source {s}"),
                 _ => snap.to_string(),
             };
-            let to = match (&a.target, &a.to_database) {
-                (Some(t), _) => format!(" to {}", t.display()),
-                (None, Some(d)) => format!(" to database {d}"),
+            let to = match (&a.target, &a.to_database, &a.to_url) {
+                (Some(t), _, _) => format!(" to {}", t.display()),
+                (None, Some(d), _) => format!(" to database {d}"),
+                (None, None, Some(u)) => format!(" to {}", coffer_config::redact_url(u)),
                 _ => String::new(),
             };
             let target = a_target(g, Some(format!("{what}{to}")));
@@ -213,6 +219,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Silence(c) => alerts::silence(g, c),
         Command::Audit(c) => audit::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
+        Command::Completions(a) => shell::completions(a),
+        Command::Man(a) => shell::man(a),
         Command::Version => {
             if g.json {
                 println!(

@@ -36,6 +36,11 @@ pub struct Args {
     /// With --source (Redis): start a scratch server from the backup and check its keys
     #[arg(long, requires = "source")]
     pub scratch: bool,
+    /// With --source (Redis): load the keys into this running server,
+    /// redis://[:PASSWORD@]HOST:PORT/ (`${VAR}` is taken from the environment, so quote it);
+    /// refused when the server holds keys, unless --clean empties it first
+    #[arg(long, requires = "source", value_name = "URL")]
+    pub to_url: Option<String>,
     /// With --source (PostgreSQL logical): pg_restore with N parallel jobs (the dump is
     /// spooled to a temporary file first, which parallel pg_restore needs)
     #[arg(long, requires = "source", value_name = "N")]
@@ -105,6 +110,12 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         clean: a.clean,
         scratch: a.scratch,
         jobs: a.jobs,
+        to_url: a
+            .to_url
+            .as_deref()
+            .map(coffer_config::expand)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--to-url: {e}"))?,
     };
     let report = src.restore(&files, &req).with_context(|| {
         format!(

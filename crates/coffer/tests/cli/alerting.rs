@@ -564,6 +564,19 @@ schedule = "0 3 * * *"
     }
     // The key never sits beside the log.
     assert!(!log.parent().unwrap().join("audit.key").exists());
+    // Read by a person: who did what. $USER is not set here (as under cron): the actor is
+    // the uid's name.
+    let shown = run(&mut lab.coffer(["audit", "show", "--since", "1h"]))
+        .ok()
+        .stdout_str();
+    assert!(
+        shown.contains("job.pause") && shown.contains("cli:root") && !shown.contains("ALTERED"),
+        "{shown}"
+    );
+    let r = run(&mut lab.coffer(["--json", "audit", "show", "--limit", "2"])).ok();
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 2, "{v:#}");
+    assert_eq!(v["entries"][1]["valid"], true, "{v:#}");
 
     // One byte edited in the middle: caught, with its line.
     let mut edited = text.clone().into_bytes();
@@ -573,6 +586,8 @@ schedule = "0 3 * * *"
     let r = run(&mut lab.coffer(["--json", "audit", "verify"])).expect_code(1);
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["problems"][0]["kind"], "BadMac", "{v:#}");
+    let r = run(&mut lab.coffer(["audit", "show"])).expect_code(1);
+    assert!(r.stdout_str().contains("ALTERED"), "{}", r.describe());
     // The last line cut off: a valid shorter chain, caught against the recorded head.
     let cut: String = {
         let lines: Vec<&str> = text.lines().collect();

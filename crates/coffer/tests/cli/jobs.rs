@@ -61,8 +61,15 @@ name = "slow"
 type = "command"
 command = ["sh", "-c", "echo start; exec sleep 60"]
 
+{audit}
 {jobs}"#,
-                d = dir.display()
+                d = dir.display(),
+                // A test that is about the audit key says where it goes itself.
+                audit = if jobs.contains("[audit]") {
+                    String::new()
+                } else {
+                    format!("[audit]\nkey_file = \"{}/keys/audit.key\"\n", dir.display())
+                },
             ),
         )
         .unwrap();

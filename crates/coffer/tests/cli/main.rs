@@ -19,5 +19,6 @@ mod restic_compat;
 mod roundtrip;
 mod s3;
 mod schedule;
+mod shell;
 mod sources;
 mod util;

@@ -61,7 +61,7 @@ impl Lab {
         std::fs::write(
             dir.join("coffer.toml"),
             format!(
-                r#"[[repository]]
+                r#"{state}[[repository]]
 name = "local"
 url = "{d}/repo"
 password_file = "{d}/password"
@@ -74,7 +74,8 @@ url = "postgresql://postgres@127.0.0.1:${{PITR_PORT}}/postgres"
 bin_dir = "{bin}"
 "#,
                 d = dir.display(),
-                bin = pg_bin().display()
+                bin = pg_bin().display(),
+                state = crate::util::private_state(&dir),
             ),
         )
         .unwrap();

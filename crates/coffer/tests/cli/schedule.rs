@@ -24,7 +24,10 @@ impl Lab {
         std::fs::write(
             &config,
             format!(
-                r#"[server]
+                r#"[audit]
+key_file = "{d}/keys/audit.key"
+
+[server]
 catalog = "{d}/catalog.db"
 # Nothing listens here, so status prints the plain note rather than the warning.
 listen = "127.0.0.1:9"

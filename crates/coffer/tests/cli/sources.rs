@@ -101,7 +101,8 @@ fn setup(prefix: &str, sources: &str) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[[repository]]\nname = \"local\"\nurl = \"{}\"\npassword = \"${{COFFER_PASSWORD}}\"\n\n{sources}",
+            "{}[[repository]]\nname = \"local\"\nurl = \"{}\"\npassword = \"${{COFFER_PASSWORD}}\"\n\n{sources}",
+            crate::util::private_state(&dir),
             dir.join("repo").display()
         ),
     )
@@ -379,10 +380,12 @@ fn config_errors_name_file_line_and_key() {
     );
     let r = run(&mut s.coffer(["backup", "--source", "pg"])).expect_code(1);
     let o = r.output();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let line = text.lines().position(|l| l.starts_with("databse")).unwrap() + 1;
     assert!(
         // The misspelt key's own line, with the key it was meant to be.
         o.contains("coffer.toml")
-            && o.contains("line 10")
+            && o.contains(&format!("line {line}:"))
             && o.contains("`databse` (did you mean `databases`?)"),
         "{o}"
     );
@@ -849,6 +852,72 @@ fn redis_backup_and_restores() {
         String::from_utf8_lossy(&check.stdout).contains("RDB looks OK"),
         "{check:?}"
     );
+
+    // Into a running server: a redis-server of this test's own, empty, then not empty.
+    let port = crate::daemon_api::free_port();
+    let data = s.dir.join("target-redis");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let on = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    crate::util::wait_until(
+        "the target redis-server",
+        std::time::Duration::from_secs(20),
+        || on(&["PING"]) == "PONG",
+    );
+    redis_cli(&["-n", "12", "SET", "ttl-key", "soon", "EX", "3600"]);
+    run(&mut s.coffer(["backup", "--source", "cache"])).ok();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let r = run(&mut s.coffer(["--json", "restore", "--source", "cache", "--to-url", &url])).ok();
+    let checks = &r.summary()["checks"];
+    let total: u64 = checks["target_keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(checks["keys_loaded"].as_u64(), Some(total), "{checks}");
+    assert_eq!(on(&["-n", "12", "DBSIZE"]), "503", "{}", r.describe());
+    assert_eq!(on(&["-n", "12", "GET", "k7"]), "välue 7");
+    assert_eq!(on(&["-n", "12", "LRANGE", "list", "0", "-1"]), "a\nb\nc");
+    assert_eq!(on(&["-n", "12", "HGET", "hash", "f"]), "v");
+    let ttl: i64 = on(&["-n", "12", "TTL", "ttl-key"]).parse().unwrap();
+    assert!((3000..=3600).contains(&ttl), "ttl {ttl}");
+    // Not empty now: refused without a change, then replaced with --clean.
+    on(&["-n", "3", "SET", "stray", "1"]);
+    let r = run(&mut s.coffer(["restore", "--source", "cache", "--to-url", &url])).expect_code(1);
+    assert!(
+        r.stderr.contains("is not empty") && r.stderr.contains("--clean"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        on(&["-n", "3", "GET", "stray"]),
+        "1",
+        "a refused restore changed the target"
+    );
+    run(&mut s.coffer(["restore", "--source", "cache", "--to-url", &url, "--clean"])).ok();
+    assert_eq!(
+        on(&["-n", "3", "GET", "stray"]),
+        "",
+        "--clean empties the target first"
+    );
+    assert_eq!(on(&["-n", "12", "DBSIZE"]), "503");
+    let _ = server.kill();
+    let _ = server.wait();
+
     redis_cli(&["-n", "12", "FLUSHDB"]);
     s.repo.restic_check(true);
 }

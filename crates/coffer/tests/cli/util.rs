@@ -66,6 +66,15 @@ pub fn scratch() -> &'static Path {
     })
 }
 
+/// `[server] catalog` and `[audit] key_file` inside `dir`: a config without them would use
+/// the host's /var/lib/coffer and /etc/coffer (the tests run as root).
+pub fn private_state(dir: &Path) -> String {
+    format!(
+        "[server]\ncatalog = \"{d}/catalog.db\"\n\n[audit]\nkey_file = \"{d}/keys/audit.key\"\n\n",
+        d = dir.display()
+    )
+}
+
 /// A fresh temporary directory below /tmp (removed on drop).
 pub fn tempdir(prefix: &str) -> TempDir {
     tempfile::Builder::new()

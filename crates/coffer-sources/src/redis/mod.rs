@@ -38,6 +38,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod load;
+
 use crate::{
     util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
 };
@@ -322,14 +324,20 @@ impl Source for Redis {
                     .into(),
             ));
         }
-        if req.target.is_none() && !req.scratch {
+        if req.target.is_none() && !req.scratch && req.to_url.is_none() {
             return Err(SourceError::Usage(
-                "restoring Redis needs --target DIR (writes DIR/dump.rdb, for a redis-server \
-                 started with --dir DIR) or --scratch (loads the backup into a temporary \
-                 redis-server and checks its keys), or both"
+                "restoring Redis needs --to-url redis://HOST:PORT/ (loads the keys into that \
+                 running server), --target DIR (writes DIR/dump.rdb, for a redis-server started \
+                 with --dir DIR) or --scratch (loads the backup into a temporary redis-server \
+                 and checks its keys)"
                     .into(),
             ));
         }
+        let load_into = req
+            .to_url
+            .as_deref()
+            .map(|u| parse_url(u).map_err(SourceError::Usage))
+            .transpose()?;
         files.node(RDB_FILE)?;
         let mut report = RestoreReport::default();
         let tmp;
@@ -379,7 +387,7 @@ impl Source for Redis {
         report
             .checks
             .insert("rdb_crc64".into(), format!("{:016x}", rdb.crc).into());
-        if !req.scratch {
+        if !req.scratch && load_into.is_none() {
             report.steps.push(format!(
                 "to use it: stop the target server, copy it over its dump.rdb (with appendonly \
                  off), or start redis-server --dir {} --dbfilename {RDB_FILE}",
@@ -404,8 +412,60 @@ impl Source for Redis {
             .checks
             .insert("redis_server_version".into(), server.version.clone().into());
         let counted = server.count_keys();
+        let loaded = match (&load_into, &counted) {
+            (Some(t), Ok(_)) => Some(load::load(&server, t, self.timeout, req.clean)),
+            _ => None,
+        };
         let stopped = server.shutdown();
         let counted = counted.map_err(|e| self.tool_err(e))?;
+        if let (Some(loaded), Some(t)) = (loaded, &load_into) {
+            let l = match loaded {
+                Ok(l) => l,
+                Err(load::LoadError::NotEmpty(m)) => return Err(SourceError::Usage(m)),
+                Err(load::LoadError::Failed(m)) => return Err(self.server_err(m)),
+            };
+            if l.flushed > 0 {
+                report.steps.push(format!(
+                    "emptied redis at {} (--clean): {} keys removed",
+                    t.addr(),
+                    l.flushed
+                ));
+            }
+            let restored: u64 = l.restored.values().sum();
+            report.steps.push(format!(
+                "loaded {restored} keys into redis at {} with DUMP/RESTORE ({}){}",
+                t.addr(),
+                describe_counts(
+                    &l.restored
+                        .iter()
+                        .map(|(d, n)| (
+                            *d,
+                            DbKeys {
+                                keys: *n,
+                                expires: 0
+                            }
+                        ))
+                        .collect()
+                ),
+                if l.expired > 0 {
+                    format!("; {} keys expired on the way", l.expired)
+                } else {
+                    String::new()
+                }
+            ));
+            report.checks.insert("keys_loaded".into(), restored.into());
+            report
+                .checks
+                .insert("target_keys".into(), keys_json(&l.after, |d| d.keys));
+            let target_total: u64 = l.after.values().map(|k| k.keys).sum();
+            if target_total != restored {
+                return Err(self.server_err(format!(
+                    "redis at {} holds {target_total} keys after loading {restored}: it was \
+                     written to during the load",
+                    t.addr()
+                )));
+            }
+        }
         report
             .checks
             .insert("keys".into(), keys_json(&counted.per_db, |d| d.keys));
