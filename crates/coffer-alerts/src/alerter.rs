@@ -147,6 +147,7 @@ impl Alerter {
                 name: c.name.clone(),
                 min_severity: c.min_severity(),
                 push: c.kind() == Some(ChannelKind::Alertmanager),
+                lang: c.lang(&cfg.server),
             });
             if let Some((max, per)) = c.rate_limit() {
                 limiters.insert(

@@ -27,6 +27,8 @@ use coffer_catalog::{Ack, AlertRow, Matcher, Silence};
 use coffer_config::rules::AlertingConfig;
 use serde::{Deserialize, Serialize};
 
+use coffer_i18n::Lang;
+
 use crate::rules::Hit;
 use crate::{fingerprint, AlertStatus, Notification, Severity};
 
@@ -98,6 +100,10 @@ pub struct Alert {
     pub summary: String,
     /// Details.
     pub description: String,
+    /// The summary and description in other languages (by tag, `zh-CN`), for channels that
+    /// speak them; English is `summary` and `description`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: BTreeMap<String, Texts>,
     /// What to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
@@ -137,9 +143,13 @@ impl Alert {
         l
     }
 
-    /// The notification a channel gets for it now.
-    pub fn notification(&self, push_until: Option<DateTime<Utc>>) -> Notification {
+    /// The notification a channel speaking `lang` gets for it now.
+    pub fn notification(&self, push_until: Option<DateTime<Utc>>, lang: Lang) -> Notification {
         let resolved = self.state == AlertState::Resolved;
+        let (summary, description) = match self.translations.get(lang.tag()) {
+            Some(t) => (t.summary.clone(), t.description.clone()),
+            None => (self.summary.clone(), self.description.clone()),
+        };
         Notification {
             alertname: self.rule.clone(),
             severity: self.severity,
@@ -149,8 +159,8 @@ impl Alert {
                 AlertStatus::Firing
             },
             labels: self.labels.clone(),
-            summary: self.summary.clone(),
-            description: self.description.clone(),
+            summary,
+            description,
             runbook: self.runbook.clone(),
             starts_at: self.firing_since.unwrap_or(self.active_since),
             ends_at: if resolved {
@@ -161,8 +171,18 @@ impl Alert {
             fingerprint: self.id.clone(),
             generator_url: None,
             test: false,
+            lang,
         }
     }
+}
+
+/// An alert's texts in one language.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Texts {
+    /// One line.
+    pub summary: String,
+    /// Details.
+    pub description: String,
 }
 
 /// What the engine needs to know of a channel.
@@ -174,6 +194,8 @@ pub struct ChannelInfo {
     pub min_severity: Severity,
     /// An `alertmanager` push channel: re-sent every `resend_interval`, not grouped.
     pub push: bool,
+    /// The language of its texts.
+    pub lang: Lang,
 }
 
 /// Notifications for one channel, sent as one message.
@@ -368,6 +390,7 @@ impl Engine {
                     a.severity = hit.severity;
                     a.summary = hit.summary;
                     a.description = hit.description;
+                    a.translations = hit.translations;
                     a.runbook = hit.runbook;
                     a.channels = hit.channels;
                     a.error = hit.error;
@@ -396,6 +419,7 @@ impl Engine {
                         labels: hit.labels,
                         summary: hit.summary,
                         description: hit.description,
+                        translations: hit.translations,
                         runbook: hit.runbook,
                         channels: hit.channels,
                         error: hit.error,
@@ -589,7 +613,10 @@ impl Engine {
                             (a.id.clone(), st)
                         })
                         .collect(),
-                    notifications: alerts.iter().map(|a| a.notification(push_until)).collect(),
+                    notifications: alerts
+                        .iter()
+                        .map(|a| a.notification(push_until, ch.lang))
+                        .collect(),
                 });
             }
         }
@@ -670,6 +697,7 @@ mod tests {
             ]),
             summary: format!("{rule} {job}"),
             description: String::new(),
+            translations: BTreeMap::new(),
             runbook: None,
             hold: Duration::from_secs(hold),
             channels: vec![],
@@ -686,6 +714,7 @@ mod tests {
             name: "hook".into(),
             min_severity: Severity::Low,
             push: false,
+            lang: Lang::En,
         }]
     }
 

@@ -23,7 +23,7 @@ use coffer_alerts::{build, test_notification, Options};
 let cfg = coffer_config::Config::load(std::path::Path::new("/etc/coffer/coffer.toml"))?;
 for c in &cfg.channel {
     let channel = build(c, &Options::default())?;
-    let n = test_notification(c.min_severity());
+    let n = test_notification(c.min_severity(), c.lang(&cfg.server));
     match channel.send(&[n]) {
         Ok(d) => println!("{}: OK after {} attempt(s)", channel.name(), d.attempts),
         Err(e) => println!("{e}"),

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
+use coffer_i18n::{t, Lang};
+
 use crate::Severity;
 
 /// Whether the alert is still active.
@@ -56,6 +58,9 @@ pub struct Notification {
     pub generator_url: Option<String>,
     /// A test message from `coffer alert test`: channels say so in their text.
     pub test: bool,
+    /// The language of the channel it goes to (its texts are already in it; the words around
+    /// them follow).
+    pub lang: Lang,
 }
 
 impl Notification {
@@ -91,14 +96,13 @@ impl Notification {
     pub fn title(&self) -> String {
         let mut t = String::new();
         if self.test {
-            t.push_str("[TEST] ");
+            t.push_str(&format!("[{}] ", t!(self.lang, "notif-test")));
         }
-        t.push_str(&format!(
-            "[{}] {}: {}",
-            self.status.as_str().to_uppercase(),
-            self.severity,
-            self.alertname
-        ));
+        let status = match self.status {
+            AlertStatus::Firing => t!(self.lang, "notif-firing"),
+            AlertStatus::Resolved => t!(self.lang, "notif-resolved"),
+        };
+        t.push_str(&format!("[{status}] {}: {}", self.severity, self.alertname));
         if let Some(j) = self.job() {
             t.push_str(&format!(" ({j})"));
         }
@@ -125,7 +129,7 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// The message `coffer alert test` sends: alert `CofferTest`, label `backup_job="coffer-test"`.
-pub fn test_notification(severity: Severity) -> Notification {
+pub fn test_notification(severity: Severity, lang: Lang) -> Notification {
     let mut labels = BTreeMap::new();
     labels.insert("backup_job".to_string(), "coffer-test".to_string());
     let mut all = labels.clone();
@@ -137,16 +141,15 @@ pub fn test_notification(severity: Severity) -> Notification {
         severity,
         status: AlertStatus::Firing,
         labels,
-        summary: format!("coffer test notification from {host}"),
-        description: "This is a test message sent by `coffer alert test`: if you can read it, \
-                      this channel delivers coffer's alerts. No action is needed."
-            .into(),
+        summary: t!(lang, "notif-test-summary", host = host),
+        description: t!(lang, "notif-test-description"),
         runbook: None,
         starts_at: Utc::now(),
         ends_at: None,
         fingerprint: fingerprint(&all),
         generator_url: None,
         test: true,
+        lang,
     }
 }
 
@@ -176,13 +179,22 @@ pub(crate) fn plain_text(ns: &[Notification]) -> String {
             out.push('\n');
         }
         let labels: Vec<String> = n.labels().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        out.push_str(&format!("labels: {}\n", labels.join(", ")));
-        out.push_str(&format!("started: {}\n", rfc3339(&n.starts_at)));
+        let l = n.lang;
+        out.push_str(&format!(
+            "{}: {}\n",
+            t!(l, "notif-labels"),
+            labels.join(", ")
+        ));
+        out.push_str(&format!(
+            "{}: {}\n",
+            t!(l, "notif-started"),
+            rfc3339(&n.starts_at)
+        ));
         if let Some(e) = &n.ends_at {
-            out.push_str(&format!("ended: {}\n", rfc3339(e)));
+            out.push_str(&format!("{}: {}\n", t!(l, "notif-ended"), rfc3339(e)));
         }
         if let Some(r) = &n.runbook {
-            out.push_str(&format!("runbook: {r}\n"));
+            out.push_str(&format!("{}: {r}\n", t!(l, "notif-runbook")));
         }
     }
     out
@@ -202,12 +214,17 @@ pub(crate) fn markdown(ns: &[Notification]) -> String {
         for (k, v) in n.labels() {
             out.push_str(&format!("- {k}: {v}\n"));
         }
-        out.push_str(&format!("- started: {}\n", rfc3339(&n.starts_at)));
+        let l = n.lang;
+        out.push_str(&format!(
+            "- {}: {}\n",
+            t!(l, "notif-started"),
+            rfc3339(&n.starts_at)
+        ));
         if let Some(e) = &n.ends_at {
-            out.push_str(&format!("- ended: {}\n", rfc3339(e)));
+            out.push_str(&format!("- {}: {}\n", t!(l, "notif-ended"), rfc3339(e)));
         }
         if let Some(r) = &n.runbook {
-            out.push_str(&format!("\n[runbook]({r})\n"));
+            out.push_str(&format!("\n[{}]({r})\n", t!(l, "notif-runbook")));
         }
         out.push('\n');
     }
@@ -219,7 +236,12 @@ pub(crate) fn batch_title(ns: &[Notification]) -> String {
     match ns {
         [] => "coffer".into(),
         [one] => one.title(),
-        [first, rest @ ..] => format!("{} and {} more", first.title(), rest.len()),
+        [first, rest @ ..] => t!(
+            first.lang,
+            "notif-more",
+            title = first.title(),
+            n = rest.len()
+        ),
     }
 }
 
@@ -240,7 +262,7 @@ mod tests {
 
     #[test]
     fn test_notification_names_itself() {
-        let n = test_notification(Severity::High);
+        let n = test_notification(Severity::High, Lang::En);
         assert!(n.test);
         assert_eq!(n.job(), Some("coffer-test"));
         assert!(n.title().starts_with("[TEST] [FIRING] high: CofferTest"));

@@ -11,7 +11,9 @@ use cel::{Context, Env, Program, Value};
 use coffer_config::rules::{compile_when, FieldType, RuleConfig, FIELDS};
 use coffer_config::Config;
 
-use crate::engine::Scope;
+use coffer_i18n::{t, Lang};
+
+use crate::engine::{Scope, Texts};
 use crate::facts::{Facts, JobFacts};
 use crate::Severity;
 
@@ -28,6 +30,8 @@ pub struct Hit {
     pub summary: String,
     /// Details.
     pub description: String,
+    /// The texts in other languages, by tag (built-in rules; a user rule's are its own).
+    pub translations: BTreeMap<String, Texts>,
     /// What to do.
     pub runbook: Option<String>,
     /// How long the condition must hold before the alert fires.
@@ -241,6 +245,7 @@ impl Rules {
                                 severity: r.severity,
                                 summary,
                                 description: render(&r.cfg.description),
+                                translations: BTreeMap::new(),
                                 runbook: r.cfg.runbook.as_ref().map(|_| render(&r.cfg.runbook)),
                                 labels,
                                 hold: r.hold,
@@ -274,11 +279,13 @@ impl Rules {
         hits: &mut Vec<Hit>,
     ) {
         let now = facts.now;
+        // Each built-in rule's texts come from the message catalogs, once per language, so
+        // that every channel gets them in its own; a config's own `summary` / `description`
+        // template replaces them in every language.
         let mut push = |name: &'static str,
                         severity: Severity,
                         mut labels: BTreeMap<String, String>,
-                        summary: String,
-                        description: String,
+                        text: &dyn Fn(Lang) -> (String, String),
                         error: String,
                         fields: Option<&Vec<(&'static str, Value)>>| {
             let Some(o) = self.builtin.get(name).filter(|o| o.enabled) else {
@@ -289,19 +296,33 @@ impl Rules {
             }
             let none = Vec::new();
             let f = fields.unwrap_or(&none);
+            let texts = |lang: Lang| {
+                let (summary, description) = text(lang);
+                Texts {
+                    summary: o
+                        .summary
+                        .as_deref()
+                        .map(|t| render(t, f, &labels))
+                        .unwrap_or(summary),
+                    description: o
+                        .description
+                        .as_deref()
+                        .map(|t| render(t, f, &labels))
+                        .unwrap_or(description),
+                }
+            };
+            let en = texts(Lang::En);
+            let translations = Lang::ALL
+                .into_iter()
+                .filter(|l| *l != Lang::En)
+                .map(|l| (l.tag().to_string(), texts(l)))
+                .collect();
             hits.push(Hit {
                 rule: name.to_string(),
                 severity: o.severity.unwrap_or(severity),
-                summary: o
-                    .summary
-                    .as_deref()
-                    .map(|t| render(t, f, &labels))
-                    .unwrap_or(summary),
-                description: o
-                    .description
-                    .as_deref()
-                    .map(|t| render(t, f, &labels))
-                    .unwrap_or(description),
+                summary: en.summary,
+                description: en.description,
+                translations,
                 runbook: o.runbook.as_deref().map(|t| render(t, f, &labels)),
                 labels,
                 hold: o.hold,
@@ -317,6 +338,7 @@ impl Rules {
         };
         for (j, fields) in facts.jobs.iter().zip(all_fields) {
             let f = Some(fields);
+            let job = j.name.as_str();
             if let Some(r) = j
                 .last
                 .as_ref()
@@ -332,11 +354,27 @@ impl Rules {
                     "BackupFailed",
                     sev,
                     job_labels(j),
-                    format!("Backup {} failed: {}", j.name, one_line(&err)),
-                    format!(
-                        "Run {} of job {} (repository {}) ended FAILED; {} failure(s) in a row.\n{}",
-                        r.id, j.name, j.repository, j.consecutive_failures, err
-                    ),
+                    &|l| {
+                        (
+                            t!(
+                                l,
+                                "alert-backup-failed-summary",
+                                job = job,
+                                error = one_line(&err)
+                            ),
+                            format!(
+                                "{}\n{err}",
+                                t!(
+                                    l,
+                                    "alert-backup-failed-description",
+                                    run = r.id.as_str(),
+                                    job = job,
+                                    repo = j.repository.as_str(),
+                                    count = j.consecutive_failures
+                                )
+                            ),
+                        )
+                    },
                     err.clone(),
                     f,
                 );
@@ -345,21 +383,26 @@ impl Rules {
                 let since = j.last_good_end.unwrap_or(j.first_seen);
                 let age = secs(now - since);
                 if age > rpo {
-                    let what = match j.last_good_end {
-                        Some(t) => format!("the newest good backup ended {}", t.to_rfc3339()),
-                        None => "the job has no good backup yet".into(),
-                    };
                     push(
                         "BackupOverdue",
                         Severity::Critical,
                         job_labels(j),
-                        format!(
-                            "Backup {} is overdue: no good backup for {} (RPO {})",
-                            j.name,
-                            human(age),
-                            human(rpo)
-                        ),
-                        format!("{what}; the scheduler may have stopped, or every run failed."),
+                        &|l| {
+                            let what = match j.last_good_end {
+                                Some(t) => t!(l, "alert-overdue-newest", time = t.to_rfc3339()),
+                                None => t!(l, "alert-overdue-none"),
+                            };
+                            (
+                                t!(
+                                    l,
+                                    "alert-overdue-summary",
+                                    job = job,
+                                    age = human(age),
+                                    rpo = human(rpo)
+                                ),
+                                t!(l, "alert-overdue-description", what = what),
+                            )
+                        },
                         String::new(),
                         f,
                     );
@@ -372,13 +415,18 @@ impl Rules {
                         "BackupStuck",
                         Severity::High,
                         job_labels(j),
-                        format!(
-                            "Backup {} has been running for {} (max_runtime {})",
-                            j.name,
-                            human(running),
-                            human(j.max_runtime_seconds)
-                        ),
-                        "The run did not stop at its max_runtime: its process may hang.".into(),
+                        &|l| {
+                            (
+                                t!(
+                                    l,
+                                    "alert-stuck-summary",
+                                    job = job,
+                                    running = human(running),
+                                    max = human(j.max_runtime_seconds)
+                                ),
+                                t!(l, "alert-stuck-description"),
+                            )
+                        },
                         String::new(),
                         f,
                     );
@@ -391,13 +439,18 @@ impl Rules {
                             "BackupSlow",
                             Severity::Medium,
                             job_labels(j),
-                            format!(
-                                "Backup {} took {} (median of the last good runs: {})",
-                                j.name,
-                                human(d),
-                                human(m)
-                            ),
-                            format!("Run {} took more than twice its usual time.", r.id),
+                            &|l| {
+                                (
+                                    t!(
+                                        l,
+                                        "alert-slow-summary",
+                                        job = job,
+                                        took = human(d),
+                                        median = human(m)
+                                    ),
+                                    t!(l, "alert-slow-description", run = r.id.as_str()),
+                                )
+                            },
                             String::new(),
                             f,
                         );
@@ -409,14 +462,18 @@ impl Rules {
                             "CompressionRatioLow",
                             Severity::Low,
                             job_labels(j),
-                            format!(
-                                "Backup {} compressed {c:.2}:1 (median {m:.2}:1)",
-                                j.name
-                            ),
-                            format!(
-                                "Run {} stored much more per source byte than usual: data may have changed nature (encrypted, already compressed) or deduplication broke.",
-                                r.id
-                            ),
+                            &|l| {
+                                (
+                                    t!(
+                                        l,
+                                        "alert-compression-summary",
+                                        job = job,
+                                        ratio = format!("{c:.2}"),
+                                        median = format!("{m:.2}")
+                                    ),
+                                    t!(l, "alert-compression-description", run = r.id.as_str()),
+                                )
+                            },
                             String::new(),
                             f,
                         );
@@ -431,26 +488,42 @@ impl Rules {
                 "critical" => Some(Severity::Critical),
                 _ => None,
             };
+            let repo = r.name.as_str();
             if let Some(sev) = sev.filter(|_| r.storage_known) {
-                let pct = r.storage_ratio.unwrap_or(0.0) * 100.0;
-                let action = match r.storage_level.as_str() {
-                    "critical" => "backups into it are paused until space is freed",
-                    "high" => "clean up (prune) or grow the storage",
-                    _ => "keep an eye on it",
-                };
+                let pct = format!("{:.1}", r.storage_ratio.unwrap_or(0.0) * 100.0);
+                let level = r.storage_level.as_str();
                 push(
                     "StorageThreshold",
                     sev,
                     BTreeMap::from([("repository".to_string(), r.name.clone())]),
-                    format!(
-                        "Repository {} is {pct:.1}% full{} ({} threshold)",
-                        r.name,
-                        r.storage_available
-                            .map(|a| format!(", {} free", coffer_config::units::bytes(a)))
-                            .unwrap_or_default(),
-                        r.storage_level
-                    ),
-                    format!("Storage of repository {}: {action}.", r.name),
+                    &|l| {
+                        let summary = match r.storage_available {
+                            Some(a) => t!(
+                                l,
+                                "alert-storage-summary",
+                                repo = repo,
+                                percent = pct.as_str(),
+                                free = coffer_config::units::bytes(a),
+                                level = level
+                            ),
+                            None => t!(
+                                l,
+                                "alert-storage-summary-unmeasured",
+                                repo = repo,
+                                percent = pct.as_str(),
+                                level = level
+                            ),
+                        };
+                        let action = match level {
+                            "critical" => t!(l, "alert-storage-critical"),
+                            "high" => t!(l, "alert-storage-high"),
+                            _ => t!(l, "alert-storage-low"),
+                        };
+                        (
+                            summary,
+                            t!(l, "alert-storage-description", repo = repo, action = action),
+                        )
+                    },
                     String::new(),
                     None,
                 );
@@ -460,21 +533,31 @@ impl Rules {
                 .as_ref()
                 .filter(|v| v.status == coffer_catalog::Status::Failed)
             {
-                let detail = match &v.verify {
-                    Some(x) => format!(
-                        "{} problem(s); damaged packs: {}; affected snapshots: {}",
-                        x.problems,
-                        x.damaged_packs.join(", "),
-                        x.affected_snapshots.join(", ")
-                    ),
-                    None => v.errors.join("; "),
-                };
                 push(
                     "VerifyFailed",
                     Severity::Critical,
                     BTreeMap::from([("repository".to_string(), r.name.clone())]),
-                    format!("Verify of repository {} found damage", r.name),
-                    format!("Run {}: {detail}", v.id),
+                    &|l| {
+                        let detail = match &v.verify {
+                            Some(x) => t!(
+                                l,
+                                "alert-verify-detail",
+                                problems = x.problems,
+                                packs = x.damaged_packs.join(", "),
+                                snapshots = x.affected_snapshots.join(", ")
+                            ),
+                            None => v.errors.join("; "),
+                        };
+                        (
+                            t!(l, "alert-verify-summary", repo = repo),
+                            t!(
+                                l,
+                                "alert-verify-description",
+                                run = v.id.as_str(),
+                                detail = detail
+                            ),
+                        )
+                    },
                     String::new(),
                     None,
                 );
@@ -485,12 +568,17 @@ impl Rules {
                 "ChannelFailing",
                 Severity::High,
                 BTreeMap::from([("channel".to_string(), c.channel.clone())]),
-                format!("Notification channel {} is failing", c.channel),
-                format!(
-                    "Since {}: {}. Alerts for it are retried every group_interval.",
-                    c.since.to_rfc3339(),
-                    c.error
-                ),
+                &|l| {
+                    (
+                        t!(l, "alert-channel-summary", channel = c.channel.as_str()),
+                        t!(
+                            l,
+                            "alert-channel-description",
+                            since = c.since.to_rfc3339(),
+                            error = c.error.as_str()
+                        ),
+                    )
+                },
                 String::new(),
                 None,
             );
@@ -502,11 +590,12 @@ impl Rules {
                     "SchedulerDown",
                     Severity::Critical,
                     BTreeMap::new(),
-                    format!("The coffer scheduler has not run for {}", human(age)),
-                    format!(
-                        "Last heartbeat {}: no backup is being scheduled. Is `coffer serve` running?",
-                        beat.to_rfc3339()
-                    ),
+                    &|l| {
+                        (
+                            t!(l, "alert-scheduler-summary", age = human(age)),
+                            t!(l, "alert-scheduler-description", time = beat.to_rfc3339()),
+                        )
+                    },
                     String::new(),
                     None,
                 );

@@ -107,6 +107,7 @@ fn pushed_alert_is_active_until_resolved() {
         fingerprint: fingerprint(&all),
         generator_url: Some("http://127.0.0.1:8081/runs/nightly-1".into()),
         test: false,
+        lang: coffer_i18n::Lang::En,
     };
     let d = channel.send(std::slice::from_ref(&n)).unwrap();
     assert_eq!((d.attempts, d.status), (1, Some(200)));

@@ -74,6 +74,9 @@ pub struct ChannelConfig {
     /// At most this many messages per period, `"20/1m"`; messages over the limit wait
     /// (default: `20/1m` for dingtalk and wecom, whose robots allow that much, none else).
     pub rate_limit: Option<String>,
+    /// `en` or `zh-CN`: the language of the built-in alert texts this channel gets (default:
+    /// `[server] language`, else English).
+    pub language: Option<String>,
 }
 
 /// The channel types, one module each in `coffer-alerts`.
@@ -207,6 +210,16 @@ impl ChannelConfig {
             .unwrap_or_default()
     }
 
+    /// The language of this channel's alert texts: its own, else `[server] language`, else
+    /// English.
+    pub fn lang(&self, server: &crate::ServerConfig) -> coffer_i18n::Lang {
+        self.language
+            .as_deref()
+            .or(server.language.as_deref())
+            .and_then(coffer_i18n::Lang::parse)
+            .unwrap_or_default()
+    }
+
     /// `rate_limit` as (messages, period), with the type's default.
     pub fn rate_limit(&self) -> Option<(u32, std::time::Duration)> {
         match &self.rate_limit {
@@ -265,6 +278,9 @@ pub(crate) fn validate(cfg: &Config, errors: &mut Vec<String>) {
             if let Err(e) = parse_rate(r) {
                 errors.push(format!("{at}: key `rate_limit`: {e}"));
             }
+        }
+        if let Some(e) = crate::language_error(c.language.as_deref()) {
+            errors.push(format!("{at}: key `language`: {e}"));
         }
         if c.timeout.is_some_and(|t| t.secs() == 0) {
             errors.push(format!("{at}: key `timeout` must be longer than 0s"));

@@ -163,6 +163,9 @@ pub struct ServerConfig {
     /// `[[server.token]]`: bearer tokens of the HTTP API. With none, the API is open and
     /// only a loopback address may be listened on.
     pub token: Vec<TokenConfig>,
+    /// `en` or `zh-CN`: the language of alert texts (channels without their own
+    /// `language`) and of commands run with this config (unless the locale asks for one).
+    pub language: Option<String>,
 }
 
 /// What a token may do.
@@ -203,6 +206,7 @@ impl Default for ServerConfig {
             storage: StorageConfig::default(),
             open_metrics: false,
             token: Vec::new(),
+            language: None,
         }
     }
 }

@@ -164,6 +164,15 @@ pub fn percent_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
+/// Why a `language` value is not one coffer speaks, if it is not.
+pub(crate) fn language_error(value: Option<&str>) -> Option<String> {
+    let v = value?;
+    match coffer_i18n::Lang::parse(v) {
+        Some(_) => None,
+        None => Some(format!("{v:?} is not a language coffer speaks (en, zh-CN)")),
+    }
+}
+
 /// A URL without its password (the user stays), for messages and the audit trail.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -348,6 +357,9 @@ impl Config {
                 st.low, st.high, st.critical
             ));
         }
+        if let Some(e) = language_error(self.server.language.as_deref()) {
+            errors.push(format!("[server]: key `language`: {e}"));
+        }
         if self.server.max_concurrent_jobs == 0 {
             errors.push("[server]: key `max_concurrent_jobs` must be at least 1".into());
         }
@@ -482,6 +494,20 @@ impl Config {
                     self.server.listen
                 ));
             }
+        }
+    }
+
+    /// The language of commands run with this config: the locale's when it asks for Chinese
+    /// (`LANG=zh_CN.UTF-8`), else `[server] language`, else English.
+    pub fn lang(&self) -> coffer_i18n::Lang {
+        match coffer_i18n::Lang::from_env() {
+            coffer_i18n::Lang::En => self
+                .server
+                .language
+                .as_deref()
+                .and_then(coffer_i18n::Lang::parse)
+                .unwrap_or_default(),
+            l => l,
         }
     }
 

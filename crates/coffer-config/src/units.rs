@@ -55,16 +55,6 @@ pub fn short_duration(secs: u64) -> String {
     out
 }
 
-/// `5m ago` for a past time, `in 3h43m` for a future one (seconds from now; negative is past).
-pub fn relative(secs_from_now: i64) -> String {
-    let d = short_duration(secs_from_now.unsigned_abs());
-    if secs_from_now < 0 {
-        format!("{d} ago")
-    } else {
-        format!("in {d}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +76,5 @@ mod tests {
         assert_eq!(short_duration(300), "5m");
         assert_eq!(short_duration(3 * 3600 + 43 * 60 + 12), "3h43m");
         assert_eq!(short_duration(2 * 86400 + 4 * 3600), "2d4h");
-        assert_eq!(relative(-300), "5m ago");
-        assert_eq!(relative(13_380), "in 3h43m");
     }
 }

@@ -16,6 +16,7 @@ fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, cmd::Command::Serve(_));
     ui::init_logging(cli.global.verbose, cli.global.quiet, daemon);
+    ui::init_lang(cli.global.config.as_deref());
     let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -10,6 +10,38 @@ use std::time::{Duration, Instant};
 use coffer_archiver::{Progress, ProgressSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 
+static LANG: std::sync::OnceLock<coffer_i18n::Lang> = std::sync::OnceLock::new();
+
+/// Chooses the language of this command's messages: the locale's when it asks for Chinese,
+/// else the config file's `[server] language` (when `config` names a readable one), else
+/// English.
+pub fn init_lang(config: Option<&std::path::Path>) {
+    let lang = match coffer_i18n::Lang::from_env() {
+        coffer_i18n::Lang::En => config
+            .and_then(|p| coffer_config::Config::load(p).ok())
+            .map(|c| c.lang())
+            .unwrap_or_default(),
+        l => l,
+    };
+    let _ = LANG.set(lang);
+}
+
+/// The language of this command's messages.
+pub fn lang() -> coffer_i18n::Lang {
+    LANG.get().copied().unwrap_or_default()
+}
+
+/// `5m ago` for a past time, `in 3h43m` for a future one (seconds from now), in the
+/// command's language.
+pub fn relative(secs_from_now: i64) -> String {
+    let d = coffer_config::units::short_duration(secs_from_now.unsigned_abs());
+    if secs_from_now <= 0 {
+        coffer_i18n::t!(lang(), "time-ago", d = d)
+    } else {
+        coffer_i18n::t!(lang(), "time-in", d = d)
+    }
+}
+
 /// Logging to stderr: warnings by default, `-v` info, `-vv` debug. The daemon (`daemon`)
 /// logs at info by default, so its log shows each run's start and end.
 pub fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
@@ -37,9 +69,9 @@ pub fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
 pub fn print_error(e: &anyhow::Error) {
     // Exit 3 is "done, but less than asked": not a fatal error.
     let lead = if crate::global::exit_code(e) == 3 {
-        "Incomplete"
+        coffer_i18n::t!(lang(), "prefix-incomplete")
     } else {
-        "Fatal"
+        coffer_i18n::t!(lang(), "prefix-fatal")
     };
     eprintln!("{lead}: {}", chain_text(e));
 }
@@ -355,26 +387,27 @@ pub fn cancel_on_signal(progress: &Arc<coffer_maint::Progress>) {
 }
 
 /// A left-aligned text table with a rule under the header.
-pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+pub(crate) fn print_table<H: AsRef<str>>(header: &[H], rows: &[Vec<String>]) {
+    // Columns are measured in terminal cells: a Chinese character takes two.
+    use unicode_width::UnicodeWidthStr;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.as_ref().width()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(c.width());
         }
     }
     let line = |cells: Vec<&str>| {
         let n = cells.len();
         let mut s = String::new();
         for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
-            if i + 1 == n {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  "));
+            s.push_str(c);
+            if i + 1 < n {
+                s.push_str(&" ".repeat(w.saturating_sub(c.width()) + 2));
             }
         }
         println!("{}", s.trim_end());
     };
-    line(header.to_vec());
+    line(header.iter().map(|h| h.as_ref()).collect());
     println!(
         "{}",
         "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))

@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn payload_shape() {
-        let v = payload(&[crate::test_notification(Severity::Low)]);
+        let v = payload(&[crate::test_notification(
+            Severity::Low,
+            coffer_i18n::Lang::En,
+        )]);
         assert_eq!(v["msgtype"], "markdown");
         assert!(v["markdown"]["title"]
             .as_str()

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn payload_shape() {
-        let n = test_notification(Severity::Low);
+        let n = test_notification(Severity::Low, coffer_i18n::Lang::En);
         let v = payload("hooks", "", std::slice::from_ref(&n));
         assert_eq!(v["version"], "4");
         assert_eq!(v["status"], "firing");

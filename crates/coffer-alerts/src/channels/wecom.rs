@@ -72,7 +72,7 @@ mod tests {
     #[test]
     fn long_batches_are_cut_to_the_limit() {
         let ns: Vec<_> = (0..100)
-            .map(|_| crate::test_notification(Severity::Low))
+            .map(|_| crate::test_notification(Severity::Low, coffer_i18n::Lang::En))
             .collect();
         let v = payload(&ns);
         assert!(v["markdown"]["content"].as_str().unwrap().len() <= MAX_CONTENT);

@@ -44,6 +44,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
         bail!("the config file declares no [[channel]]");
     }
     let opts = Options::default();
+    let server = &cfg.server;
     // Channels are independent: send to all at once so one slow receiver does not hold up
     // the report of the others.
     let results: Vec<(String, &'static str, Result<Delivery, ChannelError>)> =
@@ -54,8 +55,9 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                     let opts = &opts;
                     s.spawn(move || {
                         let kind = c.kind().map(|k| k.as_str()).unwrap_or("unknown");
-                        let r = build(c, opts)
-                            .and_then(|ch| ch.send(&[test_notification(c.min_severity())]));
+                        let r = build(c, opts).and_then(|ch| {
+                            ch.send(&[test_notification(c.min_severity(), c.lang(server))])
+                        });
                         (c.name.clone(), kind, r)
                     })
                 })

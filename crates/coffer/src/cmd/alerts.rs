@@ -12,6 +12,7 @@ use coffer_alerts::engine::{new_silence, parse_matcher, Alert};
 use coffer_alerts::facts::RepoFacts;
 use coffer_alerts::{Alerter, Options};
 use coffer_catalog::Ack;
+use coffer_i18n::t;
 
 use crate::cmd::job::{audit, catalog, whoami};
 use crate::global::GlobalOpts;
@@ -133,8 +134,9 @@ fn list(g: &GlobalOpts, l: ListArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&alerts)?);
         return Ok(0);
     }
+    let l = crate::ui::lang();
     if alerts.is_empty() {
-        println!("no alerts");
+        println!("{}", t!(l, "alerts-none"));
         return Ok(0);
     }
     let now = Utc::now();
@@ -149,18 +151,19 @@ fn list(g: &GlobalOpts, l: ListArgs) -> anyhow::Result<i32> {
                 .cloned()
                 .unwrap_or_default();
             // Whether anyone will be paged again is part of the state a person reads.
-            let mut state = a.state.as_str().to_string();
+            let mut state = l.format(&format!("state-{}", a.state.as_str()), &[]);
             let mut note = String::new();
             if let Some(sup) = &a.suppressed_by {
-                state.push_str(if sup.starts_with("inhibited") {
-                    ", inhibited"
+                let word = if sup.starts_with("inhibited") {
+                    t!(l, "state-inhibited")
                 } else {
-                    ", silenced"
-                });
+                    t!(l, "state-silenced")
+                };
+                state.push_str(&format!(", {word}"));
                 note.push_str(&format!(" [{sup}]"));
             }
             if let Some(k) = &a.ack {
-                state.push_str(", acked");
+                state.push_str(&format!(", {}", t!(l, "state-acked")));
                 note.push_str(&format!(" [acked by {}]", k.by));
             }
             vec![
@@ -175,7 +178,15 @@ fn list(g: &GlobalOpts, l: ListArgs) -> anyhow::Result<i32> {
         })
         .collect();
     crate::ui::print_table(
-        &["ID", "STATE", "SEVERITY", "ALERT", "ON", "SINCE", "SUMMARY"],
+        &super::job::headers(&[
+            "col-id",
+            "col-state",
+            "col-severity",
+            "col-alert",
+            "col-on",
+            "col-since",
+            "col-summary",
+        ]),
         &rows,
     );
     Ok(0)

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use coffer_maint::check::{self, CheckOptions, CheckReport, Subset};
 use coffer_maint::Progress;
 
+use coffer_i18n::t;
+
 use crate::global::GlobalOpts;
 use crate::ui::{self, bytes};
 
@@ -56,59 +58,83 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         Ok(0)
     } else {
         anyhow::bail!(
-            "check found {} error(s); the repository is damaged (see above; `coffer repair index` and `coffer repair snapshots` save what can be saved)",
-            report.errors.len()
+            "{}",
+            t!(crate::ui::lang(), "check-errors", n = report.errors.len())
         )
     }
 }
 
 fn print_report(r: &CheckReport, quiet: bool) {
+    let l = crate::ui::lang();
     if !quiet {
         println!(
-            "checked {} index files, {} packs, {} snapshots, {} trees",
-            r.index_files, r.packs, r.snapshots, r.trees
+            "{}",
+            t!(
+                l,
+                "check-summary",
+                index = r.index_files,
+                packs = r.packs,
+                snapshots = r.snapshots,
+                trees = r.trees
+            )
         );
         if r.packs_read > 0 {
             println!(
-                "read {} packs ({}), {} blobs decrypted and hashed",
-                r.packs_read,
-                bytes(r.bytes_read),
-                r.blobs_read
+                "{}",
+                t!(
+                    l,
+                    "check-read",
+                    packs = r.packs_read,
+                    bytes = bytes(r.bytes_read),
+                    blobs = r.blobs_read
+                )
             );
         }
         if !r.unreferenced_packs.is_empty() {
             println!(
-                "{} packs are not referenced by any index (left by interrupted runs; not an error, `coffer prune` removes them)",
-                r.unreferenced_packs.len()
+                "{}",
+                t!(l, "check-unreferenced", n = r.unreferenced_packs.len())
             );
         }
     }
+    let error = t!(l, "prefix-error");
     for e in &r.errors {
-        eprintln!("error: {} {}: {}", e.kind, e.id, e.message);
+        eprintln!("{error}: {} {}: {}", e.kind, e.id, e.message);
     }
     for d in &r.damaged_packs {
         eprintln!(
-            "damaged pack {}: {} blob(s) unreadable",
-            d.pack,
-            d.blobs.len()
+            "{}",
+            t!(
+                l,
+                "check-damaged-pack",
+                pack = d.pack.to_string(),
+                n = d.blobs.len()
+            )
         );
     }
     for s in &r.affected_snapshots {
         eprintln!(
-            "snapshot {} ({} {}) depends on damaged or missing data: {} path(s)",
-            s.snapshot.short(),
-            s.time,
-            s.paths.join(", "),
-            s.affected
+            "{}",
+            t!(
+                l,
+                "check-affected",
+                id = s.snapshot.short(),
+                time = s.time.as_str(),
+                paths = s.paths.join(", "),
+                n = s.affected
+            )
         );
         for f in &s.files {
             eprintln!("    {f}");
         }
         if (s.files.len() as u64) < s.affected {
-            eprintln!("    ... and {} more", s.affected - s.files.len() as u64);
+            eprintln!(
+                "    {}",
+                t!(l, "check-more", n = s.affected - s.files.len() as u64)
+            );
         }
     }
     if r.ok() && !quiet {
-        println!("no errors were found");
+        println!("{}", t!(l, "check-ok"));
     }
 }

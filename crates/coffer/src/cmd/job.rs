@@ -9,8 +9,10 @@ use coffer_catalog::{Catalog, Run, Status};
 use coffer_config::Config;
 
 use crate::global::{cancel_flag, GlobalOpts};
-use crate::ui::bytes;
-use coffer_config::units::{relative, short_duration};
+use coffer_config::units::short_duration;
+use coffer_i18n::t;
+
+use crate::ui::{bytes, lang, relative};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -400,15 +402,15 @@ pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
         })
         .collect();
     crate::ui::print_table(
-        &[
-            "RUN",
-            "STATUS",
-            "STARTED",
-            "TOOK",
-            "READ",
-            "STORED",
-            "SNAPSHOTS / ERROR",
-        ],
+        &headers(&[
+            "col-run",
+            "col-status",
+            "col-started",
+            "col-took",
+            "col-read",
+            "col-stored",
+            "col-snapshots-error",
+        ]),
         &rows,
     );
     Ok(0)
@@ -431,9 +433,14 @@ pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
                     .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
                     .map(|d| d.with_timezone(&chrono::Utc))
             };
-            let mut state = j["status"].as_str().unwrap_or("never run").to_string();
+            let l = lang();
+            let mut state = j["status"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| t!(l, "status-never-run"));
             if j["paused"] == true {
-                state.push_str(" (paused)");
+                state.push(' ');
+                state.push_str(&t!(l, "status-paused"));
             }
             let age = match (j["backup_age_seconds"].as_i64(), j["rpo_seconds"].as_i64()) {
                 (Some(a), Some(r)) => format!(
@@ -441,12 +448,16 @@ pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
                     short_duration(a.max(0) as u64),
                     short_duration(r.max(0) as u64),
                     match j["rpo_state"].as_str() {
-                        Some("overdue") => "OVERDUE",
-                        Some("at_risk") => "AT RISK",
-                        _ => "ok",
+                        Some("overdue") => t!(l, "rpo-overdue"),
+                        Some("at_risk") => t!(l, "rpo-at-risk"),
+                        _ => t!(l, "rpo-ok"),
                     }
                 ),
-                (None, Some(r)) => format!("none / {}", short_duration(r.max(0) as u64)),
+                (None, Some(r)) => format!(
+                    "{} / {}",
+                    t!(l, "rpo-none"),
+                    short_duration(r.max(0) as u64)
+                ),
                 _ => "-".into(),
             };
             vec![
@@ -454,7 +465,7 @@ pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
                 state,
                 t("last_success")
                     .map(|d| local_time(d, now))
-                    .unwrap_or_else(|| "never".into()),
+                    .unwrap_or_else(|| t!(l, "word-never")),
                 age,
                 t("next_run")
                     .map(|d| zoned_time(d, j["timezone"].as_str(), now))
@@ -463,7 +474,13 @@ pub fn status(g: &GlobalOpts) -> anyhow::Result<i32> {
         })
         .collect();
     crate::ui::print_table(
-        &["JOB", "STATUS", "LAST SUCCESS", "AGE / RPO", "NEXT RUN"],
+        &headers(&[
+            "col-job",
+            "col-status",
+            "col-last-success",
+            "col-age-rpo",
+            "col-next-run",
+        ]),
         &rows,
     );
     Ok(0)
@@ -506,4 +523,9 @@ fn one_line(s: &str, max: usize) -> String {
     } else {
         l.to_string()
     }
+}
+
+/// Table headers from message ids, in the command's language.
+pub(crate) fn headers(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| lang().format(id, &[])).collect()
 }

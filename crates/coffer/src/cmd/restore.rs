@@ -8,7 +8,8 @@ use coffer_archiver::{restore, Progress, RestoreOptions};
 
 use crate::cmd::SnapshotFilter;
 use crate::global::{cancel_flag, GlobalOpts, PartialFailure};
-use crate::ui::{self, bytes, Reporter};
+use crate::ui::{self, bytes, lang, Reporter};
+use coffer_i18n::t;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -95,10 +96,15 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     repo.load_index()?;
     if !g.json && !g.quiet {
         eprintln!(
-            "restoring source {name} ({}) from snapshot {} taken {}",
-            src.kind(),
-            snap.id.short(),
-            snap.snap.time.format("%Y-%m-%d %H:%M:%S")
+            "{}",
+            t!(
+                lang(),
+                "restore-source-start",
+                source = name,
+                kind = src.kind(),
+                id = snap.id.short(),
+                time = snap.snap.time.format("%Y-%m-%d %H:%M:%S").to_string()
+            )
         );
     }
     let started = Instant::now();
@@ -152,7 +158,10 @@ pub(crate) fn print_report(
         for (k, v) in &report.checks {
             println!("check: {k} = {v}");
         }
-        println!("done in {secs:.1}s");
+        println!(
+            "{}",
+            t!(lang(), "restore-source-done", secs = format!("{secs:.1}"))
+        );
     }
 }
 
@@ -201,7 +210,12 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     for m in &plan.missing {
         warn(
             g,
-            &format!("source {}: not restored: {}", m.source, m.reason),
+            &t!(
+                lang(),
+                "restore-source-missing",
+                source = m.source.as_str(),
+                reason = m.reason.as_str()
+            ),
         );
     }
     if plan.found.is_empty() {
@@ -209,7 +223,8 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     }
     repo.load_index()?;
     let mut errors = 0;
-    let mut unmatched = Vec::new();
+    // Per include pattern: in how many of the run's snapshots it matched nothing.
+    let mut missed: std::collections::HashMap<String, usize> = Default::default();
     for s in &plan.found {
         let (source, snap) = (&s.source, &s.snapshot);
         let dir = target.join(source);
@@ -229,7 +244,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
         )?;
         errors += r.errors.len();
         for p in &r.unmatched_includes {
-            unmatched.push(format!("{p} (in source {source})"));
+            *missed.entry(p.clone()).or_default() += 1;
         }
         if g.json {
             println!(
@@ -241,11 +256,16 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             );
         } else if !g.quiet {
             println!(
-                "{source}: snapshot {} -> {} ({} files, {})",
-                snap.id.short(),
-                dir.display(),
-                r.files,
-                bytes(r.bytes)
+                "{}",
+                t!(
+                    lang(),
+                    "restore-run-source",
+                    source = source.as_str(),
+                    id = snap.id.short(),
+                    dir = dir.display().to_string(),
+                    files = r.files,
+                    bytes = bytes(r.bytes)
+                )
             );
             for e in &r.errors {
                 eprintln!("error: {e}");
@@ -256,19 +276,18 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     let unmatched: Vec<String> = a
         .include
         .iter()
-        .filter(|p| {
-            unmatched
-                .iter()
-                .filter(|u| u.starts_with(&format!("{p} (")))
-                .count()
-                == plan.found.len()
-        })
+        .filter(|p| missed.get(p.trim_end_matches('/')) == Some(&plan.found.len()))
         .cloned()
         .collect();
     for p in &unmatched {
         warn(
             g,
-            &format!("--include {p} matched nothing in any snapshot of run {id}"),
+            &t!(
+                lang(),
+                "restore-include-unmatched-run",
+                pattern = p.as_str(),
+                run = id
+            ),
         );
     }
     if g.json {
@@ -285,11 +304,13 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     }
     if !plan.missing.is_empty() && !a.partial {
         let names: Vec<&str> = plan.missing.iter().map(|m| m.source.as_str()).collect();
-        return Err(PartialFailure(format!(
-            "restored {} of {} sources of run {id}; not restored: {} (see above; --partial accepts a partial restore)",
-            plan.found.len(),
-            plan.found.len() + plan.missing.len(),
-            names.join(", ")
+        return Err(PartialFailure(t!(
+            lang(),
+            "restore-run-partial",
+            found = plan.found.len(),
+            total = plan.found.len() + plan.missing.len(),
+            run = id,
+            names = names.join(", ")
         ))
         .into());
     }
@@ -301,9 +322,10 @@ fn partial_includes(unmatched: &[String], partial: bool) -> anyhow::Result<i32> 
     if unmatched.is_empty() || partial {
         return Ok(0);
     }
-    Err(PartialFailure(format!(
-        "--include {} matched nothing: less was restored than asked (--partial accepts that)",
-        unmatched.join(", --include ")
+    Err(PartialFailure(t!(
+        lang(),
+        "restore-includes-partial",
+        patterns = unmatched.join(", --include ")
     ))
     .into())
 }
@@ -316,7 +338,7 @@ fn warn(g: &GlobalOpts, message: &str) {
             serde_json::json!({"message_type": "warning", "message": message})
         );
     } else {
-        eprintln!("warning: {message}");
+        eprintln!("{}: {message}", t!(lang(), "prefix-warning"));
     }
 }
 
@@ -347,11 +369,15 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     };
     if !g.json && !g.quiet {
         eprintln!(
-            "restoring snapshot {} of {:?} at {} to {}",
-            snap.id.short(),
-            snap.snap.paths,
-            snap.snap.time.format("%Y-%m-%d %H:%M:%S"),
-            target.display()
+            "{}",
+            t!(
+                lang(),
+                "restore-start",
+                id = snap.id.short(),
+                paths = snap.snap.paths.join(", "),
+                time = snap.snap.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                target = target.display().to_string()
+            )
         );
     }
     let progress = Arc::new(Progress::default());
@@ -395,14 +421,18 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         );
     } else if !g.quiet {
         println!(
-            "restored {} files, {} dirs, {} in {:.1}s ({}){}",
-            r.files,
-            r.dirs,
-            bytes(r.bytes),
-            secs,
-            crate::ui::rate(r.bytes, secs),
+            "{}{}",
+            t!(
+                lang(),
+                "restore-done",
+                files = r.files,
+                dirs = r.dirs,
+                bytes = bytes(r.bytes),
+                secs = format!("{secs:.1}"),
+                rate = crate::ui::rate(r.bytes, secs)
+            ),
             if a.verify {
-                format!(", verified {} files", r.verified_files)
+                t!(lang(), "restore-verified", n = r.verified_files)
             } else {
                 String::new()
             }
@@ -414,10 +444,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     for p in &r.unmatched_includes {
         warn(
             g,
-            &format!(
-                "--include {p} matched nothing in snapshot {} (paths: {})",
-                snap.id.short(),
-                snap.snap.paths.join(", ")
+            &t!(
+                lang(),
+                "restore-include-unmatched",
+                pattern = p.as_str(),
+                id = snap.id.short(),
+                paths = snap.snap.paths.join(", ")
             ),
         );
     }
@@ -425,17 +457,22 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     if nothing && !a.include.is_empty() {
         // `latest` is the newest snapshot of anything: after a stdin backup it is the dump.
         let hint = if spec == "latest" && a.filter.is_empty() {
-            format!(
-                "; `latest` is the newest snapshot of any paths (here {}): choose one with --path, --tag, --host or its id",
-                snap.snap.paths.join(", ")
+            t!(
+                lang(),
+                "restore-latest-hint",
+                paths = snap.snap.paths.join(", ")
             )
         } else {
             String::new()
         };
         return Err(PartialFailure(format!(
-            "nothing restored: no path of snapshot {} matched --include {}{hint}",
-            snap.id.short(),
-            a.include.join(", --include ")
+            "{}{hint}",
+            t!(
+                lang(),
+                "restore-nothing",
+                id = snap.id.short(),
+                patterns = a.include.join(", --include ")
+            )
         ))
         .into());
     }

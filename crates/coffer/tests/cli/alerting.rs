@@ -123,6 +123,12 @@ url = "{pager}"
 min_severity = "critical"
 
 [[channel]]
+name = "hook-zh"
+type = "webhook"
+url = "{hook_zh}"
+language = "zh-CN"
+
+[[channel]]
 name = "dead"
 type = "webhook"
 url = "http://127.0.0.1:{dead}/x"
@@ -145,6 +151,7 @@ ping_url = "{hc}"
         flag = flag.display(),
         hook = recv.url("/hook"),
         pager = recv.url("/pager"),
+        hook_zh = recv.url("/zh"),
         hc = recv.url("/hc/flaky"),
     ));
     let port = free_port();
@@ -179,6 +186,12 @@ ping_url = "{hc}"
             .contains("No space left on device"),
         "{first:#}"
     );
+
+    // A channel with `language = "zh-CN"` gets the same alert in Chinese.
+    wait_for(&recv, "/zh", "BackupFailed", "firing", "high", 1);
+    let zh = recv.requests("/zh")[0].json();
+    let summary = zh["alerts"][0]["annotations"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("备份 flaky 失败："), "{zh:#}");
 
     // Second failure in a row: critical, to both; the dead channel fails after its retries
     // and is reported as ChannelFailing.

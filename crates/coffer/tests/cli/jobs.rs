@@ -266,6 +266,20 @@ fn jobs_run_retry_pause_timeout_retention_and_restore() {
         .ok()
         .stdout_str();
     assert!(runs_text.contains("exited with status 3"), "{runs_text}");
+    // In Chinese when the locale says so (the catalogs' completeness is a unit test).
+    let zh = run(lab.coffer(["status"]).env("LANG", "zh_CN.UTF-8"))
+        .ok()
+        .stdout_str();
+    assert!(
+        zh.contains("作业") && zh.contains("前)") && zh.contains("后)"),
+        "{zh}"
+    );
+    let zh = run(lab
+        .coffer(["runs", "--job", "flaky"])
+        .env("LC_ALL", "zh_CN.UTF-8"))
+    .ok()
+    .stdout_str();
+    assert!(zh.contains("开始时间"), "{zh}");
 
     // Unknown job: a clear error naming the known ones.
     let r = run(&mut lab.coffer(["job", "run", "nope"])).expect_code(1);
