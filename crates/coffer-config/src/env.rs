@@ -24,9 +24,9 @@ impl std::ops::Deref for EnvString {
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        expand(&raw)
-            .map(EnvString)
-            .map_err(serde::de::Error::custom)
+        let value = expand(&raw).map_err(serde::de::Error::custom)?;
+        crate::secrets::register_url(&value);
+        Ok(EnvString(value))
     }
 }
 
@@ -53,7 +53,12 @@ pub fn expand(s: &str) -> Result<String, String> {
                 return Err(format!("invalid variable name {name:?} in ${{{expr}}}"));
             }
             match (std::env::var(name), default) {
-                (Ok(v), _) => out.push_str(&v),
+                (Ok(v), _) => {
+                    if crate::secrets::is_secret_name(name) {
+                        crate::secrets::register(&v);
+                    }
+                    out.push_str(&v)
+                }
                 (Err(_), Some(d)) => out.push_str(d),
                 (Err(_), None) => {
                     return Err(format!(

@@ -24,6 +24,7 @@ mod env;
 pub mod jobs;
 mod load;
 pub mod rules;
+pub mod secrets;
 pub mod suggest;
 pub mod units;
 
@@ -183,6 +184,41 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The URL without its password, and the password (percent-decoded), taken from the user
+/// info (`user:PASS@`) or a `password=` query parameter: a child process gets the password in
+/// its environment, never on its command line, where every local user can read it.
+pub fn split_url_password(url: &str) -> (String, Option<String>) {
+    let decode = |p: &str| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut password = None;
+    let mut out = url.to_string();
+    if let (Some(s), Some(at)) = (url.find("://"), url.rfind('@')) {
+        let userinfo = &url[s + 3..at];
+        if let Some((_, p)) = userinfo.split_once(':') {
+            password = Some(decode(p));
+            out = redact_url(url);
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (base, query) = (&out[..q], &out[q + 1..]);
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("password", v)) => password = Some(decode(v)),
+                _ => kept.push(pair),
+            }
+        }
+        out = match kept.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}?{}", kept.join("&")),
+        };
+    }
+    (out, password)
 }
 
 /// Parses a size such as `500G`, `1.5T` or `1048576` (binary multiples).
@@ -615,6 +651,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_leave_urls() {
+        let split = |u: &str| split_url_password(u);
+        assert_eq!(
+            split("postgresql://postgres:p%40ss%3Aw@127.0.0.1:5432/app?sslmode=disable"),
+            (
+                "postgresql://postgres@127.0.0.1:5432/app?sslmode=disable".to_string(),
+                Some("p@ss:w".to_string())
+            )
+        );
+        assert_eq!(
+            split("postgresql://u@h/db?password=x%20y&sslmode=require"),
+            (
+                "postgresql://u@h/db?sslmode=require".to_string(),
+                Some("x y".to_string())
+            )
+        );
+        assert_eq!(
+            split("postgresql://u@h/db?password=x"),
+            ("postgresql://u@h/db".to_string(), Some("x".to_string()))
+        );
+        assert_eq!(
+            split("postgresql://h/db"),
+            ("postgresql://h/db".to_string(), None)
+        );
+    }
 
     fn parse(t: &str) -> Result<Config, String> {
         Config::parse(t, Path::new("coffer.toml")).map_err(|e| e.to_string())

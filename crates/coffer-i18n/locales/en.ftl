@@ -68,6 +68,9 @@ restore-include-unmatched-run = --include { $pattern } matched nothing in any sn
 restore-nothing = nothing restored: no path of snapshot { $id } matched --include { $patterns }
 restore-latest-hint = ; `latest` is the newest snapshot of any paths (here { $paths }): choose one with --path, --tag, --host or its id
 restore-run-partial = restored { $found } of { $total } sources of run { $run }; not restored: { $names } (see above; --partial accepts a partial restore)
+restore-damaged-file = { $path }: not restored exactly: { $reason }
+restore-damaged-kept = {" "}(what could be read is kept as { $kept })
+restore-incomplete = { $damaged } file(s) could not be restored exactly and { $errors } other item(s) failed (named above); everything else was restored exactly
 restore-includes-partial = --include { $patterns } matched nothing: less was restored than asked (--partial accepts that)
 
 ## Alert texts (sent to channels)

@@ -67,6 +67,9 @@ restore-include-unmatched-run = --include { $pattern } 在运行 { $run } 的所
 restore-nothing = 没有恢复任何内容：快照 { $id } 中没有路径匹配 --include { $patterns }
 restore-latest-hint = ；`latest` 是任意路径中最新的快照（此处为 { $paths }）：请用 --path、--tag、--host 或快照 id 指定
 restore-run-partial = 已恢复运行 { $run } 的 { $total } 个数据源中的 { $found } 个；未恢复：{ $names }（见上文；--partial 接受部分恢复）
+restore-damaged-file = { $path } 未能完整恢复：{ $reason }
+restore-damaged-kept = （已读出的内容保存为 { $kept }）
+restore-incomplete = { $damaged } 个文件未能完整恢复，另有 { $errors } 项失败（见上文）；其余内容均已完整恢复
 restore-includes-partial = --include { $patterns } 没有匹配任何内容：恢复的内容少于要求（--partial 接受这种情况）
 
 ## Alert texts (sent to channels)

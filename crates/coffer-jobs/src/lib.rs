@@ -67,6 +67,7 @@ pub fn open_repository(repo: &RepositoryConfig) -> Result<Arc<Repository>, JobEr
             ))
         }
     };
+    coffer_config::secrets::register(&password);
     let location = Location::parse(&repo.url).map_err(|e| err(e.to_string()))?;
     Repository::open(&location, &password)
         .map(Arc::new)

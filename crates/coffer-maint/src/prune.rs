@@ -225,7 +225,18 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
     stats.total_before = stored.values().sum();
 
     progress.phase("finding used blobs", 0, 0);
-    let snaps = repo.snapshots()?;
+    let (snaps, damaged) = repo.snapshots_and_damage()?;
+    // A damaged snapshot file may refer to any pack: pruning now could delete its data.
+    if let Some(d) = damaged.first() {
+        return Err(MaintError::Damaged(format!(
+            "{} snapshot file(s) cannot be read (snapshot {}: {}), so prune cannot know which data they use; \
+             remove them first with `coffer repair snapshots --forget` (or `coffer forget {}`)",
+            damaged.len(),
+            d.id.short(),
+            d.reason,
+            d.id.short()
+        )));
+    }
     stats.snapshots = snaps.len() as u64;
     let used = used_blobs(repo, &snaps, &|| progress.cancelled())?;
 

@@ -20,7 +20,7 @@ use coffer_repo::index::IndexPack;
 use coffer_repo::pack::{open_blob, parse_header, read_header, BlobType, PackedBlob};
 use coffer_repo::snapshot::SnapshotWithId;
 use coffer_repo::tree::{NodeType, Tree};
-use coffer_repo::{Id, Packer, RepoError, Repository, DEFAULT_PACK_SIZE};
+use coffer_repo::{DamagedSnapshot, Id, Packer, RepoError, Repository, DEFAULT_PACK_SIZE};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -292,6 +292,10 @@ pub struct RepairSnapshotsReport {
     pub snapshots: u64,
     /// Snapshots that needed repair.
     pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshot files that cannot be read (nothing of them can be saved).
+    pub unreadable: Vec<DamagedSnapshot>,
+    /// Whether those were removed (`forget`, not a dry run).
+    pub unreadable_removed: bool,
 }
 
 /// A rewritten tree: its new id, and the dropped files and emptied directories below it.
@@ -387,11 +391,13 @@ impl Rewriter<'_> {
 pub fn repair_snapshots(
     repo: &Arc<Repository>,
     snaps: &[SnapshotWithId],
+    unreadable: &[DamagedSnapshot],
     opts: &RepairSnapshotsOptions,
     progress: &Progress,
 ) -> Result<RepairSnapshotsReport> {
     let mut report = RepairSnapshotsReport {
-        snapshots: snaps.len() as u64,
+        snapshots: (snaps.len() + unreadable.len()) as u64,
+        unreadable: unreadable.to_vec(),
         ..Default::default()
     };
     let packer = (!opts.dry_run).then(|| Packer::new(Arc::clone(repo), DEFAULT_PACK_SIZE, 1));
@@ -455,6 +461,17 @@ pub fn repair_snapshots(
             emptied_dirs: emptied,
             forgotten,
         });
+    }
+    // A snapshot file that does not decrypt or parse holds nothing to save: what it referred
+    // to is unknown, and it blocks prune until it is gone.
+    if opts.forget && !opts.dry_run && !unreadable.is_empty() {
+        for d in unreadable {
+            repo.backend().remove(FileType::Snapshot, &d.id.to_hex())?;
+            if let Some(c) = repo.cache() {
+                c.remove(FileType::Snapshot, &d.id.to_hex());
+            }
+        }
+        report.unreadable_removed = true;
     }
     Ok(report)
 }

@@ -54,4 +54,4 @@ pub use coffer_chunker::Pol;
 pub use error::{RepoError, Result};
 pub use id::{Id, ParseIdError};
 pub use packer::{Packer, PackerStats, DEFAULT_PACK_SIZE};
-pub use repository::{InitOptions, Repository};
+pub use repository::{DamagedSnapshot, InitOptions, Repository};

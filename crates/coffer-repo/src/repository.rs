@@ -442,22 +442,41 @@ impl Repository {
         self.load_blob(id, BlobType::Tree)
     }
 
-    /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first. A damaged snapshot file is skipped with a
+    /// warning, so that one bad file does not block every command (as restic does);
+    /// [`Repository::snapshots_and_damage`] names them for the commands that act on them.
     pub fn snapshots(&self) -> Result<Vec<SnapshotWithId>> {
+        let (snaps, damaged) = self.snapshots_and_damage()?;
+        damaged.iter().for_each(DamagedSnapshot::warn);
+        Ok(snaps)
+    }
+
+    /// Every readable snapshot, oldest first, and the snapshot files that are damaged (their
+    /// bytes do not match their name, do not decrypt or do not parse). A file that cannot be
+    /// read at all (an I/O or storage error) is an error, not damage.
+    pub fn snapshots_and_damage(&self) -> Result<(Vec<SnapshotWithId>, Vec<DamagedSnapshot>)> {
         let ids = self.backend.list_ids(FileType::Snapshot)?;
-        let snaps = self.parallel_map(&ids, |id| {
-            Ok(SnapshotWithId {
-                id: *id,
-                snap: self.load_json::<Snapshot>(FileType::Snapshot, id)?,
-            })
+        let loaded = self.parallel_map(&ids, |id| {
+            match self.load_json::<Snapshot>(FileType::Snapshot, id) {
+                Ok(snap) => Ok(Ok(SnapshotWithId { id: *id, snap })),
+                Err(RepoError::File { reason, .. }) => Ok(Err(DamagedSnapshot { id: *id, reason })),
+                Err(e) => Err(e),
+            }
         })?;
         if let Some(c) = &self.cache {
             let keep: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
             c.retain(FileType::Snapshot, &keep);
         }
-        let mut snaps = snaps;
+        let (mut snaps, mut damaged) = (Vec::new(), Vec::new());
+        for l in loaded {
+            match l {
+                Ok(s) => snaps.push(s),
+                Err(d) => damaged.push(d),
+            }
+        }
         snaps.sort_by(|a, b| a.snap.time.cmp(&b.snap.time).then(a.id.cmp(&b.id)));
-        Ok(snaps)
+        damaged.sort_by_key(|d| d.id);
+        Ok((snaps, damaged))
     }
 
     /// Resolves `latest`, a full id or a unique id prefix, among snapshots passing `filter`.
@@ -599,5 +618,27 @@ impl Repository {
         let old = self.key_id;
         self.backend.remove(FileType::Key, &old.to_hex())?;
         Ok((new, old))
+    }
+}
+
+/// A snapshot file that cannot be used: its bytes do not match its name, or it does not
+/// decrypt or parse. What it referred to is unknown.
+#[derive(Clone, Debug, Serialize)]
+pub struct DamagedSnapshot {
+    /// The file's id (its name).
+    pub id: Id,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl DamagedSnapshot {
+    /// Says that this file is skipped, and how to remove it.
+    pub fn warn(&self) {
+        tracing::warn!(
+            "snapshot file {} is damaged and skipped ({}): `coffer repair snapshots --forget` or `coffer forget {}` removes it",
+            self.id,
+            self.reason,
+            self.id.short()
+        );
     }
 }

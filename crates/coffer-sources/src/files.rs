@@ -101,6 +101,7 @@ impl Source for Files {
             excludes: PatternSet::new::<&str>(&[]).expect("empty pattern set"),
             verify: true,
             threads: 4,
+            keep_damaged: false,
         };
         let r = restore(
             Arc::clone(&files.repo),
@@ -110,12 +111,21 @@ impl Source for Files {
             Arc::new(AtomicBool::new(false)),
         )
         .map_err(|e| SourceError::Usage(format!("restoring into {}: {e}", target.display())))?;
-        if !r.errors.is_empty() {
-            return Err(SourceError::Usage(format!(
+        if !r.complete() {
+            let damaged = r
+                .damaged
+                .iter()
+                .map(|d| format!("{}: {}", d.path.display(), d.reason));
+            return Err(SourceError::Snapshot(format!(
                 "{} item(s) could not be restored into {}: {}",
-                r.errors.len(),
+                r.errors.len() + r.damaged.len(),
                 target.display(),
-                r.errors.join("; ")
+                r.errors
+                    .iter()
+                    .cloned()
+                    .chain(damaged)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )));
         }
         let mut report = RestoreReport::default();

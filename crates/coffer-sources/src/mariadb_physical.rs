@@ -303,7 +303,8 @@ pub(super) fn restore(
         ))
     })?;
     report.steps.push(format!(
-        "extracted {STREAM_FILE} ({size} bytes) into {shown} with mbstream in {:.1} s",
+        "extracted {STREAM_FILE} ({}) into {shown} with mbstream in {:.1} s",
+        coffer_config::units::bytes(size),
         started.elapsed().as_secs_f64()
     ));
 

@@ -146,7 +146,9 @@ impl GlobalOpts {
         } else {
             None
         };
-        self.password_with(confirm, repo.as_ref())
+        let p = self.password_with(confirm, repo.as_ref())?;
+        coffer_config::secrets::register(&p);
+        Ok(p)
     }
 
     fn password_with(

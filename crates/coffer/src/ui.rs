@@ -56,14 +56,33 @@ pub fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Secrets this process holds are scrubbed from every line, whoever wrote it (a
+    // dependency's debug output may print a credential provider whole).
+    coffer_config::secrets::register_env();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         // A log file or journald gets plain text; colours only on a terminal.
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// Standard error with registered secrets replaced (see [`coffer_config::secrets`]); the
+/// formatter writes each event in one call, so a secret is never split across writes.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(coffer_config::secrets::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 pub fn print_error(e: &anyhow::Error) {
@@ -73,7 +92,7 @@ pub fn print_error(e: &anyhow::Error) {
     } else {
         coffer_i18n::t!(lang(), "prefix-fatal")
     };
-    eprintln!("{lead}: {}", chain_text(e));
+    eprintln!("{lead}: {}", coffer_config::secrets::redact(&chain_text(e)));
 }
 
 /// The error and its causes, each said once: library errors name their cause in their own

@@ -150,7 +150,7 @@ impl Server {
     }
 
     /// A client tool, found in `bin_dir` or on PATH.
-    pub(crate) fn tool(&self, prog: &str) -> Command {
+    fn tool(&self, prog: &str) -> Command {
         let path = match &self.bin_dir {
             Some(d) => format!("{d}/{prog}"),
             None => prog.to_string(),
@@ -158,6 +158,22 @@ impl Server {
         let mut c = Command::new(path);
         // Never prompt: a missing password must fail, not hang a scheduled job.
         c.env("PGCONNECT_TIMEOUT", "15").arg("--no-password");
+        c
+    }
+
+    /// A client tool connected to `db` (None: the URL's own database). The password goes
+    /// into the child's environment (PGPASSWORD), not onto its command line.
+    pub(crate) fn tool_on(&self, prog: &str, db: Option<&str>) -> Command {
+        let url = match db {
+            Some(db) => url_with_database(&self.url, db),
+            None => self.url.clone(),
+        };
+        let (url, password) = coffer_config::split_url_password(&url);
+        let mut c = self.tool(prog);
+        c.arg("--dbname").arg(url);
+        if let Some(p) = password {
+            c.env("PGPASSWORD", p);
+        }
         c
     }
 
@@ -170,7 +186,7 @@ impl Server {
 
     /// Runs one query on `db`, returning rows of fields.
     pub(crate) fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
-        let mut c = self.tool("psql");
+        let mut c = self.tool_on("psql", Some(db));
         c.args([
             "-X",
             "-A",
@@ -182,9 +198,7 @@ impl Server {
             "\u{1f}",
             "-c",
             sql,
-        ])
-        .arg("--dbname")
-        .arg(url_with_database(&self.url, db));
+        ]);
         let out = util::output(c).map_err(|m| SourceError::Server {
             source_name: self.name.clone(),
             message: format!("{}: {m}", redact(&url_with_database(&self.url, db))),
@@ -210,10 +224,6 @@ impl Postgres {
             databases: cfg.databases,
             exclude: cfg.exclude_databases,
         })
-    }
-
-    fn tool(&self, prog: &str) -> Command {
-        self.server.tool(prog)
     }
 
     fn tool_err(&self, message: String) -> SourceError {
@@ -295,18 +305,14 @@ impl Source for Postgres {
         manifest.set("databases", serde_json::Value::Array(list));
 
         let mut streams = Vec::new();
-        let mut g = self.tool("pg_dumpall");
-        g.arg("--globals-only")
-            .arg("--dbname")
-            .arg(url_with_database(&self.server.url, "postgres"));
+        let mut g = self.server.tool_on("pg_dumpall", Some("postgres"));
+        g.arg("--globals-only");
         streams.push(util::stream("globals.sql", g).map_err(|m| self.tool_err(m))?);
         for (db, _) in &dbs {
             // Started only when the previous dump has ended: the archiver reads the streams
             // in order, so each pg_dump runs alone.
-            let mut c = self.tool("pg_dump");
-            c.args(["--format=custom", "--compress=0"])
-                .arg("--dbname")
-                .arg(url_with_database(&self.server.url, db));
+            let mut c = self.server.tool_on("pg_dump", Some(db));
+            c.args(["--format=custom", "--compress=0"]);
             streams.push(util::deferred(&dump_file(db), c, None));
         }
         streams.push(util::manifest_stream(manifest, started));
@@ -336,10 +342,8 @@ impl Source for Postgres {
 
         let target_db = req.to_database.clone().unwrap_or_else(|| source_db.clone());
         // Globals first: the dump refers to its roles. A role that already exists is kept.
-        let mut psql = self.tool("psql");
-        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
-            .arg("--dbname")
-            .arg(url_with_database(&self.server.url, "postgres"));
+        let mut psql = self.server.tool_on("psql", Some("postgres"));
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=0"]);
         let globals = files.reader("globals.sql")?;
         let (_, stderr) = util::feed_capture(psql, globals).map_err(|m| self.tool_err(m))?;
         let errors: Vec<&str> = stderr
@@ -377,9 +381,7 @@ impl Source for Postgres {
             )?;
             report.steps.push(format!("created database {target_db:?}"));
         }
-        let mut r = self.tool("pg_restore");
-        r.arg("--dbname")
-            .arg(url_with_database(&self.server.url, &target_db));
+        let mut r = self.server.tool_on("pg_restore", Some(&target_db));
         if exists {
             r.args(["--clean", "--if-exists"]);
         }

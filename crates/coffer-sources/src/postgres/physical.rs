@@ -142,16 +142,14 @@ impl Source for Physical {
         manifest.set("log_chain", chain);
         manifest.set("started_at", chrono::Local::now().to_rfc3339());
 
-        let mut c = self.server.tool("pg_basebackup");
+        let mut c = self.server.tool_on("pg_basebackup", None);
         c.args(["-D", "-", "-F", "tar", "-X", "none", "--verbose"])
             .arg(if self.fast_checkpoint {
                 "--checkpoint=fast"
             } else {
                 "--checkpoint=spread"
             })
-            .arg(format!("--label=coffer {}", self.server.name))
-            .arg("--dbname")
-            .arg(&self.server.url);
+            .arg(format!("--label=coffer {}", self.server.name));
         let m = manifest.clone();
         let found: label::Captured = Default::default();
         let seen = Arc::clone(&found);

@@ -129,18 +129,32 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     } else {
         Some(g.lock(&repo, true)?)
     };
-    let snaps: Vec<SnapshotWithId> = repo
-        .snapshots()?
-        .into_iter()
+    let (all, unreadable) = repo.snapshots_and_damage()?;
+    // A damaged snapshot file named by its id is removed like any other: nothing of it can
+    // be read, and it would otherwise block prune.
+    let (named_damaged, unreadable): (Vec<_>, Vec<_>) = unreadable.into_iter().partition(|d| {
+        a.snapshots
+            .iter()
+            .any(|spec| spec.len() >= 4 && spec != "latest" && d.id.has_prefix(spec))
+    });
+    unreadable.iter().for_each(|d| d.warn());
+    let specs: Vec<String> = a
+        .snapshots
+        .iter()
+        .filter(|spec| !named_damaged.iter().any(|d| d.id.has_prefix(spec)))
+        .cloned()
+        .collect();
+    let snaps: Vec<SnapshotWithId> = all
+        .iter()
         .filter(|s| a.filter.matches(&s.snap))
+        .cloned()
         .collect();
     let text = !g.json && !g.quiet;
 
     let remove: Vec<&SnapshotWithId> = if a.snapshots.is_empty() {
-        let all = repo.snapshots()?;
         apply_policy(g, &a, &policy, &snaps, &all)?
     } else {
-        let chosen = resolve(&snaps, &a.snapshots)?;
+        let chosen = resolve(&snaps, &specs)?;
         if text {
             println!(
                 "{} {} snapshots:",
@@ -153,11 +167,25 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         chosen
     };
 
+    if text {
+        for d in &named_damaged {
+            println!(
+                "{} damaged snapshot file {} ({})",
+                if a.dry_run { "would remove" } else { "remove" },
+                d.id.short(),
+                d.reason
+            );
+        }
+    }
     if a.dry_run {
         if text {
             println!("would remove {} snapshots (dry run)", remove.len());
         }
     } else {
+        if !named_damaged.is_empty() {
+            let ids: Vec<Id> = named_damaged.iter().map(|d| d.id).collect();
+            remove_snapshot_files(&repo, &ids)?;
+        }
         let ids: Vec<Id> = remove.iter().map(|s| s.id).collect();
         remove_snapshot_files(&repo, &ids)?;
         record_forgotten(g, &ids);
@@ -167,7 +195,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
     drop(lock);
 
-    if a.prune && !remove.is_empty() {
+    if a.prune && !(remove.is_empty() && named_damaged.is_empty()) {
         if a.dry_run {
             if text {
                 println!("dry run: prune not run");

@@ -85,12 +85,14 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
         }
         Command::Snapshots(a) => {
             repo.load_index()?;
-            let mut snaps: Vec<_> = repo
-                .snapshots()?
+            let (all, mut unreadable) = repo.snapshots_and_damage()?;
+            let mut snaps: Vec<_> = all
                 .into_iter()
                 .filter(|s| a.filter.matches(&s.snap))
                 .collect();
             if !a.snapshots.is_empty() {
+                // Named snapshots only: unreadable files are left to a run without names.
+                unreadable.clear();
                 let mut chosen = Vec::new();
                 for spec in &a.snapshots {
                     chosen.push(repo.find_snapshot(spec, |s| a.filter.matches(s))?);
@@ -101,6 +103,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                 repair::repair_snapshots(
                     &repo,
                     &snaps,
+                    &unreadable,
                     &RepairSnapshotsOptions {
                         forget: a.forget,
                         dry_run: a.dry_run,
@@ -129,9 +132,20 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                         (None, false) => {}
                     }
                 }
+                for d in &report.unreadable {
+                    println!("snapshot file {}: damaged ({})", d.id.short(), d.reason);
+                    println!(
+                        "    {}",
+                        match (report.unreadable_removed, a.dry_run) {
+                            (true, _) => "removed: nothing of it could be read",
+                            (false, true) => "would be removed with --forget",
+                            (false, false) => "nothing of it can be read: --forget removes it",
+                        }
+                    );
+                }
                 println!(
                     "{} of {} snapshots needed repair{}",
-                    report.repaired.len(),
+                    report.repaired.len() + report.unreadable.len(),
                     report.snapshots,
                     dry_run_note(a.dry_run)
                 );

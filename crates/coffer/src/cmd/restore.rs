@@ -55,6 +55,10 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// Keep a file that cannot be restored exactly (damaged data, a full disk) as
+    /// NAME.damaged with what could be read, instead of removing it
+    #[arg(long)]
+    pub keep_damaged: bool,
     /// Accept restoring part of what was asked (a run with a source's snapshot gone, an
     /// --include that matched nothing): exit 0 instead of 3, with the same warnings
     #[arg(long)]
@@ -223,6 +227,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
     }
     repo.load_index()?;
     let mut errors = 0;
+    let mut damaged = 0;
     // Per include pattern: in how many of the run's snapshots it matched nothing.
     let mut missed: std::collections::HashMap<String, usize> = Default::default();
     for s in &plan.found {
@@ -234,6 +239,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             excludes: PatternSet::new(&a.exclude)?,
             verify: a.verify,
             threads: a.threads.max(1),
+            keep_damaged: a.keep_damaged,
         };
         let r = restore(
             Arc::clone(&repo),
@@ -243,6 +249,8 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             cancel_flag(),
         )?;
         errors += r.errors.len();
+        damaged += r.damaged.len();
+        report_damaged(g, &r.damaged);
         for p in &r.unmatched_includes {
             *missed.entry(p.clone()).or_default() += 1;
         }
@@ -251,7 +259,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
                 "{}",
                 serde_json::json!({"message_type": "source_summary", "run_id": id, "source": source,
                     "snapshot_id": snap.id.to_hex(), "target": dir, "files_restored": r.files,
-                    "bytes_restored": r.bytes, "errors": r.errors,
+                    "bytes_restored": r.bytes, "errors": r.errors, "damaged": r.damaged,
                     "unmatched_includes": r.unmatched_includes})
             );
         } else if !g.quiet {
@@ -296,12 +304,11 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             serde_json::json!({"message_type": "summary", "run_id": id,
                 "sources_restored": plan.found.iter().map(|s| &s.source).collect::<Vec<_>>(),
                 "missing": plan.missing, "unmatched_includes": unmatched, "errors": errors,
-                "partial": !plan.missing.is_empty() || !unmatched.is_empty()})
+                "files_damaged": damaged,
+                "partial": !plan.missing.is_empty() || !unmatched.is_empty() || damaged + errors > 0})
         );
     }
-    if errors > 0 {
-        bail!("there were {errors} errors during restore");
-    }
+    incomplete(damaged, errors)?;
     if !plan.missing.is_empty() && !a.partial {
         let names: Vec<&str> = plan.missing.iter().map(|m| m.source.as_str()).collect();
         return Err(PartialFailure(t!(
@@ -315,6 +322,56 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
         .into());
     }
     partial_includes(&unmatched, a.partial)
+}
+
+/// Names each file that could not be restored exactly.
+fn report_damaged(g: &GlobalOpts, damaged: &[coffer_archiver::DamagedFile]) {
+    for d in damaged {
+        let kept = d
+            .kept
+            .as_ref()
+            .map(|k| {
+                t!(
+                    lang(),
+                    "restore-damaged-kept",
+                    kept = k.display().to_string()
+                )
+            })
+            .unwrap_or_default();
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"message_type": "error", "during": "restore",
+                    "item": d.path, "error": {"message": d.reason}, "kept": d.kept})
+            );
+        } else {
+            eprintln!(
+                "{}: {}{kept}",
+                t!(lang(), "prefix-error"),
+                t!(
+                    lang(),
+                    "restore-damaged-file",
+                    path = d.path.display().to_string(),
+                    reason = d.reason.as_str()
+                )
+            );
+        }
+    }
+}
+
+/// Exit 3 when files could not be restored exactly or other items failed: the rest was
+/// restored, and the summary counts only what is exact.
+fn incomplete(damaged: usize, errors: usize) -> anyhow::Result<()> {
+    if damaged + errors == 0 {
+        return Ok(());
+    }
+    Err(PartialFailure(t!(
+        lang(),
+        "restore-incomplete",
+        damaged = damaged,
+        errors = errors
+    ))
+    .into())
 }
 
 /// Exit 3 when an include matched nothing (unless `--partial`).
@@ -366,6 +423,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         excludes: PatternSet::new(&a.exclude)?,
         verify: a.verify,
         threads: a.threads.max(1),
+        keep_damaged: a.keep_damaged,
     };
     if !g.json && !g.quiet {
         eprintln!(
@@ -414,6 +472,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
                 "others_restored": r.others,
                 "bytes_restored": r.bytes,
                 "files_verified": r.verified_files,
+                "files_damaged": r.damaged.len(),
+                "damaged": r.damaged,
                 "errors": r.errors.len(),
                 "unmatched_includes": r.unmatched_includes,
                 "total_duration": secs,
@@ -438,9 +498,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             }
         );
     }
-    if !r.errors.is_empty() {
-        bail!("there were {} errors during restore", r.errors.len());
-    }
+    report_damaged(g, &r.damaged);
+    incomplete(r.damaged.len(), r.errors.len())?;
     for p in &r.unmatched_includes {
         warn(
             g,

@@ -8,6 +8,7 @@ mod check;
 mod copy;
 mod crash;
 mod daemon_api;
+mod damage;
 mod errors;
 mod forget;
 mod inspect;

@@ -90,3 +90,39 @@ fn lifecycle_on_s3() {
         "S3 after prune",
     );
 }
+
+/// The S3 secret key and the repository password appear in no output at any verbosity (a
+/// credential provider's debug line printed the secret key whole).
+#[test]
+fn s3_secrets_never_reach_the_output() {
+    let tmp = tempdir("coffer-s3-secret-");
+    let repo = Repo::s3(&format!("secret-{}", std::process::id()));
+    run(&mut repo.coffer(["-vv", "init"])).ok();
+    let src = tmp.path().join("src");
+    write(&src.join("a.txt"), b"a\n");
+    for args in [
+        vec!["-vv", "backup"],
+        vec!["-vv", "--json", "backup"],
+        vec!["-vv", "--json", "snapshots"],
+        vec!["-vv", "check"],
+    ] {
+        let mut c = repo.coffer(&args);
+        if args.contains(&"backup") {
+            c.arg(&src);
+        }
+        let r = run(&mut c).ok();
+        let out = r.output();
+        assert!(
+            out.contains("DEBUG") || args.contains(&"snapshots"),
+            "no debug output at -vv: {}",
+            r.describe()
+        );
+        for secret in [S3_SECRET, PASSWORD] {
+            assert!(
+                !out.contains(secret),
+                "{args:?} printed {secret:?}: {}",
+                r.describe()
+            );
+        }
+    }
+}

@@ -921,3 +921,78 @@ fn redis_backup_and_restores() {
     redis_cli(&["-n", "12", "FLUSHDB"]);
     s.repo.restic_check(true);
 }
+
+/// Every process command line on this machine, sampled until `child` ends.
+fn watch_cmdlines(child: &mut std::process::Child) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    while child.try_wait().unwrap().is_none() {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(b) = std::fs::read(e.path().join("cmdline")) {
+                if !b.is_empty() {
+                    seen.insert(String::from_utf8_lossy(&b).replace('\0', " "));
+                }
+            }
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// The PostgreSQL password reaches pg_dump, pg_dumpall, psql and pg_restore through their
+/// environment, never their command lines (which every local user can read in /proc), and no
+/// log line or JSON output at any verbosity shows it.
+#[test]
+fn postgres_password_stays_off_command_lines_and_logs() {
+    const SECRET: &str = "Pw-Secret-4711";
+    let db = dbname("pwleak");
+    let restored = dbname("pwleak_restored");
+    make_app_db(&db);
+    drop_db(&restored);
+    // The server trusts 127.0.0.1, so any password connects: what matters is where it goes.
+    let url = format!("postgresql://postgres:{SECRET}@127.0.0.1:5432/");
+    let s = setup(
+        "coffer-pg-secret-",
+        &format!("[[source]]\nname = \"pg\"\ntype = \"postgres\"\nurl = \"{url}\"\ndatabases = [\"{db}\"]\n"),
+    );
+    let logs = s.dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let check = |args: &[&str], tool: &str| {
+        let mut c = s.coffer(args);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let cmdlines = watch_cmdlines(&mut child);
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            cmdlines.iter().any(|c| c.contains(tool)),
+            "{tool} was never seen running: {cmdlines:?}"
+        );
+        let leaks: Vec<_> = cmdlines.iter().filter(|c| c.contains(SECRET)).collect();
+        assert!(leaks.is_empty(), "password on a command line: {leaks:?}");
+        assert!(
+            !text.contains(SECRET),
+            "{args:?} printed the password: {text}"
+        );
+    };
+    check(&["-vv", "--json", "backup", "--source", "pg"], "pg_dump");
+    check(&["-vv", "backup", "--source", "pg"], "pg_dumpall");
+    check(
+        &[
+            "-vv",
+            "restore",
+            "--source",
+            "pg",
+            "--to-database",
+            &restored,
+        ],
+        "pg_restore",
+    );
+    assert_eq!(fingerprint(&restored), fingerprint(&db));
+    drop_db(&db);
+    drop_db(&restored);
+}

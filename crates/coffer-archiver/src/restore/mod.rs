@@ -1,25 +1,34 @@
 //! The restorer. It plans first (walk the snapshot, apply include/exclude, map every data blob
-//! to the file offsets that need it), then restores pack by pack on several threads: each pack
-//! is read once (one ranged request covering the blobs needed), each blob is decrypted,
-//! verified and written with `pwrite` to every place it belongs. Memory is bounded by the
-//! number of threads times the pack size, whatever the file sizes. All-zero blobs are skipped
-//! in fresh files, which keeps sparse files sparse. Owners, modes and times are applied last,
-//! directories deepest first. Not guaranteed: an interrupted restore leaves partial files.
+//! to the file offsets that need it), then restores pack by pack on several threads
+//! ([`packs`]): each pack is read in segments, each blob is decrypted, verified and written
+//! with `pwrite` to every place it belongs. Memory is bounded by the number of threads times
+//! the segment size, whatever the file sizes. All-zero blobs are skipped in fresh files,
+//! which keeps sparse files sparse. Owners, modes and times are applied last, directories
+//! deepest first.
+//!
+//! Damage costs only what is damaged: a file whose data cannot all be read (a damaged or
+//! missing blob, a truncated pack) or written (a full disk) is removed, or kept as
+//! `NAME.damaged` with `keep_damaged`, and named in [`RestoreResult::damaged`]; every other
+//! file is restored exactly and counted in [`RestoreResult::files`]. Not guaranteed: an
+//! interrupted restore leaves partial files.
+
+mod packs;
+mod verify;
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use coffer_repo::pack::{open_blob, BlobType, PackedBlob};
+use coffer_repo::pack::{BlobType, PackedBlob};
 use coffer_repo::snapshot::Snapshot;
 use coffer_repo::tree::{Node, NodeType};
 use coffer_repo::{Id, RepoError, Repository};
+
+use packs::{FileSlot, Target, Work};
 
 use crate::filter::PatternSet;
 use crate::metadata;
@@ -38,6 +47,9 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Worker threads.
     pub threads: usize,
+    /// Keep a file that could not be restored exactly as `NAME.damaged` (with what could be
+    /// read) instead of removing it.
+    pub keep_damaged: bool,
 }
 
 /// A restore that could not run at all.
@@ -60,10 +72,21 @@ pub enum RestoreError {
     Interrupted,
 }
 
+/// A file that could not be restored exactly.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DamagedFile {
+    /// Where it belongs.
+    pub path: PathBuf,
+    /// Why: the blob and pack that could not be read, or the write that failed.
+    pub reason: String,
+    /// Where what could be read was kept (`keep_damaged`); `None`: removed.
+    pub kept: Option<PathBuf>,
+}
+
 /// What a restore did.
 #[derive(Debug, Default, Clone)]
 pub struct RestoreResult {
-    /// Files restored.
+    /// Files restored exactly (damaged ones are not counted here but in `damaged`).
     pub files: u64,
     /// Directories restored.
     pub dirs: u64,
@@ -77,18 +100,15 @@ pub struct RestoreResult {
     pub verified_files: u64,
     /// `--include` patterns that matched nothing in the snapshot.
     pub unmatched_includes: Vec<String>,
+    /// Files that could not be restored exactly.
+    pub damaged: Vec<DamagedFile>,
 }
 
-struct FileSlot {
-    path: PathBuf,
-    size: u64,
-    remaining: AtomicUsize,
-    handle: Mutex<Option<Arc<File>>>,
-}
-
-struct Target {
-    file: usize,
-    offset: u64,
+impl RestoreResult {
+    /// Everything asked for was restored exactly.
+    pub fn complete(&self) -> bool {
+        self.errors.is_empty() && self.damaged.is_empty()
+    }
 }
 
 struct Plan {
@@ -207,14 +227,10 @@ pub fn restore(
             let file = slots.len();
             let content = node.content.clone().unwrap_or_default();
             let mut offset = 0u64;
-            let mut ok = true;
+            let mut missing = None;
             for id in &content {
                 let Some(loc) = idx.lookup(id, BlobType::Data) else {
-                    err(format!(
-                        "{}: data blob {id} is missing from the index",
-                        p.display()
-                    ));
-                    ok = false;
+                    missing = Some(format!("data blob {id} is not in the index"));
                     break;
                 };
                 let targets = wanted.entry(*id).or_default();
@@ -228,19 +244,20 @@ pub fn restore(
                 targets.push(Target { file, offset });
                 offset += loc.blob.data_length() as u64;
             }
-            if !ok {
+            let slot = FileSlot::new(
+                dest(&opts.target, p),
+                node.size.max(offset),
+                if missing.is_some() { 0 } else { content.len() },
+            );
+            if let Some(m) = missing {
                 for id in &content {
                     if let Some(t) = wanted.get_mut(id) {
                         t.retain(|t| t.file != file);
                     }
                 }
+                slot.damaged(|| m);
             }
-            slots.push(FileSlot {
-                path: dest(&opts.target, p),
-                size: node.size.max(offset),
-                remaining: AtomicUsize::new(if ok { content.len() } else { 0 }),
-                handle: Mutex::new(None),
-            });
+            slots.push(slot);
         }
     }
     progress
@@ -253,9 +270,9 @@ pub fn restore(
 
     // Empty files have no blobs: create them now.
     for s in &slots {
-        if s.remaining.load(Ordering::Relaxed) == 0 {
+        if s.remaining.load(Ordering::Relaxed) == 0 && !s.is_damaged() {
             if let Err(e) = File::create(&s.path) {
-                err(format!("{}: {e}", s.path.display()));
+                s.damaged(|| e.to_string());
             }
             progress.file_done();
         }
@@ -264,6 +281,13 @@ pub fn restore(
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let threads = opts.threads.max(1);
+    let work = Work {
+        repo: &repo,
+        wanted: &wanted,
+        slots: &slots,
+        progress: &progress,
+        bytes: &bytes,
+    };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
@@ -274,10 +298,8 @@ pub fn restore(
                 let Some(pack) = pack_order.get(i) else {
                     return;
                 };
-                let blobs = &packs[pack];
-                if let Err(e) = restore_pack(&repo, pack, blobs, &wanted, &slots, &progress, &bytes)
-                {
-                    err(e);
+                for e in packs::restore_pack(&work, pack, &packs[pack]) {
+                    tracing::warn!("{e}");
                 }
             });
         }
@@ -285,13 +307,40 @@ pub fn restore(
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);
     }
-    result.files = slots.len() as u64;
     result.bytes = bytes.load(Ordering::Relaxed);
+
+    // What could not be restored exactly is not left looking complete.
+    let mut good = vec![true; slots.len()];
+    for (i, slot) in slots.iter().enumerate() {
+        slot.handle.lock().take();
+        let Some(reason) = slot.damage.lock().clone() else {
+            continue;
+        };
+        good[i] = false;
+        result
+            .damaged
+            .push(set_aside(&slot.path, slot.size, reason, opts.keep_damaged));
+    }
+    result.files = good.iter().filter(|g| **g).count() as u64;
+    let by_path: HashMap<&Path, usize> = plan
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.as_path(), i))
+        .collect();
 
     // Links and special files.
     for (p, first, _) in &plan.links {
         let d = dest(&opts.target, p);
         let _ = std::fs::remove_file(&d);
+        if by_path.get(first.as_path()).is_some_and(|i| !good[*i]) {
+            result.damaged.push(DamagedFile {
+                path: d,
+                reason: format!("a hard link to {}, which is damaged", first.display()),
+                kept: None,
+            });
+            continue;
+        }
         if let Err(e) = std::fs::hard_link(dest(&opts.target, first), &d) {
             err(format!("{}: hard link: {e}", d.display()));
         }
@@ -318,11 +367,18 @@ pub fn restore(
             err(format!("{}: setting metadata: {e}", d.display()));
         }
     };
-    for (p, n) in plan.files.iter().chain(plan.others.iter()) {
+    for ((p, n), ok) in plan.files.iter().zip(&good) {
+        if *ok {
+            apply(p, n);
+        }
+    }
+    for (p, n) in &plan.others {
         apply(p, n);
     }
-    for (p, _, n) in &plan.links {
-        apply(p, n);
+    for (p, first, n) in &plan.links {
+        if by_path.get(first.as_path()).is_none_or(|i| good[*i]) {
+            apply(p, n);
+        }
     }
     let mut dirs: Vec<&(PathBuf, Node)> = plan.dirs.iter().collect();
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
@@ -331,7 +387,14 @@ pub fn restore(
     }
 
     if opts.verify {
-        result.verified_files = verify(&repo, &plan, opts, threads, &err)?;
+        let files: Vec<(PathBuf, &Node)> = plan
+            .files
+            .iter()
+            .zip(&good)
+            .filter(|(_, ok)| **ok)
+            .map(|((p, n), _)| (dest(&opts.target, p), n))
+            .collect();
+        result.verified_files = verify::verify(&repo, &files, threads, &err);
     }
     result.errors = errors.into_inner();
     result.unmatched_includes = opts
@@ -345,166 +408,35 @@ pub fn restore(
     Ok(result)
 }
 
-fn open_slot(slot: &FileSlot) -> Result<Arc<File>, String> {
-    let mut h = slot.handle.lock();
-    if let Some(f) = h.as_ref() {
-        return Ok(Arc::clone(f));
-    }
-    let _ = std::fs::remove_file(&slot.path);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&slot.path)
-        .and_then(|f| f.set_len(slot.size).map(|_| f))
-        .map_err(|e| format!("{}: {e}", slot.path.display()))?;
-    let f = Arc::new(f);
-    *h = Some(Arc::clone(&f));
-    Ok(f)
-}
-
-fn restore_pack(
-    repo: &Repository,
-    pack: &Id,
-    blobs: &[PackedBlob],
-    wanted: &HashMap<Id, Vec<Target>>,
-    slots: &[FileSlot],
-    progress: &Progress,
-    bytes: &AtomicU64,
-) -> Result<(), String> {
-    let mut blobs = blobs.to_vec();
-    blobs.sort_by_key(|b| b.offset);
-    // Read the pack in segments of at most SEGMENT bytes (one blob may exceed it) rather
-    // than whole: each worker then holds a few MiB instead of a 16+ MiB pack, which is most
-    // of a restore's memory, at the cost of a few more requests per pack.
-    let mut i = 0;
-    while i < blobs.len() {
-        let start = blobs[i].offset as u64;
-        let mut j = i + 1;
-        while j < blobs.len() && blobs[j].offset as u64 + blobs[j].length as u64 - start <= SEGMENT
-        {
-            j += 1;
-        }
-        let seg = &blobs[i..j];
-        i = j;
-        let end = seg
-            .iter()
-            .map(|b| b.offset as u64 + b.length as u64)
-            .max()
-            .unwrap_or(start);
-        let data = repo
-            .read_pack_range(pack, start, end - start)
-            .map_err(|e| format!("pack {pack}: {e}"))?;
-        for b in seg {
-            restore_blob(repo, pack, b, &data, start, wanted, slots, progress, bytes)?;
-        }
-    }
-    Ok(())
-}
-
-/// The most a worker reads from a pack at once.
-const SEGMENT: u64 = 4 << 20;
-
-/// Decrypts one blob of a segment read from `pack` at `start` and writes it everywhere it
-/// belongs.
-#[allow(clippy::too_many_arguments)]
-fn restore_blob(
-    repo: &Repository,
-    pack: &Id,
-    b: &PackedBlob,
-    data: &[u8],
-    start: u64,
-    wanted: &HashMap<Id, Vec<Target>>,
-    slots: &[FileSlot],
-    progress: &Progress,
-    bytes: &AtomicU64,
-) -> Result<(), String> {
-    {
-        let lo = (b.offset as u64 - start) as usize;
-        let enc = &data[lo..lo + b.length as usize];
-        let plain = match open_blob(repo.key(), b, enc) {
-            Ok(p) => p,
-            // A damaged copy: try any other pack that holds the blob.
-            Err(e) => repo.load_blob(&b.id, BlobType::Data).map_err(|e2| {
-                format!(
-                    "data blob {} in pack {pack}: {e}; no good copy elsewhere: {e2}",
-                    b.id
-                )
-            })?,
-        };
-        let zero = plain.iter().all(|&x| x == 0);
-        for t in wanted.get(&b.id).map(|v| v.as_slice()).unwrap_or(&[]) {
-            let slot = &slots[t.file];
-            let f = open_slot(slot)?;
-            // set_len left a hole there already: skipping keeps sparse files sparse.
-            if !zero {
-                f.write_all_at(&plain, t.offset)
-                    .map_err(|e| format!("{}: {e}", slot.path.display()))?;
-            }
-            bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
-            progress.add_bytes(plain.len() as u64);
-            if slot.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                slot.handle.lock().take();
-                progress.file_done();
-            }
-        }
-    }
-    Ok(())
-}
-
-fn verify(
-    repo: &Repository,
-    plan: &Plan,
-    opts: &RestoreOptions,
-    threads: usize,
-    err: &(dyn Fn(String) + Sync),
-) -> Result<u64, RestoreError> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((p, node)) = plan.files.get(i) else {
-                    return;
-                };
-                let d = dest(&opts.target, p);
-                match verify_file(repo, &d, node) {
-                    Ok(()) => {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => err(format!("verify {}: {e}", d.display())),
-                }
+/// Removes a file that is not exact, or keeps it beside as `NAME.damaged`: at its full size,
+/// with what could be read in place and holes where blobs were lost (a file none of whose
+/// blobs could be read was never created, and is created empty of data here).
+fn set_aside(path: &Path, size: u64, reason: String, keep: bool) -> DamagedFile {
+    tracing::warn!(path = %path.display(), "not restored exactly: {reason}");
+    let mut kept = None;
+    if keep {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".damaged");
+        let to = path.with_file_name(name);
+        let grown = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .and_then(|f| match f.metadata()?.len() < size {
+                true => f.set_len(size),
+                false => Ok(()),
             });
+        if grown.is_ok() && std::fs::rename(path, &to).is_ok() {
+            kept = Some(to);
         }
-    });
-    Ok(done.load(Ordering::Relaxed))
-}
-
-fn verify_file(repo: &Repository, path: &Path, node: &Node) -> Result<(), String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let idx = repo.index();
-    let mut buf = Vec::new();
-    let mut total = 0u64;
-    for id in node.content.as_deref().unwrap_or(&[]) {
-        let len = idx
-            .lookup(id, BlobType::Data)
-            .ok_or_else(|| format!("blob {id} not in index"))?
-            .blob
-            .data_length() as usize;
-        buf.resize(len, 0);
-        f.read_exact(&mut buf)
-            .map_err(|e| format!("reading at {total}: {e}"))?;
-        if Id::hash(&buf) != *id {
-            return Err(format!(
-                "content at offset {total} does not match blob {id}"
-            ));
-        }
-        total += len as u64;
     }
-    let actual = f.metadata().map_err(|e| e.to_string())?.len();
-    if actual != total {
-        return Err(format!("size is {actual}, expected {total}"));
+    if kept.is_none() {
+        let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    DamagedFile {
+        path: path.to_path_buf(),
+        reason,
+        kept,
+    }
 }

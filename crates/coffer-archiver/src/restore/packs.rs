@@ -1,0 +1,198 @@
+//! The restorer's data path: each pack is read in segments, each blob decrypted, verified and
+//! written with `pwrite` to every file offset that needs it.
+//!
+//! Damage costs only the damaged bytes: a blob that cannot be read (short read of a
+//! truncated pack, a flipped byte, a pack that is gone) is tried from any other pack that
+//! holds it, and otherwise marks only the files that need it as damaged; every other blob
+//! of the same pack and segment is still restored. A write that fails (a full disk) marks
+//! its file damaged the same way. Nothing here panics on what storage returns.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use coffer_repo::pack::{open_blob, BlobType, PackedBlob};
+use coffer_repo::{Id, Repository};
+
+use crate::progress::Progress;
+
+/// One file being restored.
+pub(super) struct FileSlot {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Blobs still to be written (or given up on).
+    pub remaining: AtomicUsize,
+    pub handle: Mutex<Option<Arc<File>>>,
+    /// Why the file cannot be restored exactly (the first reason found).
+    pub damage: Mutex<Option<String>>,
+}
+
+impl FileSlot {
+    pub fn new(path: PathBuf, size: u64, blobs: usize) -> FileSlot {
+        FileSlot {
+            path,
+            size,
+            remaining: AtomicUsize::new(blobs),
+            handle: Mutex::new(None),
+            damage: Mutex::new(None),
+        }
+    }
+
+    /// Records why the file is not exact (the first reason wins).
+    pub fn damaged(&self, why: impl FnOnce() -> String) {
+        let mut d = self.damage.lock();
+        if d.is_none() {
+            *d = Some(why());
+        }
+    }
+
+    pub fn is_damaged(&self) -> bool {
+        self.damage.lock().is_some()
+    }
+
+    fn open(&self) -> Result<Arc<File>, String> {
+        let mut h = self.handle.lock();
+        if let Some(f) = h.as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.path)
+            .and_then(|f| f.set_len(self.size).map(|_| f))
+            .map_err(|e| e.to_string())?;
+        let f = Arc::new(f);
+        *h = Some(Arc::clone(&f));
+        Ok(f)
+    }
+
+    /// One blob of this file is done (written or given up on).
+    fn blob_done(&self, progress: &Progress) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.handle.lock().take();
+            if !self.is_damaged() {
+                progress.file_done();
+            }
+        }
+    }
+}
+
+/// Where a blob goes: a file and an offset in it.
+pub(super) struct Target {
+    pub file: usize,
+    pub offset: u64,
+}
+
+/// What the workers share.
+pub(super) struct Work<'a> {
+    pub repo: &'a Repository,
+    pub wanted: &'a HashMap<Id, Vec<Target>>,
+    pub slots: &'a [FileSlot],
+    pub progress: &'a Progress,
+    pub bytes: &'a AtomicU64,
+}
+
+/// The most a worker reads from a pack at once.
+const SEGMENT: u64 = 4 << 20;
+
+/// Restores the `blobs` of `pack`; returns one message per blob that could not be restored.
+pub(super) fn restore_pack(w: &Work<'_>, pack: &Id, blobs: &[PackedBlob]) -> Vec<String> {
+    let mut blobs = blobs.to_vec();
+    blobs.sort_by_key(|b| b.offset);
+    let mut problems = Vec::new();
+    // Read the pack in segments of at most SEGMENT bytes (one blob may exceed it) rather
+    // than whole: each worker then holds a few MiB instead of a 16+ MiB pack, which is most
+    // of a restore's memory, at the cost of a few more requests per pack.
+    let mut i = 0;
+    while i < blobs.len() {
+        let start = blobs[i].offset as u64;
+        let mut j = i + 1;
+        while j < blobs.len() && blobs[j].offset as u64 + blobs[j].length as u64 - start <= SEGMENT
+        {
+            j += 1;
+        }
+        let seg = &blobs[i..j];
+        i = j;
+        let end = seg
+            .iter()
+            .map(|b| b.offset as u64 + b.length as u64)
+            .max()
+            .unwrap_or(start);
+        let data = w.repo.read_pack_range(pack, start, end - start);
+        for b in seg {
+            let enc = match &data {
+                Ok(d) => {
+                    let lo = (b.offset as u64 - start) as usize;
+                    d.get(lo..lo + b.length as usize).ok_or_else(|| {
+                        format!(
+                            "the pack ends before the blob does (truncated: {} of the {} bytes \
+                             from offset {start} are there)",
+                            d.len(),
+                            end - start
+                        )
+                    })
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let plain =
+                enc.and_then(|enc| open_blob(w.repo.key(), b, enc).map_err(|e| e.to_string()));
+            let plain = match plain {
+                Ok(p) => Ok(p),
+                // A damaged or missing copy: any other pack that holds the blob will do.
+                Err(e) => w
+                    .repo
+                    .load_blob(&b.id, BlobType::Data)
+                    .map_err(|_| format!("data blob {} in pack {pack}: {e}", b.id)),
+            };
+            match plain {
+                Ok(p) => write_blob(w, b, &p),
+                Err(e) => {
+                    for t in targets(w, &b.id) {
+                        let slot = &w.slots[t.file];
+                        slot.damaged(|| e.clone());
+                        slot.blob_done(w.progress);
+                    }
+                    problems.push(e);
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn targets<'a>(w: &Work<'a>, id: &Id) -> &'a [Target] {
+    w.wanted.get(id).map(|v| v.as_slice()).unwrap_or(&[])
+}
+
+/// Writes one verified blob everywhere it belongs. A failed write damages only its file.
+fn write_blob(w: &Work<'_>, b: &PackedBlob, plain: &[u8]) {
+    let zero = plain.iter().all(|&x| x == 0);
+    for t in targets(w, &b.id) {
+        let slot = &w.slots[t.file];
+        if !slot.is_damaged() {
+            let written = slot.open().and_then(|f| {
+                // set_len left a hole there already: skipping keeps sparse files sparse.
+                if zero {
+                    Ok(())
+                } else {
+                    f.write_all_at(plain, t.offset).map_err(|e| e.to_string())
+                }
+            });
+            match written {
+                Ok(()) => {
+                    w.bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                    w.progress.add_bytes(plain.len() as u64);
+                }
+                Err(e) => slot.damaged(|| format!("writing at offset {}: {e}", t.offset)),
+            }
+        }
+        slot.blob_done(w.progress);
+    }
+}

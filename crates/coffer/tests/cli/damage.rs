@@ -1,0 +1,327 @@
+//! Damage costs only the damaged bytes: a restore from a damaged repository restores every
+//! file it can exactly, names each file it cannot, leaves no wrong file behind that looks
+//! right, and says "partial" (exit 3).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+fn data_packs(repo: &Repo) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let data = repo.dir.as_ref().unwrap().join("data");
+    for sub in std::fs::read_dir(&data).unwrap().flatten() {
+        for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+            let name = f.file_name().to_str().unwrap().to_string();
+            let r = run(&mut repo.coffer(["cat", "pack", &name])).ok();
+            if !r.stdout_str().contains("\"tree\"") {
+                v.push(f.path());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// The files a `--json` restore named as damaged, relative to the restored source root.
+fn damaged_names(r: &Run) -> BTreeSet<String> {
+    let s = r.summary();
+    assert_eq!(
+        s["files_damaged"].as_u64().unwrap() as usize,
+        s["damaged"].as_array().unwrap().len(),
+        "{s}"
+    );
+    s["damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let p = d["path"].as_str().unwrap();
+            p.rsplit('/').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Every source file is either restored byte for byte or named as damaged and absent (or,
+/// with `kept`, present only as NAME.damaged); returns how many were restored exactly.
+fn assert_exact_or_named(
+    src: &Path,
+    target: &Path,
+    damaged: &BTreeSet<String>,
+    kept: bool,
+) -> usize {
+    let got = restored_path(target, src);
+    let mut exact = 0;
+    for f in crate::prune::rel_files(src) {
+        let name = f.rsplit('/').next().unwrap().to_string();
+        let dst = got.join(&f);
+        if damaged.contains(&name) {
+            assert!(!dst.exists(), "{f} is named damaged but was left in place");
+            let marked = got.join(format!("{f}.damaged"));
+            assert_eq!(marked.exists(), kept, "{}", marked.display());
+        } else {
+            assert!(dst.exists(), "{f} is neither restored nor named damaged");
+            assert!(
+                first_difference(&src.join(&f), &dst).is_none(),
+                "{f} was restored wrong without being named"
+            );
+            exact += 1;
+        }
+    }
+    exact
+}
+
+fn restore_json(repo: &Repo, target: &Path, extra: &[&str]) -> Run {
+    let mut c = repo.coffer(["--json", "restore", "latest", "--target"]);
+    c.arg(target).args(extra);
+    run(&mut c)
+}
+
+#[test]
+fn truncated_pack_costs_only_its_files() {
+    let tmp = tempdir("coffer-damage-trunc-");
+    let base = tmp.path().join("repo");
+    let repo = Repo::local(&base);
+    repo.init();
+    let src = tmp.path().join("src");
+    random_files(&src, 40 << 20, 1 << 20, 300);
+    repo.backup([&src]);
+    let packs = data_packs(&repo);
+    assert!(packs.len() >= 2, "{packs:?}");
+    let victim_rel = packs[0].strip_prefix(&base).unwrap().to_path_buf();
+    let len = std::fs::metadata(&packs[0]).unwrap().len();
+    let total = crate::prune::rel_files(&src).len();
+
+    for cut in [0, 1, 100, len / 2, len - 1] {
+        let copy = tmp.path().join(format!("repo-{cut}"));
+        copy_dir(&base, &copy);
+        let damaged_repo = Repo::local(&copy);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.join(&victim_rel))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let target = tmp.path().join(format!("restored-{cut}"));
+        // Cutting only the header's last byte loses no blob: restore reads by the index.
+        let header_only = cut == len - 1;
+        let r =
+            restore_json(&damaged_repo, &target, &[]).expect_code(if header_only { 0 } else { 3 });
+        let damaged = damaged_names(&r);
+        assert_eq!(
+            damaged.is_empty(),
+            header_only,
+            "cut at {cut}: {}",
+            r.describe()
+        );
+        let exact = assert_exact_or_named(&src, &target, &damaged, false);
+        assert_eq!(exact + damaged.len(), total, "cut at {cut}");
+        assert_eq!(r.summary()["files_restored"], exact as u64, "cut at {cut}");
+        eprintln!(
+            "cut at {cut} of {len}: {exact} exact, {} damaged",
+            damaged.len()
+        );
+        // The text output names each damaged file and ends in a partial, not "Fatal".
+        let t = tmp.path().join(format!("restored-text-{cut}"));
+        let mut c = damaged_repo.coffer(["restore", "latest", "--target"]);
+        let r = run(c.arg(&t));
+        if !header_only {
+            let r = r.expect_code(3);
+            for name in &damaged {
+                assert!(
+                    r.stderr.contains(name.as_str()),
+                    "{name} not named: {}",
+                    r.describe()
+                );
+            }
+            assert!(
+                r.stderr.contains("could not be restored exactly"),
+                "{}",
+                r.describe()
+            );
+            assert!(!r.stderr.contains("Fatal"), "{}", r.describe());
+        }
+        std::fs::remove_dir_all(&copy).unwrap();
+        std::fs::remove_dir_all(&target).unwrap();
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
+
+#[test]
+fn one_flipped_byte_costs_one_file() {
+    let tmp = tempdir("coffer-damage-flip-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("src");
+    random_files(&src.join("sub"), 30 << 20, 1 << 20, 400);
+    write(&src.join("small.txt"), b"small\n");
+    repo.backup([&src]);
+    let pack = data_packs(&repo).into_iter().next().unwrap();
+    let len = std::fs::metadata(&pack).unwrap().len();
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pack)
+            .unwrap();
+        let at = len / 3;
+        let mut b = [0u8];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[b[0] ^ 0x40]).unwrap();
+    }
+    let total = crate::prune::rel_files(&src).len();
+
+    let target = tmp.path().join("restored");
+    let r = restore_json(&repo, &target, &[]).expect_code(3);
+    let damaged = damaged_names(&r);
+    assert_eq!(damaged.len(), 1, "one blob, one file: {}", r.describe());
+    let exact = assert_exact_or_named(&src, &target, &damaged, false);
+    assert_eq!(exact, total - 1);
+    assert_eq!(r.summary()["files_restored"], exact as u64);
+
+    // --keep-damaged keeps what could be read next to the exact files, under a marked name.
+    let kept = tmp.path().join("kept");
+    let r = restore_json(&repo, &kept, &["--keep-damaged"]).expect_code(3);
+    assert_eq!(damaged_names(&r), damaged);
+    assert_exact_or_named(&src, &kept, &damaged, true);
+    let d = &r.summary()["damaged"][0];
+    assert!(d["kept"].as_str().unwrap().ends_with(".damaged"), "{d}");
+
+    // restic restores the same files from the same damaged copy: so must we.
+    let rt = tmp.path().join("restic");
+    let rr = run(repo.restic(["restore", "latest", "--target"]).arg(&rt));
+    let restic_exact = crate::prune::rel_files(&src)
+        .iter()
+        .filter(|f| {
+            let p = restored_path(&rt, &src).join(f);
+            p.exists() && first_difference(&src.join(f), &p).is_none()
+        })
+        .count();
+    assert!(
+        exact >= restic_exact,
+        "restic restored {restic_exact} exactly, coffer {exact}: {}",
+        rr.describe()
+    );
+}
+
+#[test]
+fn a_full_disk_during_restore_leaves_no_complete_looking_file() {
+    let tmp = tempdir("coffer-damage-full-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("src");
+    write_data_file(&src.join("big.bin"), 30 << 20, 77, false);
+    write(&src.join("small.txt"), b"small\n");
+    repo.backup([&src]);
+    let mnt = Tmpfs::mount(&tmp.path().join("mnt"), "12m");
+    let target = mnt.0.join("t");
+    let r = restore_json(&repo, &target, &[]);
+    assert_eq!(r.status.code(), Some(3), "{}", r.describe());
+    let s = r.summary();
+    let got = restored_path(&target, &src);
+    assert!(
+        !got.join("big.bin").exists(),
+        "{}",
+        list_files(&target).join("\n")
+    );
+    assert!(
+        s["damaged"].to_string().contains("big.bin") || s["errors"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    assert_eq!(s["files_restored"], 1, "only small.txt is exact: {s}");
+    assert!(first_difference(&src.join("small.txt"), &got.join("small.txt")).is_none());
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x01]).unwrap();
+}
+
+/// One damaged snapshot file is reported and skipped by every command, blocks only prune
+/// (which could not know what it refers to), and `repair snapshots --forget` or
+/// `forget ID` removes it.
+#[test]
+fn a_damaged_snapshot_file_blocks_nothing_but_prune() {
+    let tmp = tempdir("coffer-damage-snap-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("src");
+    for i in 0..3 {
+        write(
+            &src.join(format!("f{i}.txt")),
+            format!("version {i}\n").as_bytes(),
+        );
+        repo.backup([&src]);
+    }
+    let ids = repo.snapshot_ids();
+    assert_eq!(ids.len(), 3);
+    let snapdir = repo.dir.as_ref().unwrap().join("snapshots");
+    flip_byte(&snapdir.join(&ids[1]), 40);
+    flip_byte(&snapdir.join(&ids[2]), 40);
+    let short = |id: &str| id[..8].to_string();
+
+    // Listing, restore of an intact snapshot and backup go on, each naming the damaged files.
+    let r = run(&mut repo.coffer(["snapshots", "--json"])).ok();
+    let listed: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains(&ids[1]) && r.stderr.contains("damaged"),
+        "{}",
+        r.describe()
+    );
+    let target = tmp.path().join("restored");
+    let mut c = repo.coffer(["restore", &ids[0], "--target"]);
+    run(c.arg(&target)).ok();
+    assert!(restored_path(&target, &src).join("f0.txt").is_file());
+    repo.backup([&src]);
+    // prune refuses: the damaged files may refer to any pack.
+    let r = run(&mut repo.coffer(["prune"])).expect_code(1);
+    assert!(
+        r.stderr.contains("repair snapshots --forget"),
+        "{}",
+        r.describe()
+    );
+
+    // forget ID removes one; repair snapshots shows then removes the other.
+    let r = run(&mut repo.coffer(["forget", &short(&ids[1])])).ok();
+    assert!(
+        r.stdout_str().contains("damaged snapshot file"),
+        "{}",
+        r.describe()
+    );
+    assert!(!snapdir.join(&ids[1]).exists());
+    let r = run(&mut repo.coffer(["repair", "snapshots", "--forget", "--dry-run"])).ok();
+    assert!(r.stdout_str().contains(&short(&ids[2])), "{}", r.describe());
+    assert!(snapdir.join(&ids[2]).exists(), "a dry run removed it");
+    let r = run(&mut repo.coffer(["--json", "repair", "snapshots", "--forget"])).ok();
+    assert_eq!(r.summary()["unreadable_removed"], true, "{}", r.describe());
+    assert!(!snapdir.join(&ids[2]).exists());
+
+    let r = run(&mut repo.coffer(["snapshots"])).ok();
+    assert!(!r.stderr.contains("damaged"), "{}", r.describe());
+    run(&mut repo.coffer(["prune"])).ok();
+    run(&mut repo.coffer(["check", "--read-data"])).ok();
+    repo.restic_check(true);
+}
