@@ -162,7 +162,11 @@ type TreeResult = Result<Id, String>;
 
 enum Pending {
     Done,
-    Content(Receiver<ContentResult>),
+    /// A file being read; `changed`: the parent snapshot has it (counted once it is read).
+    Content {
+        rx: Receiver<ContentResult>,
+        changed: bool,
+    },
     Subtree {
         rx: Receiver<TreeResult>,
         parent: Option<Id>,
@@ -594,6 +598,35 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHa
         .expect("spawning a backup thread")
 }
 
+/// Why a file's stored copy may mix old and new content: it was written to while it was
+/// read (size, mtime or ctime moved, or fewer or more bytes came than it had). The copy is
+/// kept, as restic keeps it, but the backup says so and does not end as a clean success.
+fn changed_while_read(
+    before: &std::fs::Metadata,
+    after: Option<&std::fs::Metadata>,
+    read: u64,
+) -> Option<String> {
+    let after = after?;
+    let stamp = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    if after.len() != before.len() || read != before.len() {
+        return Some(format!(
+            "changed while it was read (size {} bytes when opened, {} bytes read, {} bytes now): \
+             the stored copy may mix old and new content; back it up again",
+            before.len(),
+            read,
+            after.len()
+        ));
+    }
+    if stamp(after) != stamp(before) {
+        return Some(
+            "changed while it was read (its modification time moved): the stored copy may \
+             mix old and new content; back it up again"
+                .into(),
+        );
+    }
+    None
+}
+
 fn sealer(ctx: Arc<Ctx>, rx: Receiver<SealJob>) {
     let mut sealer = Sealer::new(ctx.repo.compression());
     for job in rx {
@@ -618,7 +651,17 @@ fn reader(ctx: Arc<Ctx>, rx: Receiver<FileJob>, seal: Sender<SealJob>) {
         } else {
             ctx.progress.set_current(&job.path.to_string_lossy());
             match open_noatime(&job.path) {
-                Ok(mut f) => ctx.read_stream(&mut f, &seal),
+                Ok(mut f) => {
+                    let before = f.metadata().ok();
+                    let r = ctx.read_stream(&mut f, &seal);
+                    if let (Ok((_, n)), Some(before)) = (&r, &before) {
+                        let after = f.metadata().ok();
+                        if let Some(why) = changed_while_read(before, after.as_ref(), *n) {
+                            ctx.warn(format!("{}: {why}", job.path.display()));
+                        }
+                    }
+                    r
+                }
                 Err(e) => Err(e.to_string()),
             }
         };
@@ -642,8 +685,15 @@ fn tree_saver(ctx: Arc<Ctx>, rx: Receiver<DirJob>) {
             } = p;
             match pending {
                 Pending::Done => {}
-                Pending::Content(rx) => match rx.recv() {
+                Pending::Content { rx, changed } => match rx.recv() {
                     Ok(Ok((ids, size))) => {
+                        // Counted once read: a file that could not be read is a warning,
+                        // not a new file.
+                        let c = &ctx.counters;
+                        match changed {
+                            true => c.files_changed.fetch_add(1, Ordering::Relaxed),
+                            false => c.files_new.fetch_add(1, Ordering::Relaxed),
+                        };
                         node.content = Some(ids);
                         node.size = size;
                     }
@@ -832,11 +882,6 @@ impl Walker<'_> {
                         });
                     }
                 }
-                if old.is_some() {
-                    c.files_changed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    c.files_new.fetch_add(1, Ordering::Relaxed);
-                }
                 let (tx, rx) = bounded(1);
                 let job = FileJob {
                     path: path.to_path_buf(),
@@ -845,7 +890,10 @@ impl Walker<'_> {
                 if self.files.send(job).is_err() {
                     return None;
                 }
-                Pending::Content(rx)
+                Pending::Content {
+                    rx,
+                    changed: old.is_some(),
+                }
             }
             NodeType::Dir => {
                 let old_id = old

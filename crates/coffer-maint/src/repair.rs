@@ -4,7 +4,9 @@
 //!   read whole and every blob decrypted and hashed; blobs that fail are left out, and the
 //!   good blobs of a damaged pack are copied into a new pack (restic's `repair packs`
 //!   salvage), so the damaged pack ends up unreferenced and a later `check --read-data`
-//!   passes. `headers_only` is restic's fast mode: packs whose size matches the index keep
+//!   passes. A pack whose header cannot be read (truncated, or bytes appended) is read where
+//!   the old index puts its blobs, or scanned for them when the index is gone too: repair
+//!   never drops a blob that still decrypts and hashes. `headers_only` is restic's fast mode: packs whose size matches the index keep
 //!   their entries, the others are described from their headers.
 //! - [`repair_snapshots`] rewrites each snapshot that needs data the index lacks: files with
 //!   missing content are dropped, directories whose tree is lost become empty. The new
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use coffer_repo::backend::FileType;
 use coffer_repo::index::IndexPack;
 use coffer_repo::pack::{open_blob, parse_header, read_header, BlobType, PackedBlob};
+use coffer_repo::pack_scan::scan_pack;
 use coffer_repo::snapshot::SnapshotWithId;
 use coffer_repo::tree::{NodeType, Tree};
 use coffer_repo::{DamagedSnapshot, Id, Packer, RepoError, Repository, DEFAULT_PACK_SIZE};
@@ -52,6 +55,13 @@ pub struct RepairIndexReport {
     pub unreadable_packs: Vec<Id>,
     /// Damaged packs whose good blobs were copied to new packs.
     pub salvaged_packs: Vec<Id>,
+    /// Blobs of packs with an unreadable header, found where the old index put them.
+    pub blobs_found_by_index: u64,
+    /// Blobs of packs with an unreadable header and no index entries, found by scanning.
+    pub blobs_found_by_scan: u64,
+    /// Bytes a scan could not read past (damage hides where the next blob starts): the blobs
+    /// there are lost, though not counted in `blobs_dropped`.
+    pub bytes_unscanned: u64,
     /// New packs written by salvaging.
     pub packs_written: u64,
     /// Old index files replaced.
@@ -60,11 +70,19 @@ pub struct RepairIndexReport {
     pub index_files_written: u64,
 }
 
+/// Where a damaged pack's blobs were found when its header could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FoundBy {
+    Index,
+    /// Scanned; this many bytes after the last blob found could not be read.
+    Scan(u64),
+}
+
 enum PackOutcome {
     /// Index these entries for the pack as it is.
     Good(Vec<PackedBlob>),
     /// The pack is damaged; these blobs (with their sealed bytes) are good.
-    Salvage(Vec<(PackedBlob, Vec<u8>)>, usize),
+    Salvage(Vec<(PackedBlob, Vec<u8>)>, usize, Option<FoundBy>),
     /// Nothing can be read.
     Unreadable(String),
 }
@@ -105,29 +123,51 @@ fn read_pack_header(repo: &Repository, pack: &Id, size: u64) -> Result<Vec<Packe
     Ok(blobs)
 }
 
-fn verify_pack(repo: &Repository, pack: &Id) -> PackOutcome {
+/// Reads a pack whole and keeps every blob that decrypts and hashes. Where the blobs are is
+/// taken from the pack's header; when that cannot be read (a truncated or appended pack),
+/// from the old index's entries for the pack (`known`); when there are none either, from a
+/// scan of the pack for objects that authenticate.
+fn verify_pack(repo: &Repository, pack: &Id, known: &[PackedBlob]) -> PackOutcome {
     let bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
         Ok(b) => b,
         Err(e) => return PackOutcome::Unreadable(e.to_string()),
     };
-    let header = match read_header(repo.key(), &bytes) {
-        Ok(h) => h,
-        Err(e) => return PackOutcome::Unreadable(e.to_string()),
+    let (candidates, found_by) = match read_header(repo.key(), &bytes) {
+        Ok(h) => (h, None),
+        Err(e) if !known.is_empty() => {
+            tracing::warn!(pack = %pack, "header unreadable ({e}): reading blobs where the old index puts them");
+            (known.to_vec(), Some(FoundBy::Index))
+        }
+        Err(e) => {
+            tracing::warn!(pack = %pack, "header unreadable ({e}) and no index entries: scanning the pack for blobs");
+            let s = scan_pack(repo.key(), &bytes);
+            if s.blobs.is_empty() {
+                return PackOutcome::Unreadable(format!("{e}; a scan found no blob"));
+            }
+            if s.unread > 0 {
+                tracing::warn!(pack = %pack, "the last {} bytes could not be read by the scan", s.unread);
+            }
+            (s.blobs, Some(FoundBy::Scan(s.unread)))
+        }
     };
     let hash_ok = Id::hash(&bytes) == *pack;
     let mut good = Vec::new();
     let mut bad = 0;
-    for b in &header {
-        let enc = &bytes[b.offset as usize..(b.offset + b.length) as usize];
-        match open_blob(repo.key(), b, enc) {
-            Ok(_) => good.push(*b),
-            Err(e) => {
+    for b in &candidates {
+        let enc = bytes.get(b.offset as usize..b.offset as usize + b.length as usize);
+        match enc.map(|enc| open_blob(repo.key(), b, enc)) {
+            Some(Ok(_)) => good.push(*b),
+            Some(Err(e)) => {
                 tracing::warn!(pack = %pack, blob = %b.id, error = %e, "dropping damaged blob");
+                bad += 1;
+            }
+            None => {
+                tracing::warn!(pack = %pack, blob = %b.id, "dropping blob past the end of the pack");
                 bad += 1;
             }
         }
     }
-    if bad == 0 && hash_ok {
+    if bad == 0 && hash_ok && found_by.is_none() {
         return PackOutcome::Good(good);
     }
     let sealed = good
@@ -137,7 +177,7 @@ fn verify_pack(repo: &Repository, pack: &Id) -> PackOutcome {
             (b, enc)
         })
         .collect();
-    PackOutcome::Salvage(sealed, bad)
+    PackOutcome::Salvage(sealed, bad, found_by)
 }
 
 /// Rebuilds the index from the packs in storage.
@@ -158,20 +198,20 @@ pub fn repair_index(
     stored.sort();
     report.packs = stored.len() as u64;
 
-    // What the current index says, for headers-only mode.
+    // What the current index says: trusted in headers-only mode, and where to look for the
+    // blobs of a pack whose header is unreadable.
     let mut known: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
-    if opts.headers_only {
-        for (id, e) in repo.load_index_tolerant()? {
-            tracing::warn!(index = %id, error = %e, "ignoring unreadable index file");
-        }
-        for loc in repo.index().iter() {
-            known.entry(loc.pack).or_default().push(loc.blob);
-        }
-        for blobs in known.values_mut() {
-            blobs.sort_by_key(|b| b.offset);
-            blobs.dedup_by_key(|b| b.offset);
-        }
+    for (id, e) in repo.load_index_tolerant()? {
+        tracing::warn!(index = %id, error = %e, "ignoring unreadable index file");
     }
+    for loc in repo.index().iter() {
+        known.entry(loc.pack).or_default().push(loc.blob);
+    }
+    for blobs in known.values_mut() {
+        blobs.sort_by_key(|b| b.offset);
+        blobs.dedup_by_key(|b| b.offset);
+    }
+    let known_of = |pack: &Id| known.get(pack).map(Vec::as_slice).unwrap_or_default();
 
     let total: u64 = stored.iter().map(|(_, s)| s).sum();
     progress.phase("reading packs", stored.len() as u64, total);
@@ -186,13 +226,14 @@ pub fn repair_index(
                 {
                     PackOutcome::Good(b.clone())
                 }
+                // A header that cannot be read sends the pack to a full read.
                 _ => match read_pack_header(repo, pack, *size) {
                     Ok(h) => PackOutcome::Good(h),
-                    Err(e) => PackOutcome::Unreadable(e),
+                    Err(_) => verify_pack(repo, pack, known_of(pack)),
                 },
             }
         } else {
-            verify_pack(repo, pack)
+            verify_pack(repo, pack, known_of(pack))
         };
         progress.add(1, *size);
         Ok(out)
@@ -214,8 +255,16 @@ pub fn repair_index(
                 indexed.extend(blobs.iter().map(|b| (b.id, b.kind)));
                 packs.push(IndexPack::new(*pack, &blobs));
             }
-            PackOutcome::Salvage(good, bad) => {
+            PackOutcome::Salvage(good, bad, found_by) => {
                 report.blobs_dropped += bad as u64;
+                match found_by {
+                    Some(FoundBy::Index) => report.blobs_found_by_index += good.len() as u64,
+                    Some(FoundBy::Scan(unread)) => {
+                        report.blobs_found_by_scan += good.len() as u64;
+                        report.bytes_unscanned += unread;
+                    }
+                    None => {}
+                }
                 report.salvaged_packs.push(*pack);
                 salvage.extend(good);
             }

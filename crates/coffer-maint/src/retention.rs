@@ -37,6 +37,9 @@ pub enum PolicyError {
     /// A count below -1 or not a number.
     #[error("invalid count {0:?}: use a number >= 0, or -1 / \"unlimited\" to keep all")]
     Count(String),
+    /// A count beyond what any repository could hold.
+    #[error("count {0} is too large (at most 2147483647): use -1 or \"unlimited\" to keep all")]
+    CountTooLarge(String),
     /// An unknown `--group-by` word.
     #[error("invalid grouping {0:?}: use host, paths and/or tags separated by commas, or \"\" for one group")]
     GroupBy(String),
@@ -175,6 +178,7 @@ pub fn parse_count(s: &str) -> Result<i32, PolicyError> {
     }
     match t.parse::<i32>() {
         Ok(n) if n >= -1 => Ok(n),
+        _ if t.parse::<u128>().is_ok() => Err(PolicyError::CountTooLarge(t.to_string())),
         _ => Err(PolicyError::Count(s.to_string())),
     }
 }
@@ -188,6 +192,9 @@ fn de_count<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     }
     match Raw::deserialize(d)? {
         Raw::Int(n) if (-1..=i64::from(i32::MAX)).contains(&n) => Ok(n as i32),
+        Raw::Int(n) if n > 0 => Err(serde::de::Error::custom(PolicyError::CountTooLarge(
+            n.to_string(),
+        ))),
         Raw::Int(n) => Err(serde::de::Error::custom(PolicyError::Count(n.to_string()))),
         Raw::Text(s) => parse_count(&s).map_err(serde::de::Error::custom),
     }
@@ -1309,5 +1316,9 @@ mod tests {
         assert_eq!(parse_count("12"), Ok(12));
         assert!(parse_count("-2").is_err());
         assert!(parse_count("x").is_err());
+        assert_eq!(
+            parse_count("99999999999"),
+            Err(PolicyError::CountTooLarge("99999999999".into()))
+        );
     }
 }

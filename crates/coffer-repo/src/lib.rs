@@ -43,6 +43,7 @@ pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod pack;
+pub mod pack_scan;
 mod packer;
 mod repository;
 pub mod snapshot;

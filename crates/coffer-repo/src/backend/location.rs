@@ -45,6 +45,10 @@ impl Location {
                 ("http", r)
             } else if let Some(r) = rest.strip_prefix("https://") {
                 ("https", r)
+            } else if let Some((other, _)) = rest.split_once("://") {
+                return Err(bad(&format!(
+                    "{other}:// is not an S3 endpoint scheme: use s3:http://HOST:PORT/BUCKET or s3:https://HOST/BUCKET"
+                )));
             } else {
                 ("https", rest)
             };
@@ -56,6 +60,11 @@ impl Location {
                 return Err(bad(
                     "missing host, expected s3:http://HOST:PORT/BUCKET/PREFIX",
                 ));
+            }
+            if let Some(why) = host_problem(host) {
+                return Err(bad(&format!(
+                    "host {host:?} {why}, expected s3:http://HOST:PORT/BUCKET/PREFIX"
+                )));
             }
             if bucket.is_empty() {
                 return Err(bad(
@@ -93,6 +102,48 @@ impl Location {
     /// True for a local directory.
     pub fn is_local(&self) -> bool {
         matches!(self, Location::Local(_))
+    }
+}
+
+/// What is wrong with the HOST[:PORT] of an S3 location, if anything.
+fn host_problem(host: &str) -> Option<String> {
+    let (name, port) = if let Some(v6) = host.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Some("has an IPv6 address without its closing ']'".into());
+        };
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Some(format!("has an invalid IPv6 address [{addr}]"));
+        }
+        return match after {
+            "" => None,
+            a => port_problem(a.strip_prefix(':').unwrap_or(a)),
+        };
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty() {
+        return Some("has no name".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Some(format!("contains {c:?}"));
+    }
+    port.and_then(port_problem)
+}
+
+fn port_problem(p: &str) -> Option<String> {
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => None,
+        _ => Some(format!("has an invalid port {p:?} (1-65535)")),
     }
 }
 
@@ -144,6 +195,13 @@ mod tests {
             "s3:https://s3.amazonaws.com/b"
         );
         assert!(Location::parse("s3:http://host").is_err());
+        let why = |s: &str| Location::parse(s).unwrap_err().reason;
+        assert!(why("s3:ftp://host/bucket").contains("ftp:// is not an S3 endpoint scheme"));
+        assert!(why("s3:http://[::1").contains("without its closing ']'"));
+        assert!(why("s3:http://h:99999/b").contains("invalid port"));
+        assert!(why("s3:http://h o/b").contains("contains ' '"));
+        assert!(Location::parse("s3:http://[::1]:8333/b").is_ok());
+        assert!(Location::parse("s3:https://[fe80::1]/b").is_ok());
         assert!(Location::parse("sftp:host:/x").is_err());
         assert_eq!(
             Location::parse("local:/x").unwrap(),

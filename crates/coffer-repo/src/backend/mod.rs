@@ -74,7 +74,7 @@ impl std::fmt::Display for FileType {
 
 /// A storage operation that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {path} at {location}: {}", describe(cause))]
+#[error("{op}{}{path} at {location}: {}", if path.is_empty() { "" } else { " " }, describe(cause))]
 pub struct BackendError {
     /// What was attempted.
     pub op: &'static str,
@@ -95,6 +95,7 @@ fn describe(e: &opendal::Error) -> String {
         ErrorKind::PermissionDenied => {
             "permission denied (check the credentials and bucket policy)".to_string()
         }
+        ErrorKind::ConfigInvalid => "invalid location".to_string(),
         k => k.to_string(),
     };
     let mut parts: Vec<String> = Vec::new();
@@ -202,6 +203,17 @@ impl Backend {
             cause: Box::new(e),
         };
         let op = match location {
+            Location::Local(path) if path.exists() && !path.is_dir() => {
+                return Err(BackendError {
+                    op: "open",
+                    path: String::new(),
+                    location: location.to_string(),
+                    cause: Box::new(opendal::Error::new(
+                        ErrorKind::ConfigInvalid,
+                        "this is a file, not a repository directory: give the directory that holds (or is to hold) the repository",
+                    )),
+                });
+            }
             Location::Local(path) => {
                 let root = path.to_string_lossy().to_string();
                 let tmp = path.join(LOCAL_TMP_DIR).to_string_lossy().to_string();

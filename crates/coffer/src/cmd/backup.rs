@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     pub stdin_from_command: bool,
     /// Compression: auto, off, max, fastest, better or a zstd level (-7..22)
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_negative_numbers = true)]
     pub compression: String,
     /// Snapshot time to record (RFC 3339 or "YYYY-MM-DD HH:MM:SS"), default now
     #[arg(long)]

@@ -69,6 +69,18 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                 for p in &report.salvaged_packs {
                     println!("pack {p}: damaged, good blobs copied to a new pack (`coffer prune` deletes the old one)");
                 }
+                if report.blobs_found_by_index > 0 {
+                    println!(
+                        "{} blobs of packs with an unreadable header were read where the old index put them",
+                        report.blobs_found_by_index
+                    );
+                }
+                if report.blobs_found_by_scan > 0 {
+                    println!(
+                        "{} blobs of packs with neither a readable header nor index entries were found by scanning",
+                        report.blobs_found_by_scan
+                    );
+                }
                 println!(
                     "{} packs read; {} blobs indexed, {} dropped; {} index files replaced by {}{}",
                     report.packs_read,
@@ -78,7 +90,16 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
                     report.index_files_written,
                     dry_run_note(a.dry_run)
                 );
-                if report.blobs_dropped > 0 || !report.unreadable_packs.is_empty() {
+                if report.bytes_unscanned > 0 {
+                    println!(
+                        "{} of damaged packs could not be scanned past the damage: the blobs there are lost",
+                        coffer_config::units::bytes(report.bytes_unscanned)
+                    );
+                }
+                if report.blobs_dropped > 0
+                    || report.bytes_unscanned > 0
+                    || !report.unreadable_packs.is_empty()
+                {
                     println!("data was lost: run `coffer repair snapshots` so that snapshots stop referring to it");
                 }
             })?;

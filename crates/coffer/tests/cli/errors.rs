@@ -211,7 +211,97 @@ fn unreadable_file_exits_3_and_is_left_out() {
         !has(&closed.join("inner.txt")),
         "a file of the unlistable directory is in the snapshot:\n{ls}"
     );
+    // An unreadable file is a warning, not a new file.
+    let r = run(coffer_as_nobody(&work).args([
+        "-r",
+        &repo.url,
+        "--json",
+        "backup",
+        src.to_str().unwrap(),
+    ]))
+    .expect_code(3);
+    let s = r.summary();
+    assert_eq!(s["files_new"], 0, "{s}");
+    assert_eq!(s["files_unmodified"], 2, "{s}");
     repo.restic_check(false);
+}
+
+/// A file written to while it is read is stored (as restic does) but named in a warning, and
+/// the backup exits 3: its copy may mix old and new content.
+#[test]
+fn a_file_changing_while_read_is_a_warning() {
+    let tmp = tempdir("coffer-changing-");
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let src = tmp.path().join("src");
+    write(&src.join("quiet.txt"), b"quiet\n");
+    let busy = src.join("busy.log");
+    write_data_file(&busy, 96 << 20, 5, false);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&busy)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"another log line\n").unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let r = run(&mut repo.coffer(["--json", "backup", src.to_str().unwrap()]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let r = r.expect_code(3);
+    assert!(
+        r.output().contains("busy.log") && r.output().contains("changed while it was read"),
+        "{}",
+        r.describe()
+    );
+    assert!(!r.output().contains("quiet.txt:"), "{}", r.describe());
+    assert_eq!(repo.snapshot_ids().len(), 1, "the snapshot is kept");
+}
+
+/// Bad input names what is wrong.
+#[test]
+fn bad_locations_and_numbers_say_what_is_wrong() {
+    let tmp = tempdir("coffer-badinput-");
+    let file = tmp.path().join("regfile");
+    write(&file, b"not a repository\n");
+    let r = run(&mut Repo::local(&file).coffer(["snapshots"])).expect_code(1);
+    assert!(
+        r.stderr.contains("is a file, not a repository directory"),
+        "{}",
+        r.describe()
+    );
+    for (url, says) in [
+        (
+            "s3:ftp://host/bucket",
+            "ftp:// is not an S3 endpoint scheme",
+        ),
+        ("s3:http://[::1", "without its closing ']'"),
+    ] {
+        let r = run(&mut Repo::url(url).coffer(["snapshots"])).expect_code(1);
+        assert!(r.stderr.contains(says), "{url}: {}", r.describe());
+        assert!(
+            !r.stderr.contains("missing bucket"),
+            "{url}: {}",
+            r.describe()
+        );
+    }
+    let repo = Repo::local(&tmp.path().join("repo"));
+    repo.init();
+    let r = run(&mut repo.coffer(["forget", "--keep-last", "99999999999"])).expect_code(2);
+    assert!(r.stderr.contains("too large"), "{}", r.describe());
+    let src = tmp.path().join("src");
+    write(&src.join("a"), b"a\n");
+    let mut c = repo.coffer(["backup", "--compression", "-7"]);
+    run(c.arg(&src)).ok();
+    // Usage errors exit 2.
+    run(&mut repo.coffer(["backup", "--no-such-option"])).expect_code(2);
 }
 
 #[test]
