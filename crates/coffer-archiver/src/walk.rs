@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coffer_repo::tree::{Node, NodeType};
+use coffer_repo::tree::{Node, NodeType, Tree};
 use coffer_repo::{Id, RepoError, Repository};
 
 use crate::metadata::os_name;
@@ -25,7 +25,29 @@ pub fn walk_tree(
     prefix: &Path,
     visit: &mut dyn FnMut(&TreeEntry) -> Result<bool, RepoError>,
 ) -> Result<(), RepoError> {
-    let t = repo.load_tree(tree)?;
+    walk_tree_salvaging(repo, tree, prefix, visit, &mut |_, e| Err(e))
+}
+
+/// Like [`walk_tree`], but a directory whose listing cannot be loaded (a damaged or missing
+/// tree blob) is handed to `lost`, which may return `Ok` to go on with the rest of the
+/// snapshot. The root tree must load.
+pub fn walk_tree_salvaging(
+    repo: &Repository,
+    tree: &Id,
+    prefix: &Path,
+    visit: &mut dyn FnMut(&TreeEntry) -> Result<bool, RepoError>,
+    lost: &mut dyn FnMut(&Path, RepoError) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    walk(repo, repo.load_tree(tree)?, prefix, visit, lost)
+}
+
+fn walk(
+    repo: &Repository,
+    t: Tree,
+    prefix: &Path,
+    visit: &mut dyn FnMut(&TreeEntry) -> Result<bool, RepoError>,
+    lost: &mut dyn FnMut(&Path, RepoError) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
     for node in t.nodes {
         let path = prefix.join(os_name(&node.name));
         let subtree = node.subtree;
@@ -34,7 +56,10 @@ pub fn walk_tree(
         let descend = visit(&e)?;
         if is_dir && descend {
             if let Some(st) = subtree {
-                walk_tree(repo, &st, &e.path, visit)?;
+                match repo.load_tree(&st) {
+                    Ok(sub) => walk(repo, sub, &e.path, visit, lost)?,
+                    Err(err) => lost(&e.path, err)?,
+                }
             }
         }
     }

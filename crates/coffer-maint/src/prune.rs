@@ -214,6 +214,16 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
         dry_run: opts.dry_run,
         ..PruneStats::default()
     };
+    // Packs a damaged index file lists would look like leftovers of interrupted backups, and
+    // be deleted with the data they hold.
+    repo.load_index()?;
+    if let Some((id, why)) = repo.damaged_index_files().first() {
+        return Err(MaintError::Damaged(format!(
+            "index file {} cannot be read ({why}), so prune cannot know which packs are in use; \
+             run `coffer repair index` first",
+            id.short()
+        )));
+    }
     progress.phase("listing packs", 0, 0);
     let old_index = repo.backend().list_ids(FileType::Index)?;
     let stored: HashMap<Id, u64> = repo

@@ -22,7 +22,7 @@ pub enum RepoError {
         location: String,
     },
     /// No key file opens with the password.
-    #[error("wrong password or no key found: none of the {keys} key files of {location} opens with this password")]
+    #[error("wrong password or no key found: none of the {keys} key files of {location} opens with this password (a damaged key file cannot be told from a wrong password: another key, if there is one, still opens the repository)")]
     WrongPassword {
         /// The location.
         location: String,
@@ -70,13 +70,25 @@ pub enum RepoError {
     },
     /// A blob the caller needs is not indexed.
     #[error(
-        "{kind} blob {id} is not in the index (the repository may be damaged: run `coffer check`)"
+        "{kind} blob {id} is not in the index (the repository may be damaged: `coffer check` says what is missing, `coffer repair index` rebuilds the index from the packs)"
     )]
     BlobNotFound {
         /// Blob id.
         id: Id,
         /// Blob type.
         kind: BlobType,
+    },
+    /// A blob the caller needs is not indexed, and a damaged index file was skipped.
+    #[error(
+        "{kind} blob {id} is not in the index, and index file {index} is damaged and was skipped: `coffer repair index` rebuilds the index from the packs, then try again"
+    )]
+    BlobNotIndexed {
+        /// Blob id.
+        id: Id,
+        /// Blob type.
+        kind: BlobType,
+        /// The (first) damaged index file, short id.
+        index: String,
     },
     /// No snapshot matches.
     #[error("no snapshot matches {0:?}")]

@@ -57,6 +57,8 @@ pub struct Repository {
     config: Config,
     index: RwLock<MasterIndex>,
     index_loaded: std::sync::atomic::AtomicBool,
+    /// Index files [`Repository::load_index`] skipped as damaged.
+    damaged_index: parking_lot::Mutex<Vec<(Id, String)>>,
     compression: Compression,
     cache: Option<Cache>,
 }
@@ -161,6 +163,7 @@ impl Repository {
             config,
             index: RwLock::new(MasterIndex::new()),
             index_loaded: false.into(),
+            damaged_index: Default::default(),
             compression,
             cache,
         }
@@ -266,19 +269,43 @@ impl Repository {
             return Ok(());
         }
         let ids = self.backend.list_ids(FileType::Index)?;
-        let files =
-            self.parallel_map(&ids, |id| self.load_json::<IndexFile>(FileType::Index, id))?;
+        let files = self.parallel_map(&ids, |id| {
+            match self.load_json::<IndexFile>(FileType::Index, id) {
+                Ok(f) => Ok(Ok(f)),
+                Err(RepoError::File { reason, .. }) => Ok(Err(reason)),
+                Err(e) => Err(e),
+            }
+        })?;
+        let mut damaged = Vec::new();
         let mut idx = self.index.write();
-        for f in &files {
-            idx.add_file(f);
+        for (id, f) in ids.iter().zip(&files) {
+            match f {
+                Ok(f) => idx.add_file(f),
+                // One damaged index file must not stop a restore: the blobs it lists look
+                // missing (and name the files that need them) until `repair index`.
+                Err(reason) => {
+                    tracing::warn!(
+                        "index file {} is damaged and skipped ({reason}): the blobs it lists look missing until `coffer repair index` rebuilds the index",
+                        id.short()
+                    );
+                    damaged.push((*id, reason.clone()));
+                }
+            }
         }
         idx.shrink_to_fit();
+        *self.damaged_index.lock() = damaged;
         self.index_loaded.store(true, Ordering::Release);
         if let Some(c) = &self.cache {
             let keep: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
             c.retain(FileType::Index, &keep);
         }
         Ok(())
+    }
+
+    /// Index files the last [`Repository::load_index`] skipped as damaged, with why. Commands
+    /// that delete what the index does not list (prune) must refuse while there are any.
+    pub fn damaged_index_files(&self) -> Vec<(Id, String)> {
+        self.damaged_index.lock().clone()
     }
 
     /// Loads every index file that can be read and returns the ones that cannot, instead of
@@ -299,6 +326,7 @@ impl Repository {
             }
         }
         idx.shrink_to_fit();
+        *self.damaged_index.lock() = bad.iter().map(|(id, e)| (*id, e.to_string())).collect();
         self.index_loaded.store(true, Ordering::Release);
         Ok(bad)
     }
@@ -307,6 +335,7 @@ impl Repository {
     /// index files again (after a command rewrote them).
     pub fn reset_index(&self) {
         *self.index.write() = MasterIndex::new();
+        self.damaged_index.lock().clear();
         self.index_loaded
             .store(false, std::sync::atomic::Ordering::Release);
     }
@@ -371,6 +400,13 @@ impl Repository {
     pub fn load_blob(&self, id: &Id, kind: BlobType) -> Result<Vec<u8>> {
         let locations = self.index().lookup_all(id, kind);
         if locations.is_empty() {
+            if let Some((index, _)) = self.damaged_index.lock().first() {
+                return Err(RepoError::BlobNotIndexed {
+                    id: *id,
+                    kind,
+                    index: index.short(),
+                });
+            }
             return Err(RepoError::BlobNotFound { id: *id, kind });
         }
         let mut last = None;

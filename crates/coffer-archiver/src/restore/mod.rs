@@ -33,7 +33,7 @@ use packs::{FileSlot, Target, Work};
 use crate::filter::PatternSet;
 use crate::metadata;
 use crate::progress::Progress;
-use crate::walk::{walk_tree, TreeEntry};
+use crate::walk::{walk_tree_salvaging, TreeEntry};
 
 /// What to restore and where.
 pub struct RestoreOptions {
@@ -118,6 +118,8 @@ struct Plan {
     links: Vec<(PathBuf, PathBuf, Node)>,
     /// Per include pattern: whether anything matched it.
     include_hits: Vec<bool>,
+    /// Directories whose listing could not be loaded, with why.
+    lost_dirs: Vec<(PathBuf, String)>,
 }
 
 fn included(e: &TreeEntry, opts: &RestoreOptions) -> (bool, bool) {
@@ -139,47 +141,60 @@ fn plan(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Result<Pla
         others: Vec::new(),
         links: Vec::new(),
         include_hits: vec![false; opts.includes.patterns().len()],
+        lost_dirs: Vec::new(),
     };
+    let mut lost_dirs = Vec::new();
     let mut pending_dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    walk_tree(repo, &snap.tree, Path::new("/"), &mut |e| {
-        let (take, descend) = included(e, opts);
-        if take && p.include_hits.contains(&false) {
-            for i in opts.includes.matching(&e.path) {
-                p.include_hits[i] = true;
-            }
-        }
-        // Directories on the way to an included item are created too.
-        pending_dirs.retain(|(d, _)| e.path.starts_with(d));
-        if !take {
-            if descend {
-                pending_dirs.push((e.path.clone(), e.node.clone()));
-            }
-            return Ok(descend);
-        }
-        for d in pending_dirs.drain(..) {
-            if !p.dirs.iter().any(|(x, _)| *x == d.0) {
-                p.dirs.push(d);
-            }
-        }
-        match e.node.kind {
-            NodeType::Dir => p.dirs.push((e.path.clone(), e.node.clone())),
-            NodeType::File => {
-                let key = (e.node.device_id, e.node.inode);
-                if e.node.links > 1 && e.node.inode != 0 {
-                    if let Some(first) = seen_inodes.get(&key) {
-                        p.links
-                            .push((e.path.clone(), first.clone(), e.node.clone()));
-                        return Ok(true);
-                    }
-                    seen_inodes.insert(key, e.path.clone());
+    let mut lost = |path: &Path, e: RepoError| {
+        lost_dirs.push((path.to_path_buf(), e.to_string()));
+        Ok(())
+    };
+    walk_tree_salvaging(
+        repo,
+        &snap.tree,
+        Path::new("/"),
+        &mut |e| {
+            let (take, descend) = included(e, opts);
+            if take && p.include_hits.contains(&false) {
+                for i in opts.includes.matching(&e.path) {
+                    p.include_hits[i] = true;
                 }
-                p.files.push((e.path.clone(), e.node.clone()));
             }
-            _ => p.others.push((e.path.clone(), e.node.clone())),
-        }
-        Ok(true)
-    })?;
+            // Directories on the way to an included item are created too.
+            pending_dirs.retain(|(d, _)| e.path.starts_with(d));
+            if !take {
+                if descend {
+                    pending_dirs.push((e.path.clone(), e.node.clone()));
+                }
+                return Ok(descend);
+            }
+            for d in pending_dirs.drain(..) {
+                if !p.dirs.iter().any(|(x, _)| *x == d.0) {
+                    p.dirs.push(d);
+                }
+            }
+            match e.node.kind {
+                NodeType::Dir => p.dirs.push((e.path.clone(), e.node.clone())),
+                NodeType::File => {
+                    let key = (e.node.device_id, e.node.inode);
+                    if e.node.links > 1 && e.node.inode != 0 {
+                        if let Some(first) = seen_inodes.get(&key) {
+                            p.links
+                                .push((e.path.clone(), first.clone(), e.node.clone()));
+                            return Ok(true);
+                        }
+                        seen_inodes.insert(key, e.path.clone());
+                    }
+                    p.files.push((e.path.clone(), e.node.clone()));
+                }
+                _ => p.others.push((e.path.clone(), e.node.clone())),
+            }
+            Ok(true)
+        },
+        &mut lost,
+    )?;
+    p.lost_dirs = lost_dirs;
     Ok(p)
 }
 
@@ -322,6 +337,15 @@ pub fn restore(
             .push(set_aside(&slot.path, slot.size, reason, opts.keep_damaged));
     }
     result.files = good.iter().filter(|g| **g).count() as u64;
+    for (p, why) in &plan.lost_dirs {
+        result.damaged.push(DamagedFile {
+            path: dest(&opts.target, p),
+            reason: format!(
+                "this directory's listing could not be read, so nothing in it was restored: {why}"
+            ),
+            kept: None,
+        });
+    }
     let by_path: HashMap<&Path, usize> = plan
         .files
         .iter()

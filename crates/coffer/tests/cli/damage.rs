@@ -455,3 +455,180 @@ fn repair_never_loses_what_it_can_read() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The damage corpus: one flipped byte, a cut in half and a deletion of each kind of
+/// repository file. No command panics; a restore restores every file it can exactly and
+/// names the rest; where the repository can be repaired (index, snapshot, pack damage),
+/// `repair index`, `repair snapshots --forget` and `prune` leave a repository that coffer
+/// and restic check clean and that restores exactly what it still holds. Without its config
+/// or its only key nothing can be read, and every command says so.
+#[test]
+fn damage_corpus() {
+    let tmp = tempdir("coffer-damage-corpus-");
+    let base = tmp.path().join("repo");
+    let repo = Repo::local(&base);
+    repo.init();
+    let src = tmp.path().join("src");
+    random_files(&src.join("big"), 36 << 20, 1 << 20, 700);
+    for i in 0..30 {
+        write(
+            &src.join(format!("etc/d{}/f{i}.conf", i % 5)),
+            format!("setting = {i}\n").repeat(20).as_bytes(),
+        );
+    }
+    repo.backup([&src]);
+    // A second snapshot of the same files: `latest` skipping a damaged one restores the same.
+    repo.backup([&src, &PathBuf::from("--force")]);
+    let all: BTreeSet<String> = crate::prune::rel_files(&src).into_iter().collect();
+
+    let one = |sub: &str| -> PathBuf {
+        let mut v = crate::prune::rel_files(&base.join(sub));
+        v.sort();
+        base.join(sub)
+            .join(&v[0])
+            .strip_prefix(&base)
+            .unwrap()
+            .to_path_buf()
+    };
+    let packs = crate::prune::rel_files(&base.join("data"));
+    let (mut tree_pack, mut data_pack) = (None, None);
+    for p in &packs {
+        let name = p.rsplit('/').next().unwrap();
+        let r = run(&mut repo.coffer(["cat", "pack", name])).ok();
+        let slot = match r.stdout_str().contains("\"tree\"") {
+            true => &mut tree_pack,
+            false => &mut data_pack,
+        };
+        slot.get_or_insert_with(|| PathBuf::from("data").join(p));
+    }
+    let kinds: Vec<(&str, PathBuf)> = vec![
+        ("config", PathBuf::from("config")),
+        ("key", one("keys")),
+        ("index", one("index")),
+        ("snapshot", one("snapshots")),
+        ("data pack", data_pack.unwrap()),
+        ("tree pack", tree_pack.unwrap()),
+    ];
+    let mut table = Vec::new();
+    for (kind, rel) in &kinds {
+        for damage in ["flip", "cut", "delete"] {
+            let case = format!("{kind} {damage}");
+            let dir = tmp.path().join(case.replace(' ', "-"));
+            copy_dir(&base, &dir);
+            let r = Repo::local(&dir);
+            let f = dir.join(rel);
+            match damage {
+                "flip" => flip_byte(&f, std::fs::metadata(&f).unwrap().len() / 2),
+                "cut" => {
+                    let len = std::fs::metadata(&f).unwrap().len();
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&f)
+                        .unwrap()
+                        .set_len(len / 2)
+                        .unwrap();
+                }
+                _ => std::fs::remove_file(&f).unwrap(),
+            }
+            let no_panic = |run: &Run| {
+                assert!(
+                    run.status.code().is_some_and(|c| c != 101) && !run.stderr.contains("panicked"),
+                    "{case}: {}",
+                    run.describe()
+                );
+            };
+            let target = dir.with_extension("restored");
+            let rr = restore_json(&r, &target, &[]);
+            no_panic(&rr);
+            let unreadable = *kind == "config" || *kind == "key";
+            let exact = if unreadable {
+                // Nothing can be decrypted: a clear error, not a guess.
+                assert!(
+                    matches!(rr.status.code(), Some(1 | 10 | 12)),
+                    "{case}: {}",
+                    rr.describe()
+                );
+                0
+            } else if *kind == "index" && rr.status.code() == Some(1) {
+                // The damaged index file listed the root tree: the way on is said.
+                assert!(
+                    rr.stderr.contains("`coffer repair index`"),
+                    "{case}: {}",
+                    rr.describe()
+                );
+                0
+            } else if *kind == "tree pack" && rr.status.code() == Some(1) {
+                // The root tree itself is lost: nothing below it can be found.
+                assert!(rr.stderr.contains("tree"), "{case}: {}", rr.describe());
+                0
+            } else {
+                assert!(
+                    matches!(rr.status.code(), Some(0 | 3)),
+                    "{case}: {}",
+                    rr.describe()
+                );
+                let damaged = damaged_names(&rr);
+                let got = restored_path(&target, &src);
+                let mut exact = 0;
+                for f in &all {
+                    let p = got.join(f);
+                    if p.exists() {
+                        assert!(
+                            first_difference(&src.join(f), &p).is_none(),
+                            "{case}: {f} restored wrong"
+                        );
+                        exact += 1;
+                    } else if rr.status.code() == Some(0) {
+                        panic!(
+                            "{case}: {f} missing after a restore that exited 0: {}",
+                            rr.describe()
+                        );
+                    }
+                }
+                let _ = damaged;
+                exact
+            };
+            for args in [
+                &["snapshots"][..],
+                &["check", "--read-data"][..],
+                &["ls", "latest"][..],
+            ] {
+                no_panic(&run(&mut r.coffer(args)));
+            }
+            let mut repaired = "-".to_string();
+            if !unreadable {
+                for args in [
+                    &["repair", "index"][..],
+                    &["repair", "snapshots", "--forget"][..],
+                    &["prune"][..],
+                ] {
+                    let x = run(&mut r.coffer(args));
+                    no_panic(&x);
+                    assert!(x.status.success(), "{case}: {}", x.describe());
+                }
+                run(&mut r.coffer(["check", "--read-data"])).ok();
+                r.restic_check(true);
+                let t2 = dir.with_extension("after");
+                let after = match r.snapshot_ids().is_empty() {
+                    // Both snapshots lost their root tree: repair removed them.
+                    true => BTreeSet::new(),
+                    false => exact_after_restore(&r, &src, &t2),
+                };
+                assert!(
+                    after.len() >= exact,
+                    "{case}: repair lost files ({} < {exact})",
+                    after.len()
+                );
+                repaired = format!("{} after repair", after.len());
+            }
+            table.push(format!(
+                "{case:<20} restore exit {:?}, {exact}/{} exact, {repaired}",
+                rr.status.code(),
+                all.len()
+            ));
+            std::fs::remove_dir_all(&dir).unwrap();
+            let _ = std::fs::remove_dir_all(&target);
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+}
