@@ -17,7 +17,6 @@ use coffer_config::JobConfig;
 use coffer_maint::prune::{self, MaxUnused, PruneOptions};
 use coffer_maint::retention::{self, GroupBy, Policy};
 use coffer_maint::{chains, Progress};
-use coffer_repo::backend::FileType;
 use coffer_repo::lock::LockGuard;
 use coffer_repo::snapshot::SnapshotWithId;
 use coffer_repo::{Id, Repository};
@@ -80,15 +79,9 @@ pub fn apply(
     if remove.is_empty() {
         return Ok(report);
     }
-    for s in &remove {
-        let name = s.id.to_hex();
-        repo.backend()
-            .remove(FileType::Snapshot, &name)
-            .map_err(|e| format!("removing snapshot {}: {e}", s.id.short()))?;
-        if let Some(c) = repo.cache() {
-            c.remove(FileType::Snapshot, &name);
-        }
-    }
+    let ids: Vec<Id> = remove.iter().map(|s| s.id).collect();
+    repo.remove_snapshots(&ids)
+        .map_err(|e| format!("removing {} snapshots: {e}", ids.len()))?;
     let opts = PruneOptions {
         max_unused: MaxUnused::parse("5%").map_err(|e| e.to_string())?,
         max_repack_bytes: None,

@@ -496,10 +496,7 @@ pub fn repair_snapshots(
                 new_snapshot = Some(repo.save_snapshot(&snap)?);
             }
             if opts.forget {
-                repo.backend().remove(FileType::Snapshot, &s.id.to_hex())?;
-                if let Some(c) = repo.cache() {
-                    c.remove(FileType::Snapshot, &s.id.to_hex());
-                }
+                repo.remove_snapshots(&[s.id])?;
                 forgotten = true;
             }
         }
@@ -514,12 +511,8 @@ pub fn repair_snapshots(
     // A snapshot file that does not decrypt or parse holds nothing to save: what it referred
     // to is unknown, and it blocks prune until it is gone.
     if opts.forget && !opts.dry_run && !unreadable.is_empty() {
-        for d in unreadable {
-            repo.backend().remove(FileType::Snapshot, &d.id.to_hex())?;
-            if let Some(c) = repo.cache() {
-                c.remove(FileType::Snapshot, &d.id.to_hex());
-            }
-        }
+        let ids: Vec<Id> = unreadable.iter().map(|d| d.id).collect();
+        repo.remove_snapshots(&ids)?;
         report.unreadable_removed = true;
     }
     Ok(report)

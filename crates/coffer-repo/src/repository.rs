@@ -526,21 +526,22 @@ impl Repository {
             .into_iter()
             .filter(|s| filter(&s.snap))
             .collect();
-        if spec == "latest" {
-            return snaps
-                .into_iter()
-                .last()
-                .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
-        }
-        let mut found: Vec<_> = snaps
-            .into_iter()
-            .filter(|s| s.id.has_prefix(spec))
-            .collect();
-        match found.len() {
-            0 => Err(RepoError::SnapshotNotFound(spec.to_string())),
-            1 => Ok(found.remove(0)),
-            _ => Err(RepoError::SnapshotAmbiguous(spec.to_string())),
-        }
+        crate::snapshot::resolve(&snaps, spec).cloned()
+    }
+
+    /// Removes snapshot files from storage and the local cache (in parallel; stops at the
+    /// first failure, and those already removed stay removed).
+    pub fn remove_snapshots(&self, ids: &[Id]) -> Result<()> {
+        self.parallel_map(ids, |id| {
+            let name = id.to_hex();
+            self.backend.remove(FileType::Snapshot, &name)?;
+            if let Some(c) = &self.cache {
+                c.remove(FileType::Snapshot, &name);
+            }
+            tracing::info!(snapshot = %id.short(), "snapshot removed");
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Saves a snapshot file. Call only after every pack and index it refers to is stored.

@@ -104,3 +104,55 @@ pub struct SnapshotWithId {
     /// Contents.
     pub snap: Snapshot,
 }
+
+/// The snapshot `spec` names among `snaps` (oldest first): `latest` is the last one, anything
+/// else a full id or a unique, non-empty id prefix. The one rule every command resolves by.
+pub fn resolve<'a>(snaps: &'a [SnapshotWithId], spec: &str) -> crate::Result<&'a SnapshotWithId> {
+    use crate::RepoError;
+    if spec == "latest" {
+        return snaps
+            .last()
+            .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_string()));
+    }
+    let mut m = snaps.iter().filter(|s| s.id.has_prefix(spec));
+    match (m.next(), m.next()) {
+        (Some(s), None) if !spec.is_empty() => Ok(s),
+        (Some(_), _) => Err(RepoError::SnapshotAmbiguous(spec.to_string())),
+        (None, _) => Err(RepoError::SnapshotNotFound(spec.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RepoError;
+
+    #[test]
+    fn one_rule_resolves_snapshot_names() {
+        let snaps: Vec<SnapshotWithId> = (0..3u8)
+            .map(|i| SnapshotWithId {
+                id: Id::hash(&[i]),
+                snap: serde_json::from_str(
+                    r#"{"time":"2026-01-01T00:00:00Z","tree":"0000000000000000000000000000000000000000000000000000000000000000","paths":["/"],"hostname":"h","username":"u"}"#,
+                )
+                .unwrap(),
+            })
+            .collect();
+        assert_eq!(resolve(&snaps, "latest").unwrap().id, snaps[2].id);
+        let full = snaps[1].id.to_hex();
+        assert_eq!(resolve(&snaps, &full).unwrap().id, snaps[1].id);
+        assert_eq!(resolve(&snaps, &full[..8]).unwrap().id, snaps[1].id);
+        assert!(matches!(
+            resolve(&snaps, ""),
+            Err(RepoError::SnapshotAmbiguous(_))
+        ));
+        assert!(matches!(
+            resolve(&snaps, "zz"),
+            Err(RepoError::SnapshotNotFound(_))
+        ));
+        assert!(matches!(
+            resolve(&[], "latest"),
+            Err(RepoError::SnapshotNotFound(_))
+        ));
+    }
+}

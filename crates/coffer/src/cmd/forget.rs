@@ -11,9 +11,8 @@ use std::collections::HashSet;
 use anyhow::{bail, Context};
 use coffer_maint::chains;
 use coffer_maint::retention::{self, GroupBy, KeepDuration, Policy, TagList};
-use coffer_repo::backend::FileType;
 use coffer_repo::snapshot::SnapshotWithId;
-use coffer_repo::{Id, RepoError, Repository};
+use coffer_repo::{Id, Repository};
 
 use crate::cmd::SnapshotFilter;
 use crate::global::GlobalOpts;
@@ -358,18 +357,7 @@ pub(crate) fn resolve<'a>(
 ) -> anyhow::Result<Vec<&'a SnapshotWithId>> {
     let mut out: Vec<&SnapshotWithId> = Vec::new();
     for spec in specs {
-        let found = if spec == "latest" {
-            snaps
-                .last()
-                .ok_or_else(|| RepoError::SnapshotNotFound(spec.clone()))?
-        } else {
-            let mut m = snaps.iter().filter(|s| s.id.has_prefix(spec));
-            match (m.next(), m.next()) {
-                (Some(s), None) if !spec.is_empty() => s,
-                (Some(_), _) => return Err(RepoError::SnapshotAmbiguous(spec.clone()).into()),
-                (None, _) => return Err(RepoError::SnapshotNotFound(spec.clone()).into()),
-            }
-        };
+        let found = coffer_repo::snapshot::resolve(snaps, spec)?;
         if !out.iter().any(|s| s.id == found.id) {
             out.push(found);
         }
@@ -379,22 +367,12 @@ pub(crate) fn resolve<'a>(
 
 /// Deletes snapshot files from the repository and the local cache.
 pub(crate) fn remove_snapshot_files(repo: &Repository, ids: &[Id]) -> anyhow::Result<()> {
-    repo.parallel_map(ids, |id| {
-        let name = id.to_hex();
-        repo.backend().remove(FileType::Snapshot, &name)?;
-        if let Some(c) = repo.cache() {
-            c.remove(FileType::Snapshot, &name);
-        }
-        tracing::info!(snapshot = %id.short(), "snapshot removed");
-        Ok(())
-    })
-    .with_context(|| {
+    repo.remove_snapshots(ids).with_context(|| {
         format!(
             "removing {} snapshot files (those already removed stay removed; run the command again)",
             ids.len()
         )
-    })?;
-    Ok(())
+    })
 }
 
 /// Prints snapshots as a table, with a reasons column when given (one entry per snapshot).

@@ -55,22 +55,13 @@ pub struct Args {
     pub filter: SnapshotFilter,
 }
 
-/// The snapshot `spec` names among `all`: `latest` (the newest), or a unique id prefix.
+/// The position of the snapshot `spec` names among `all` ([`coffer_repo::snapshot::resolve`]).
 pub(super) fn resolve(all: &[SnapshotWithId], spec: &str) -> anyhow::Result<usize> {
-    if spec == "latest" {
-        return all
-            .len()
-            .checked_sub(1)
-            .ok_or_else(|| coffer_repo::RepoError::SnapshotNotFound(spec.to_string()).into());
-    }
-    let found: Vec<usize> = (0..all.len())
-        .filter(|&i| all[i].id.has_prefix(spec))
-        .collect();
-    match found.as_slice() {
-        [i] => Ok(*i),
-        [] => Err(coffer_repo::RepoError::SnapshotNotFound(spec.to_string()).into()),
-        _ => Err(coffer_repo::RepoError::SnapshotAmbiguous(spec.to_string()).into()),
-    }
+    let found = coffer_repo::snapshot::resolve(all, spec)?;
+    Ok(all
+        .iter()
+        .position(|s| s.id == found.id)
+        .expect("resolve returns one of `all`"))
 }
 
 /// The snapshots named by `specs` (all passing `filter` when none is given), oldest first and

@@ -23,6 +23,16 @@ fn data_packs(repo: &Repo) -> Vec<PathBuf> {
     v
 }
 
+/// Truncates a file to `len` bytes.
+fn cut_to(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let st = std::process::Command::new("cp")
         .arg("-a")
@@ -106,12 +116,7 @@ fn truncated_pack_costs_only_its_files() {
         let copy = tmp.path().join(format!("repo-{cut}"));
         copy_dir(&base, &copy);
         let damaged_repo = Repo::local(&copy);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(copy.join(&victim_rel))
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        cut_to(&copy.join(&victim_rel), cut);
         let target = tmp.path().join(format!("restored-{cut}"));
         // Cutting only the header's last byte loses no blob: restore reads by the index.
         let header_only = cut == len - 1;
@@ -167,21 +172,7 @@ fn one_flipped_byte_costs_one_file() {
     write(&src.join("small.txt"), b"small\n");
     repo.backup([&src]);
     let pack = data_packs(&repo).into_iter().next().unwrap();
-    let len = std::fs::metadata(&pack).unwrap().len();
-    {
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&pack)
-            .unwrap();
-        let at = len / 3;
-        let mut b = [0u8];
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.read_exact(&mut b).unwrap();
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.write_all(&[b[0] ^ 0x40]).unwrap();
-    }
+    flip_byte(&pack, std::fs::metadata(&pack).unwrap().len() / 3);
     let total = crate::prune::rel_files(&src).len();
 
     let target = tmp.path().join("restored");
@@ -383,13 +374,7 @@ fn repair_never_loses_what_it_can_read() {
                 .unwrap();
             f.write_all(&[0x5a; 100]).unwrap();
         } else {
-            let len = std::fs::metadata(&pack).unwrap().len();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&pack)
-                .unwrap()
-                .set_len(len / 2)
-                .unwrap();
+            cut_to(&pack, std::fs::metadata(&pack).unwrap().len() / 2);
         }
         // What a restore gets before any repair (with the index intact) is the bar.
         let before = exact_after_restore(&r, &src, &tmp.path().join(format!("{case}-before")));
@@ -519,15 +504,7 @@ fn damage_corpus() {
             let f = dir.join(rel);
             match damage {
                 "flip" => flip_byte(&f, std::fs::metadata(&f).unwrap().len() / 2),
-                "cut" => {
-                    let len = std::fs::metadata(&f).unwrap().len();
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&f)
-                        .unwrap()
-                        .set_len(len / 2)
-                        .unwrap();
-                }
+                "cut" => cut_to(&f, std::fs::metadata(&f).unwrap().len() / 2),
                 _ => std::fs::remove_file(&f).unwrap(),
             }
             let no_panic = |run: &Run| {
