@@ -190,11 +190,8 @@ pub fn redact_url(url: &str) -> String {
 /// info (`user:PASS@`) or a `password=` query parameter: a child process gets the password in
 /// its environment, never on its command line, where every local user can read it.
 pub fn split_url_password(url: &str) -> (String, Option<String>) {
-    let decode = |p: &str| {
-        percent_encoding::percent_decode_str(p)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
+    // A password that does not decode is passed as written.
+    let decode = |p: &str| units::percent_decode(p).unwrap_or_else(|_| p.to_string());
     let mut password = None;
     let mut out = url.to_string();
     if let (Some(s), Some(at)) = (url.find("://"), url.rfind('@')) {
@@ -219,30 +216,6 @@ pub fn split_url_password(url: &str) -> (String, Option<String>) {
         };
     }
     (out, password)
-}
-
-/// Parses a size such as `500G`, `1.5T` or `1048576` (binary multiples).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let unit = s[i..].trim().to_ascii_uppercase();
-            let unit = unit.trim_end_matches("IB").trim_end_matches('B');
-            let m: u64 = match unit {
-                "" => 1,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                "P" => 1 << 50,
-                _ => return None,
-            };
-            (&s[..i], m)
-        }
-        None => (s, 1),
-    };
-    let n: f64 = num.trim().parse().ok()?;
-    (n.is_finite() && n > 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// One source: its name, type, repository, and the type's own settings (left as a table for
@@ -344,7 +317,7 @@ impl Config {
                 ));
             }
             if let Some(q) = &r.quota {
-                if parse_size(q).is_none() {
+                if units::parse_size(q).map_or(true, |n| n == 0) {
                     errors.push(format!(
                         "{}: repository {:?}: key `quota`: {:?} is not a size such as \"500G\" or \"2T\"",
                         self.line_of("name", &r.name),

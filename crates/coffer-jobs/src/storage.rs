@@ -95,7 +95,11 @@ fn level(percent: f64, t: &StorageConfig) -> &'static str {
 /// be listed, a local directory that is not there).
 pub fn measure(repo: &RepositoryConfig, t: &StorageConfig) -> Result<Option<Usage>, String> {
     let location = Location::parse(&repo.url).map_err(|e| e.to_string())?;
-    if let Some(quota) = repo.quota.as_deref().and_then(coffer_config::parse_size) {
+    if let Some(quota) = repo
+        .quota
+        .as_deref()
+        .and_then(|q| coffer_config::units::parse_size(q).ok())
+    {
         let used = repository_bytes(&location).map_err(|e| {
             format!(
                 "measuring repository {:?} against its quota: {e}",

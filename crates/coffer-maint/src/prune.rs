@@ -75,36 +75,9 @@ impl MaxUnused {
     }
 }
 
-/// Parses sizes such as `500`, `200K`, `16M`, `1.5G`, `2T` (binary units).
+/// Parses a size (see [`coffer_config::units::parse_size`]).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let unit = s[i..].to_ascii_uppercase();
-            let m: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
-                "" => 1,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                _ => {
-                    return Err(MaintError::Usage(format!(
-                        "invalid size {s:?}: unknown unit (use K, M, G or T)"
-                    )))
-                }
-            };
-            (&s[..i], m)
-        }
-        None => (s, 1),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| MaintError::Usage(format!("invalid size {s:?}")))?;
-    if v < 0.0 {
-        return Err(MaintError::Usage(format!("invalid size {s:?}")));
-    }
-    Ok((v * mult as f64) as u64)
+    coffer_config::units::parse_size(s).map_err(MaintError::Usage)
 }
 
 /// Options of a prune run.

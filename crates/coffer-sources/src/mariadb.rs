@@ -83,23 +83,7 @@ struct Conn {
     password: Option<String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use coffer_config::units::percent_decode;
 
 fn parse_url(url: &str) -> Result<Conn, String> {
     let rest = url
@@ -113,8 +97,14 @@ fn parse_url(url: &str) -> Result<Conn, String> {
     };
     let (user, password) = match userinfo {
         Some(u) => match u.split_once(':') {
-            Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
-            None => (percent_decode(u), None),
+            Some((u, p)) => (
+                percent_decode(u).map_err(|e| format!("url user name: {e}"))?,
+                Some(percent_decode(p).map_err(|e| format!("url password: {e}"))?),
+            ),
+            None => (
+                percent_decode(u).map_err(|e| format!("url user name: {e}"))?,
+                None,
+            ),
         },
         None => ("root".to_string(), None),
     };

@@ -199,26 +199,7 @@ fn parse_url(url: &str) -> Result<Target, String> {
     })
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("invalid %-escape (use %XX with two hex digits)")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "%-escapes do not decode to UTF-8".to_string())
-}
+use coffer_config::units::percent_decode;
 
 // ---------------------------------------------------------------------------------------------
 // The source
