@@ -1,6 +1,6 @@
-//! A job's retention after a good run: the keep-policy applied to each of its sources'
-//! snapshots (per source and host), archived WAL thinned to what the remaining base backups
-//! need (`coffer_maint::chains`), the snapshot files removed and the repository pruned, all
+//! A job's retention after a good run: which snapshots are the job's to judge and how they
+//! group (per source and host); the plan itself (keep policy, WAL chains) and its execution
+//! are `coffer_maint::forget`'s, as for `coffer forget`. Then the repository is pruned, all
 //! under one exclusive lock.
 //!
 //! A job only ever considers the snapshots it made itself (tagged `job:NAME`): two jobs that
@@ -9,17 +9,17 @@
 //! no job tag (the server's `archive_command` pushes it); it is kept for every base backup
 //! that remains in the repository, whichever job or person made it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_config::JobConfig;
+use coffer_maint::forget::{self, ForgetPlan};
 use coffer_maint::prune::{self, MaxUnused, PruneOptions};
 use coffer_maint::retention::{self, GroupBy, Policy};
-use coffer_maint::{chains, Progress};
+use coffer_maint::Progress;
 use coffer_repo::lock::LockGuard;
 use coffer_repo::snapshot::SnapshotWithId;
-use coffer_repo::{Id, Repository};
+use coffer_repo::Repository;
 
 /// What retention did.
 #[derive(Debug, Default)]
@@ -35,6 +35,29 @@ pub(crate) fn job_tag(job: &str) -> String {
     format!("job:{job}")
 }
 
+/// What `job`'s policy would remove: per source, its own snapshots grouped by host; the
+/// sources' archived WAL by what the base backups that stay (anyone's) still need.
+pub fn plan<'a>(all: &'a [SnapshotWithId], job: &JobConfig, policy: &Policy) -> ForgetPlan<'a> {
+    let own = job_tag(&job.name);
+    let mut groups = Vec::new();
+    let mut logs = Vec::new();
+    for source in &job.sources {
+        let tag = format!("source:{source}");
+        let (l, backups) = forget::split_logs(all.iter().filter(|s| s.snap.tags.contains(&tag)));
+        logs.extend(l);
+        let by_host = GroupBy {
+            host: true,
+            paths: false,
+            tags: false,
+        };
+        groups.extend(retention::group(
+            backups.into_iter().filter(|s| s.snap.tags.contains(&own)),
+            by_host,
+        ));
+    }
+    forget::plan(groups, &logs, all, policy, chrono::Utc::now())
+}
+
 /// Applies `job`'s policy to its sources' snapshots and prunes.
 pub fn apply(
     repo: &Arc<Repository>,
@@ -48,40 +71,16 @@ pub fn apply(
     policy.validate().map_err(|e| e.to_string())?;
     let lock = LockGuard::acquire_wait(repo, true, lock_wait).map_err(|e| e.to_string())?;
     let all = repo.snapshots().map_err(|e| e.to_string())?;
-    let now = chrono::Utc::now();
-    let mut remove: Vec<&SnapshotWithId> = Vec::new();
-    let mut logs = Vec::new();
-    let own = job_tag(&job.name);
-    for source in &job.sources {
-        let tag = format!("source:{source}");
-        let (l, backups): (Vec<&SnapshotWithId>, Vec<&SnapshotWithId>) = all
-            .iter()
-            .filter(|s| s.snap.tags.contains(&tag))
-            .partition(|s| chains::is_log_file(&s.snap));
-        logs.extend(l);
-        let backups = backups.into_iter().filter(|s| s.snap.tags.contains(&own));
-        let by_host = GroupBy {
-            host: true,
-            paths: false,
-            tags: false,
-        };
-        for group in retention::group(backups, by_host) {
-            let outcome = retention::apply(group.snapshots.iter().copied(), &policy, now);
-            remove.extend(outcome.removed());
-        }
+    let plan = plan(&all, job, &policy);
+    if plan.removed().is_empty() {
+        return Ok(RetentionReport::default());
     }
-    let gone: HashSet<Id> = remove.iter().map(|s| s.id).collect();
-    remove.extend(chains::log_removals(&logs, &all, &gone).remove);
+    let ids =
+        forget::execute(repo, &plan, &lock).map_err(|e| format!("removing snapshots: {e}"))?;
     let mut report = RetentionReport {
-        removed: remove.iter().map(|s| s.id.to_hex()).collect(),
+        removed: ids.iter().map(|i| i.to_hex()).collect(),
         ..Default::default()
     };
-    if remove.is_empty() {
-        return Ok(report);
-    }
-    let ids: Vec<Id> = remove.iter().map(|s| s.id).collect();
-    repo.remove_snapshots(&ids)
-        .map_err(|e| format!("removing {} snapshots: {e}", ids.len()))?;
     let opts = PruneOptions {
         max_unused: MaxUnused::parse("5%").map_err(|e| e.to_string())?,
         max_repack_bytes: None,

@@ -2,6 +2,7 @@
 //! sound, all on top of `coffer-repo` and all leaving a repository that stock restic accepts:
 //!
 //! - [`retention`]: which snapshots a keep policy (`--keep-daily 7 ...`) keeps, and why.
+//! - [`forget`]: the retention plan for groups of snapshots and WAL, and its execution.
 //! - [`chains`]: which archived log files (WAL) the remaining base backups still need.
 //! - [`prune`]: delete unreferenced packs, repack partly used ones, rewrite the index.
 //! - [`check`]: structure checks and reading back pack data (all or a subset).
@@ -19,6 +20,7 @@ pub mod chains;
 pub mod check;
 pub mod copy;
 mod error;
+pub mod forget;
 mod progress;
 pub mod prune;
 pub mod repair;

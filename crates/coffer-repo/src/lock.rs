@@ -120,6 +120,7 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<Id>) -> Result<()> 
 pub struct LockGuard {
     repo: Arc<Repository>,
     current: Arc<Mutex<Id>>,
+    exclusive: bool,
     stop: Option<std::sync::mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -160,6 +161,7 @@ impl LockGuard {
         Ok(LockGuard {
             repo: Arc::clone(repo),
             current,
+            exclusive,
             stop: Some(tx),
             refresher: Some(refresher),
         })
@@ -206,6 +208,11 @@ impl LockGuard {
             )));
         }
         Ok(())
+    }
+
+    /// Whether this is the exclusive lock (deleting operations need it).
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     /// Id of the lock file currently held.

@@ -1,16 +1,16 @@
-//! `coffer forget`: remove snapshots by a retention policy (`coffer_maint::retention`, restic's
-//! rules) or by id. Snapshots are grouped (host and paths by default), the policy is applied
-//! to each group, and the removed snapshot files are deleted under an exclusive lock. Only
-//! snapshot files go: the data they used stays until `prune` (or `forget --prune`).
+//! `coffer forget`: remove snapshots by a retention policy or by id. The plan (groups, host
+//! and paths by default; kept snapshots with reasons; WAL decisions) comes from
+//! `coffer_maint::forget`, this command prints it (text, or restic's JSON) and removes the
+//! snapshot files under the exclusive lock. Only snapshot files go: the data they used stays
+//! until `prune` (or `forget --prune`).
 //!
 //! Also owns the helpers `tag` shares: resolving snapshot arguments, removing snapshot files,
 //! restic's JSON form of a snapshot, and a plain text table.
 
-use std::collections::HashSet;
-
 use anyhow::{bail, Context};
-use coffer_maint::chains;
+use coffer_maint::forget::{self, ForgetPlan};
 use coffer_maint::retention::{self, GroupBy, KeepDuration, Policy, TagList};
+use coffer_repo::lock::LockGuard;
 use coffer_repo::snapshot::SnapshotWithId;
 use coffer_repo::{Id, Repository};
 
@@ -180,13 +180,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         if text {
             println!("would remove {} snapshots (dry run)", remove.len());
         }
-    } else {
-        if !named_damaged.is_empty() {
-            let ids: Vec<Id> = named_damaged.iter().map(|d| d.id).collect();
-            remove_snapshot_files(&repo, &ids)?;
-        }
+    } else if let Some(lock) = &lock {
+        let mut ids: Vec<Id> = named_damaged.iter().map(|d| d.id).collect();
+        ids.extend(remove.iter().map(|s| s.id));
+        remove_snapshot_files(&repo, &ids, lock)?;
         let ids: Vec<Id> = remove.iter().map(|s| s.id).collect();
-        remove_snapshot_files(&repo, &ids)?;
         record_forgotten(g, &ids);
         if text {
             println!("removed {} snapshots", ids.len());
@@ -225,9 +223,9 @@ fn record_forgotten(g: &GlobalOpts, ids: &[Id]) {
     }
 }
 
-/// Groups, applies the policy, prints the result; returns the snapshots to remove.
-/// Archived log files (WAL) are not subject to the policy: they go when no base backup that
-/// stays needs them (`coffer_maint::chains`). `all` is every snapshot, filter or not.
+/// Plans the policy (`coffer_maint::forget`) and prints the plan; returns the snapshots to
+/// remove. `all` is every snapshot, filter or not (a base backup outside the filter still
+/// holds its WAL).
 fn apply_policy<'a>(
     g: &GlobalOpts,
     a: &Args,
@@ -235,45 +233,69 @@ fn apply_policy<'a>(
     snaps: &'a [SnapshotWithId],
     all: &[SnapshotWithId],
 ) -> anyhow::Result<Vec<&'a SnapshotWithId>> {
-    let text = !g.json && !g.quiet;
-    if text {
+    let (logs, backups) = forget::split_logs(snaps);
+    let groups = retention::group(backups, a.group_by);
+    let plan = forget::plan(groups, &logs, all, policy, chrono::Utc::now());
+    if g.json {
+        println!("{}", plan_json(&plan));
+    } else if !g.quiet {
         println!("Applying policy: {policy}");
+        print_plan(&plan);
     }
-    let now = chrono::Utc::now();
-    let mut remove = Vec::new();
-    let mut json_groups = Vec::new();
-    let (logs, backups): (Vec<&SnapshotWithId>, Vec<&SnapshotWithId>) =
-        snaps.iter().partition(|s| chains::is_log_file(&s.snap));
-    for group in retention::group(backups, a.group_by) {
-        let outcome = retention::apply(group.snapshots.iter().copied(), policy, now);
-        let kept: Vec<&retention::Decision<'_>> = outcome.kept().collect();
-        let removed: Vec<&SnapshotWithId> = outcome.removed().collect();
-        if text {
-            println!("snapshots for {}:", group.key);
-            if !kept.is_empty() {
-                println!("keep {} snapshots:", kept.len());
-                // Oldest first, as `snapshots` lists them.
-                let list: Vec<&SnapshotWithId> = kept.iter().rev().map(|d| d.snapshot).collect();
-                let reasons: Vec<String> =
-                    kept.iter().rev().map(|d| d.reasons.join(", ")).collect();
-                print_snapshots(&list, Some(&reasons));
-                println!();
-            }
-            if !removed.is_empty() {
-                println!("remove {} snapshots:", removed.len());
-                let list: Vec<&SnapshotWithId> = removed.iter().rev().copied().collect();
-                print_snapshots(&list, None);
-                println!();
+    Ok(plan.removed())
+}
+
+fn print_plan(plan: &ForgetPlan<'_>) {
+    for group in &plan.groups {
+        let kept: Vec<&retention::Decision<'_>> = group.outcome.kept().collect();
+        let removed: Vec<&SnapshotWithId> = group.outcome.removed().collect();
+        println!("snapshots for {}:", group.key);
+        if !kept.is_empty() {
+            println!("keep {} snapshots:", kept.len());
+            // Oldest first, as `snapshots` lists them.
+            let list: Vec<&SnapshotWithId> = kept.iter().rev().map(|d| d.snapshot).collect();
+            let reasons: Vec<String> = kept.iter().rev().map(|d| d.reasons.join(", ")).collect();
+            print_snapshots(&list, Some(&reasons));
+            println!();
+        }
+        if !removed.is_empty() {
+            println!("remove {} snapshots:", removed.len());
+            let list: Vec<&SnapshotWithId> = removed.iter().rev().copied().collect();
+            print_snapshots(&list, None);
+            println!();
+        }
+    }
+    if let Some(d) = &plan.logs {
+        println!("archived log files (WAL), kept while a remaining base backup needs them:");
+        for (chain, start) in &d.chains {
+            match start {
+                Some(p) => println!("  {chain}: oldest remaining base backup starts at {p}"),
+                None => println!("  {chain}: no base backup remains, all its files are kept"),
             }
         }
-        if g.json {
-            // restic's ForgetGroup; the parts not grouped by are null / "" as with restic.
-            json_groups.push(serde_json::json!({
+        println!(
+            "keep {} WAL snapshots, remove {}",
+            d.keep.len(),
+            d.remove.len()
+        );
+        println!();
+    }
+}
+
+/// restic's `[]ForgetGroup`; the parts not grouped by are null / "" as with restic. WAL is
+/// one more group tagged "wal", with each chain's oldest remaining start.
+fn plan_json(plan: &ForgetPlan<'_>) -> serde_json::Value {
+    let mut groups: Vec<serde_json::Value> = plan
+        .groups
+        .iter()
+        .map(|group| {
+            let kept: Vec<&retention::Decision<'_>> = group.outcome.kept().collect();
+            serde_json::json!({
                 "tags": group.key.tags,
                 "host": group.key.hostname.clone().unwrap_or_default(),
                 "paths": group.key.paths,
                 "keep": kept.iter().map(|d| snapshot_json(d.snapshot)).collect::<Vec<_>>(),
-                "remove": removed.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
+                "remove": group.outcome.removed().map(snapshot_json).collect::<Vec<_>>(),
                 "reasons": kept
                     .iter()
                     .map(|d| serde_json::json!({
@@ -282,45 +304,21 @@ fn apply_policy<'a>(
                         "counters": counters_json(&d.counters),
                     }))
                     .collect::<Vec<_>>(),
-            }));
-        }
-        remove.extend(removed);
+            })
+        })
+        .collect();
+    if let Some(d) = &plan.logs {
+        groups.push(serde_json::json!({
+            "tags": ["wal"],
+            "host": "",
+            "paths": null,
+            "keep": d.keep.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
+            "remove": d.remove.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
+            "reasons": [],
+            "chains": d.chains,
+        }));
     }
-    if !logs.is_empty() {
-        let gone: HashSet<Id> = remove.iter().map(|s| s.id).collect();
-        let d = chains::log_removals(&logs, all, &gone);
-        if text {
-            println!("archived log files (WAL), kept while a remaining base backup needs them:");
-            for (chain, start) in &d.chains {
-                match start {
-                    Some(p) => println!("  {chain}: oldest remaining base backup starts at {p}"),
-                    None => println!("  {chain}: no base backup remains, all its files are kept"),
-                }
-            }
-            println!(
-                "keep {} WAL snapshots, remove {}",
-                d.keep.len(),
-                d.remove.len()
-            );
-            println!();
-        }
-        if g.json {
-            json_groups.push(serde_json::json!({
-                "tags": ["wal"],
-                "host": "",
-                "paths": null,
-                "keep": d.keep.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
-                "remove": d.remove.iter().map(|s| snapshot_json(s)).collect::<Vec<_>>(),
-                "reasons": [],
-                "chains": d.chains,
-            }));
-        }
-        remove.extend(d.remove);
-    }
-    if g.json {
-        println!("{}", serde_json::Value::Array(json_groups));
-    }
-    Ok(remove)
+    serde_json::Value::Array(groups)
 }
 
 /// restic's counters object: rules that are off (0) are left out.
@@ -365,9 +363,13 @@ pub(crate) fn resolve<'a>(
     Ok(out)
 }
 
-/// Deletes snapshot files from the repository and the local cache.
-pub(crate) fn remove_snapshot_files(repo: &Repository, ids: &[Id]) -> anyhow::Result<()> {
-    repo.remove_snapshots(ids).with_context(|| {
+/// Deletes snapshot files from the repository and the local cache, under the exclusive lock.
+pub(crate) fn remove_snapshot_files(
+    repo: &Repository,
+    ids: &[Id],
+    lock: &LockGuard,
+) -> anyhow::Result<()> {
+    forget::remove(repo, ids, lock).with_context(|| {
         format!(
             "removing {} snapshot files (those already removed stay removed; run the command again)",
             ids.len()

@@ -78,7 +78,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
 
     let repo = g.open()?;
-    let _lock = g.lock(&repo, true)?;
+    let lock = g.lock(&repo, true)?;
     let snaps: Vec<SnapshotWithId> = repo
         .snapshots()?
         .into_iter()
@@ -101,7 +101,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         let id = repo.save_snapshot(&new)?;
         // Encryption makes every file unique, but never delete the file just written.
         if id != old.id {
-            remove_snapshot_files(&repo, &[old.id])?;
+            remove_snapshot_files(&repo, &[old.id], &lock)?;
         }
         changed += 1;
         if g.json {
