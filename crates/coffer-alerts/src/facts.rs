@@ -144,7 +144,12 @@ impl Collector {
             };
             // Cheap and changeable without a new run: read every time.
             f.paused = catalog.is_paused(&job.name)?;
-            f.rpo_seconds = rpo(cfg, job, f.last_good_end.unwrap_or(f.first_seen));
+            f.rpo_seconds = job
+                .rpo_in_force(
+                    f.last_good_end.unwrap_or(f.first_seen),
+                    cfg.alerting.overdue_grace.0,
+                )
+                .map(|d| d.as_secs_f64());
             jobs.push(f);
         }
         for r in &mut repositories {
@@ -167,17 +172,6 @@ impl Collector {
             heartbeat,
         })
     }
-}
-
-/// The RPO in force for `job`, measured from `since` (the newest good backup): its `rpo`,
-/// else the time from `since` to the second scheduled run after it plus the grace.
-fn rpo(cfg: &Config, job: &JobConfig, since: DateTime<Utc>) -> Option<f64> {
-    if let Some(r) = job.rpo {
-        return Some(r.secs() as f64);
-    }
-    let a = coffer_jobs::status::next_run(job, since)?;
-    let b = coffer_jobs::status::next_run(job, a)?;
-    Some((b - since).num_milliseconds() as f64 / 1000.0 + cfg.alerting.overdue_grace.secs() as f64)
 }
 
 fn read_job(
@@ -265,7 +259,8 @@ fn read_job(
         name: job.name.clone(),
         sources: job.sources.clone(),
         source_types,
-        repository: coffer_jobs::job_repository(cfg, job)
+        repository: cfg
+            .job_repository(job)
             .map(|r| r.name.clone())
             .unwrap_or_default(),
         last,

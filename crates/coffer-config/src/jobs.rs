@@ -23,6 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
 use crate::EnvString;
@@ -253,7 +254,7 @@ pub struct JobConfig {
     pub schedule: String,
     /// IANA time zone of the schedule (default: the host's).
     pub timezone: Option<String>,
-    /// Maximum acceptable age of the newest good backup (default: two schedule intervals).
+    /// Maximum acceptable age of the newest good backup (default: two scheduled runs after it plus `[alerting] overdue_grace`).
     pub rpo: Option<Span>,
     /// Keep policy applied after SUCCESS and WARNING runs: last, hourly, daily, weekly,
     /// monthly, yearly (counts) and within (a duration).
@@ -292,6 +293,60 @@ fn default_retries() -> u32 {
 
 fn default_retry_delay() -> Span {
     Span(Duration::from_secs(60))
+}
+
+impl JobConfig {
+    /// The next time this job is due strictly after `after`, in its time zone (the host's if
+    /// none).
+    pub fn next_run(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        next_occurrence(&self.schedule, self.timezone.as_deref(), after)
+    }
+
+    /// The next time this job's verify is due strictly after `after`.
+    pub fn next_verify(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        next_occurrence(
+            self.verify_schedule.as_deref()?,
+            self.timezone.as_deref(),
+            after,
+        )
+    }
+
+    /// The RPO in force, measured from `since` (the newest good backup, or when the job was
+    /// first seen without one): the job's `rpo`, else the time from `since` to the second
+    /// scheduled run after it plus `grace` (two missed runs). None without either. The one
+    /// rule that status, alerts, metrics and disaster recovery use.
+    pub fn rpo_in_force(&self, since: DateTime<Utc>, grace: Duration) -> Option<Duration> {
+        if let Some(r) = self.rpo {
+            return Some(r.0);
+        }
+        let a = self.next_run(since)?;
+        let b = self.next_run(a)?;
+        (b - since).to_std().ok().map(|d| d + grace)
+    }
+}
+
+/// The next time a cron `schedule` fires strictly after `after`, in `timezone` (the host's
+/// if none).
+pub fn next_occurrence(
+    schedule: &str,
+    timezone: Option<&str>,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let cron = parse_schedule(schedule).ok()?;
+    // croner carries the sub-second part of `after` into its answer.
+    let after = chrono::DurationRound::duration_trunc(after, chrono::Duration::seconds(1)).ok()?;
+    match timezone {
+        Some(tz) => {
+            let tz = parse_timezone(tz).ok()?;
+            cron.find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        }
+        None => cron
+            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+    }
 }
 
 /// Parses a schedule the way the daemon will: 5 fields, or 6 with seconds first.
@@ -428,6 +483,37 @@ mod tests {
         assert!(parse_schedule("0 25 * * *").is_err());
         assert!(parse_timezone("Asia/Shanghai").is_ok());
         assert!(parse_timezone("Mars/Olympus").is_err());
+    }
+
+    /// One rule for the RPO in force: the job's own, else two scheduled runs after the
+    /// newest good backup plus the grace.
+    #[test]
+    fn rpo_in_force() {
+        let parse = |extra: &str| {
+            let t = format!(
+                "[[repository]]\nname = \"r\"\nurl = \"/x\"\n[[source]]\nname = \"s\"\ntype = \"files\"\n\
+                 paths = [\"/etc\"]\n[[job]]\nname = \"j\"\nsources = [\"s\"]\nschedule = \"0 * * * *\"\n\
+                 timezone = \"UTC\"\n{extra}"
+            );
+            crate::Config::parse(&t, std::path::Path::new("c.toml")).unwrap()
+        };
+        let since: DateTime<Utc> = "2026-03-01T10:30:00Z".parse().unwrap();
+        let grace = Duration::from_secs(600);
+        let c = parse("");
+        // Runs at 11:00 and 12:00: 1h30m after the backup, plus 10m.
+        assert_eq!(
+            c.job[0].rpo_in_force(since, grace),
+            Some(Duration::from_secs(5400 + 600))
+        );
+        assert_eq!(
+            c.job[0].next_run(since).map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-03-01T11:00:00+00:00")
+        );
+        let c = parse("rpo = \"26h\"\n");
+        assert_eq!(
+            c.job[0].rpo_in_force(since, grace),
+            Some(Duration::from_secs(26 * 3600))
+        );
     }
 
     #[test]

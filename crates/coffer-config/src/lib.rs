@@ -567,6 +567,23 @@ impl Config {
         })
     }
 
+    /// The repository a job backs up into: its `repository`, or the only one declared.
+    pub fn job_repository(&self, job: &JobConfig) -> Result<&RepositoryConfig, ConfigError> {
+        match &job.repository {
+            Some(name) => self
+                .repository
+                .iter()
+                .find(|r| &r.name == name)
+                .ok_or_else(|| {
+                    self.invalid(format!(
+                        "job {:?}: no [[repository]] is named {name:?}",
+                        job.name
+                    ))
+                }),
+            None => self.repository_for(None),
+        }
+    }
+
     /// The repository a source writes to: its `repository`, or the only one declared.
     pub fn repository_for(
         &self,

@@ -148,7 +148,7 @@ fn statuses(s: &State, only: Option<&str>) -> Result<Vec<Value>, ApiError> {
         .iter()
         .filter(|j| only.is_none_or(|n| n == j.name))
     {
-        let mut j = coffer_jobs::status::job_status(job, &cat, now)?;
+        let mut j = coffer_jobs::status::job_status(&s.config, job, &cat, now)?;
         if view.queued.contains(&job.name) {
             j["status"] = "QUEUED".into();
         }

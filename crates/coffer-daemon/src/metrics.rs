@@ -496,10 +496,11 @@ impl Metrics {
                     self.last_ratio.with_label_values(&[name]).set(c);
                 }
             }
-            if let Some(t) = coffer_jobs::status::next_run(job, now) {
+            if let Some(t) = job.next_run(now) {
                 self.next_run.with_label_values(&[name]).set(ts(t));
             }
-            if let Some(r) = coffer_jobs::status::rpo_seconds(job, now) {
+            let since = good.as_ref().and_then(|r| r.ended).unwrap_or(now);
+            if let Some(r) = coffer_jobs::status::rpo_seconds(cfg, job, since) {
                 self.rpo.with_label_values(&[name]).set(r as f64);
             }
             self.max_runtime

@@ -10,7 +10,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coffer_catalog::{Catalog, Run, RunKind, Status};
 use coffer_config::{Config, Misfire};
-use coffer_jobs::status::{next_run, next_verify};
 use coffer_jobs::{RunOptions, Trigger};
 use parking_lot::{Condvar, Mutex};
 
@@ -146,20 +145,18 @@ impl Scheduler {
         }
         q.seq += 1;
         let seq = q.seq;
-        let run = coffer_jobs::job_repository(&self.config, cfg)
-            .ok()
-            .and_then(|repo| {
-                let mut r = Run::start(job, &repo.name, trigger.as_str(), 1);
-                r.kind = kind;
-                r.status = Status::Queued;
-                match self.catalog.lock().insert(&mut r) {
-                    Ok(()) => Some(r),
-                    Err(e) => {
-                        tracing::error!(job, error = %e, "recording a QUEUED run");
-                        None
-                    }
+        let run = self.config.job_repository(cfg).ok().and_then(|repo| {
+            let mut r = Run::start(job, &repo.name, trigger.as_str(), 1);
+            r.kind = kind;
+            r.status = Status::Queued;
+            match self.catalog.lock().insert(&mut r) {
+                Ok(()) => Some(r),
+                Err(e) => {
+                    tracing::error!(job, error = %e, "recording a QUEUED run");
+                    None
                 }
-            });
+            }
+        });
         q.waiting.push(Queued {
             job: job.to_string(),
             kind,
@@ -238,7 +235,7 @@ impl Scheduler {
         // Schedules that came and went while no daemon was running.
         if let Some(beat) = last_beat {
             for job in &self.config.job {
-                let Some(missed) = next_run(job, beat).filter(|t| *t <= now) else {
+                let Some(missed) = job.next_run(beat).filter(|t| *t <= now) else {
                     continue;
                 };
                 match job.misfire.unwrap_or(self.config.server.misfire) {
@@ -254,13 +251,9 @@ impl Scheduler {
             }
         }
         let mut next: Vec<Option<DateTime<Utc>>> =
-            self.config.job.iter().map(|j| next_run(j, now)).collect();
-        let mut next_check: Vec<Option<DateTime<Utc>>> = self
-            .config
-            .job
-            .iter()
-            .map(|j| next_verify(j, now))
-            .collect();
+            self.config.job.iter().map(|j| j.next_run(now)).collect();
+        let mut next_check: Vec<Option<DateTime<Utc>>> =
+            self.config.job.iter().map(|j| j.next_verify(now)).collect();
         let keep = chrono::Duration::seconds(self.config.server.catalog_retention.secs() as i64);
         let mut trimmed_at: Option<DateTime<Utc>> = None;
         let mut beat_saved: Option<DateTime<Utc>> = None;
@@ -281,11 +274,11 @@ impl Scheduler {
             for (i, job) in self.config.job.iter().enumerate() {
                 if next[i].is_some_and(|t| t <= now) {
                     self.enqueue(&job.name, RunKind::Backup, Trigger::Schedule);
-                    next[i] = next_run(job, now);
+                    next[i] = job.next_run(now);
                 }
                 if next_check[i].is_some_and(|t| t <= now) {
                     self.enqueue(&job.name, RunKind::Verify, Trigger::Schedule);
-                    next_check[i] = next_verify(job, now);
+                    next_check[i] = job.next_verify(now);
                 }
             }
             *self.heartbeat.lock() = Some(now);

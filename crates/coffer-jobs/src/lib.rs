@@ -173,24 +173,6 @@ fn record(catalog: &Catalog, run: &mut Run) -> Result<(), CatalogError> {
     }
 }
 
-/// The repository a job backs up into.
-pub fn job_repository<'a>(
-    cfg: &'a Config,
-    job: &JobConfig,
-) -> Result<&'a RepositoryConfig, JobError> {
-    match &job.repository {
-        Some(name) => cfg
-            .repository
-            .iter()
-            .find(|r| &r.name == name)
-            .ok_or_else(|| JobError::Repository {
-                name: name.clone(),
-                message: "not declared".into(),
-            }),
-        None => Ok(cfg.repository_for(None)?),
-    }
-}
-
 /// Notes in the catalog which snapshots `job`'s retention removed in `run` (in `copy`, a
 /// copy_to repository), so that a restore asking for one can say why it is gone.
 fn record_forgotten(
@@ -247,7 +229,7 @@ pub fn run_job(
     catalog: &Catalog,
     opts: &RunOptions,
 ) -> Result<Run, JobError> {
-    let repo_cfg = job_repository(cfg, job)?;
+    let repo_cfg = cfg.job_repository(job)?;
     let notify = |r: &Run| {
         if let Some(f) = &opts.on_change {
             f(r)

@@ -7,56 +7,17 @@ use coffer_catalog::{Catalog, CatalogError, RunKind, Status};
 use coffer_config::{Config, JobConfig};
 use serde_json::{json, Value};
 
-/// The next time `job` is due strictly after `after`, in its time zone (the host's if none).
-pub fn next_run(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    next_occurrence(&job.schedule, job.timezone.as_deref(), after)
-}
-
-/// The next time `job`'s verify is due strictly after `after`.
-pub fn next_verify(job: &JobConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    next_occurrence(
-        job.verify_schedule.as_deref()?,
-        job.timezone.as_deref(),
-        after,
-    )
-}
-
-/// The next time a cron `schedule` fires strictly after `after`, in `timezone` (the host's
-/// if none).
-pub fn next_occurrence(
-    schedule: &str,
-    timezone: Option<&str>,
-    after: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let cron = coffer_config::jobs::parse_schedule(schedule).ok()?;
-    // croner carries the sub-second part of `after` into its answer.
-    let after = chrono::DurationRound::duration_trunc(after, chrono::Duration::seconds(1)).ok()?;
-    match timezone {
-        Some(tz) => {
-            let tz = coffer_config::jobs::parse_timezone(tz).ok()?;
-            cron.find_next_occurrence(&after.with_timezone(&tz), false)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        }
-        None => cron
-            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
-    }
-}
-
-/// The RPO in force: the job's, or two schedule intervals when it has none.
-pub fn rpo_seconds(job: &JobConfig, now: DateTime<Utc>) -> Option<i64> {
-    if let Some(r) = job.rpo {
-        return Some(r.secs() as i64);
-    }
-    let a = next_run(job, now)?;
-    let b = next_run(job, a)?;
-    Some(2 * (b - a).num_seconds())
+/// The RPO in force for `job` in whole seconds, measured from `since` (the newest good
+/// backup): [`JobConfig::rpo_in_force`] with the alerting's `overdue_grace`, so that an
+/// `overdue` here is a BackupOverdue alert there.
+pub fn rpo_seconds(cfg: &Config, job: &JobConfig, since: DateTime<Utc>) -> Option<i64> {
+    job.rpo_in_force(since, cfg.alerting.overdue_grace.0)
+        .map(|d| d.as_secs() as i64)
 }
 
 /// One job's status object.
 pub fn job_status(
+    cfg: &Config,
     job: &JobConfig,
     catalog: &Catalog,
     now: DateTime<Utc>,
@@ -68,9 +29,9 @@ pub fn job_status(
     let good = catalog.last(&job.name, &[Status::Success, Status::Warning])?;
     let last_success = good.as_ref().and_then(|r| r.ended);
     let age = last_success.map(|e| (now - e).num_seconds());
-    let rpo = rpo_seconds(job, now);
+    let rpo = rpo_seconds(cfg, job, last_success.unwrap_or(now));
     let overdue = matches!((age, rpo), (Some(a), Some(r)) if a > r);
-    let next = next_run(job, now);
+    let next = job.next_run(now);
     let rpo_state = rpo_state(last_success, rpo, next, now);
     Ok(json!({
         "name": job.name,
@@ -121,6 +82,6 @@ pub fn status(
 ) -> Result<Vec<Value>, CatalogError> {
     cfg.job
         .iter()
-        .map(|j| job_status(j, catalog, now))
+        .map(|j| job_status(cfg, j, catalog, now))
         .collect()
 }

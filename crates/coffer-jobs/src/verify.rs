@@ -16,7 +16,7 @@ use coffer_maint::check::{self, CheckOptions, Subset};
 use coffer_maint::Progress;
 use coffer_repo::lock::LockGuard;
 
-use crate::{job_repository, open_repository, JobError, RunOptions};
+use crate::{open_repository, JobError, RunOptions};
 
 /// The subset read when the job does not say.
 pub const DEFAULT_SUBSET: &str = "5%";
@@ -28,7 +28,7 @@ pub fn verify_job(
     catalog: &Catalog,
     opts: &RunOptions,
 ) -> Result<Run, JobError> {
-    let repo_cfg = job_repository(cfg, job)?;
+    let repo_cfg = cfg.job_repository(job)?;
     let mut run = crate::begin(&job.name, &repo_cfg.name, RunKind::Verify, opts);
     let subset_text = job
         .verify_subset

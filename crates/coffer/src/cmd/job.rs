@@ -126,7 +126,7 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
     let jobs: Vec<serde_json::Value> = cfg
         .job
         .iter()
-        .map(|j| serde_json::json!({"name": j.name, "next_run": coffer_jobs::status::next_run(j, now).map(|t| t.to_rfc3339())}))
+        .map(|j| serde_json::json!({"name": j.name, "next_run": j.next_run(now).map(|t| t.to_rfc3339())}))
         .collect();
     if g.json {
         println!(
@@ -148,7 +148,7 @@ pub fn config(g: &GlobalOpts, c: ConfigCommand) -> anyhow::Result<i32> {
                 "  job {:<16} {:<20} next run {}",
                 j.name,
                 j.schedule,
-                coffer_jobs::status::next_run(j, now)
+                j.next_run(now)
                     .map(|t| zoned_time(t, j.timezone.as_deref(), now))
                     .unwrap_or_else(|| "never".into())
             );

@@ -1182,7 +1182,7 @@ fn status(g: &GlobalOpts, p: Places) -> anyhow::Result<i32> {
             "schedule": j.schedule,
             "timezone": j.timezone,
             "installed": installed,
-            "next_run": coffer_jobs::status::next_run(j, now).map(|t| t.to_rfc3339()),
+            "next_run": j.next_run(now).map(|t| t.to_rfc3339()),
             "last_run": last_run,
             "files": files,
         });
