@@ -20,6 +20,7 @@
 //! - Unknown keys are errors (a misspelt `databse` must not silently mean "every database").
 
 pub mod alerts;
+pub mod dr;
 mod env;
 pub mod jobs;
 mod load;
@@ -68,6 +69,12 @@ pub struct Config {
     /// `[audit]`: the tamper-evident audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[[scenario]]` entries: disaster-recovery runbooks.
+    #[serde(default)]
+    pub scenario: Vec<dr::ScenarioConfig>,
+    /// `[dr]`: recovery order and drill settings.
+    #[serde(default)]
+    pub dr: dr::DrConfig,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
@@ -229,6 +236,10 @@ pub struct SourceEntry {
     pub kind: String,
     /// Repository name (optional when only one is declared).
     pub repository: Option<String>,
+    /// Recovery point target (default by type: see `dr::default_targets`).
+    pub rpo: Option<Span>,
+    /// Recovery time target.
+    pub rto: Option<Span>,
     /// Everything else.
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -299,6 +310,7 @@ impl Config {
             "repository" => self.repository.iter().any(|x| x.name == name),
             "source" => self.source.iter().any(|x| x.name == name),
             "channel" => self.channel.iter().any(|x| x.name == name),
+            "scenario" => self.scenario.iter().any(|x| x.name == name),
             _ => false,
         };
         found || self.broken.iter().any(|(s, n)| *s == section && n == name)
@@ -353,6 +365,7 @@ impl Config {
             }
         }
         self.validate_jobs(&mut errors);
+        self.validate_dr(&mut errors);
         alerts::validate(self, &mut errors);
         rules::validate(self, &mut errors);
         errors

@@ -17,7 +17,7 @@ use crate::suggest::{did_you_mean, improve_serde_message};
 use crate::{Config, ConfigError};
 
 /// The top-level keys of the file.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "repository",
     "source",
     "server",
@@ -26,6 +26,8 @@ const SECTIONS: [&str; 8] = [
     "rule",
     "alerting",
     "audit",
+    "scenario",
+    "dr",
 ];
 
 /// Line numbers of byte offsets in one text.
@@ -141,6 +143,8 @@ pub(crate) fn parse_lenient(text: &str, path: &Path) -> Result<(Config, Vec<Stri
             "server" => cfg.server = p.table(value, name).unwrap_or_default(),
             "alerting" => cfg.alerting = p.table(value, name).unwrap_or_default(),
             "audit" => cfg.audit = p.table(value, name).unwrap_or_default(),
+            "scenario" => cfg.scenario = p.list(value, name).into_iter().map(|(s, _)| s).collect(),
+            "dr" => cfg.dr = p.table(value, name).unwrap_or_default(),
             _ => unreachable!("every name of SECTIONS has an arm"),
         }
     }
@@ -295,7 +299,7 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| {
                 let k: &str = k.get_ref();
-                !["name", "type", "repository"].contains(&k)
+                !["name", "type", "repository", "rpo", "rto"].contains(&k)
             })
             .collect();
         T::deserialize(Spanned::new(span, DeValue::Table(table)).into_deserializer()).map_err(|e| {

@@ -139,6 +139,29 @@ impl Source for Files {
         Ok(report)
     }
 
+    fn probe(&self) -> Result<crate::Probe, SourceError> {
+        let missing: Vec<String> = self
+            .cfg
+            .paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_err())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(SourceError::Usage(format!(
+                "source {:?}: {} cannot be read: {}",
+                self.name,
+                if missing.len() == 1 { "path" } else { "paths" },
+                missing.join(", ")
+            )));
+        }
+        Ok(crate::Probe {
+            checked: true,
+            detail: Some(format!("{} paths present", self.cfg.paths.len())),
+            ..Default::default()
+        })
+    }
+
     fn describe(&self) -> String {
         self.cfg
             .paths

@@ -13,6 +13,7 @@ pub mod files;
 mod manifest;
 pub mod mariadb;
 pub mod postgres;
+mod probe;
 pub mod redis;
 mod util;
 
@@ -26,6 +27,7 @@ use coffer_repo::tree::{Node, NodeType, Tree};
 use coffer_repo::Repository;
 
 pub use manifest::Manifest;
+pub use probe::Probe;
 
 /// Why a source failed.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,11 @@ pub trait Source: Send + Sync {
     /// Tags besides `source:NAME` and `type:KIND` that its snapshots carry.
     fn extra_tags(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Connects and asks the server who it is (`dr assess`); an error says why it cannot be
+    /// reached. The default has nothing to ask.
+    fn probe(&self) -> Result<Probe, SourceError> {
+        Ok(Probe::default())
     }
 }
 

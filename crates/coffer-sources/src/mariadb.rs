@@ -455,6 +455,19 @@ impl Source for Mariadb {
         Ok(report)
     }
 
+    fn probe(&self) -> Result<crate::Probe, SourceError> {
+        // A server that replicates from another has a replica status row; read_only alone
+        // is a setting, not a role.
+        let v = self.query(None, "SELECT VERSION()")?;
+        let replica = !self.query(None, "SHOW REPLICA STATUS")?.is_empty();
+        Ok(crate::Probe::answered(
+            v.first()
+                .and_then(|r| r.first())
+                .map(|v| format!("MariaDB {v}")),
+            Some(if replica { "replica" } else { "primary" }),
+        ))
+    }
+
     fn describe(&self) -> String {
         match self.mode {
             Mode::Physical => format!(

@@ -32,7 +32,8 @@ use coffer_config::EnvString;
 use serde::Deserialize;
 
 use crate::{
-    util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
+    util, BackupPlan, Manifest, Probe, RestoreReport, RestoreRequest, SnapshotFiles, Source,
+    SourceError,
 };
 
 /// Settings.
@@ -175,6 +176,24 @@ impl Server {
             c.env("PGPASSWORD", p);
         }
         c
+    }
+
+    /// Version and role (`pg_is_in_recovery`: a replica replays WAL).
+    pub(crate) fn probe(&self) -> Result<Probe, SourceError> {
+        let rows = self.query(
+            "postgres",
+            "SELECT current_setting('server_version'), pg_is_in_recovery()",
+        )?;
+        let row = rows.first();
+        let version = row
+            .and_then(|r| r.first())
+            .map(|v| format!("PostgreSQL {v}"));
+        let role = match row.and_then(|r| r.get(1)).map(String::as_str) {
+            Some("t") => Some("replica"),
+            Some("f") => Some("primary"),
+            _ => None,
+        };
+        Ok(Probe::answered(version, role))
     }
 
     pub(crate) fn tool_err(&self, message: String) -> SourceError {
@@ -437,6 +456,10 @@ impl Source for Postgres {
             report.checks.insert("tables".into(), n.into());
         }
         Ok(report)
+    }
+
+    fn probe(&self) -> Result<Probe, SourceError> {
+        self.server.probe()
     }
 
     fn describe(&self) -> String {

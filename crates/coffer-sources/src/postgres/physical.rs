@@ -199,6 +199,10 @@ impl Source for Physical {
         )))
     }
 
+    fn probe(&self) -> Result<crate::Probe, SourceError> {
+        self.server.probe()
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} (whole cluster, physical: base backup + WAL archive)",

@@ -491,6 +491,26 @@ impl Source for Redis {
         }
     }
 
+    fn probe(&self) -> Result<crate::Probe, SourceError> {
+        let err = |m: String| SourceError::Server {
+            source_name: self.name.clone(),
+            message: m,
+        };
+        let mut c =
+            Conn::connect_authed(&self.target, self.timeout, COMMAND_BUFFER).map_err(err)?;
+        let server = c.info("server").map_err(err)?;
+        let repl = c.info("replication").map_err(err)?;
+        let role = match info_field(&repl, "role") {
+            Some("master") => Some("primary"),
+            Some("slave") => Some("replica"),
+            _ => None,
+        };
+        Ok(crate::Probe::answered(
+            info_field(&server, "redis_version").map(|v| format!("Redis {v}")),
+            role,
+        ))
+    }
+
     fn describe(&self) -> String {
         self.target.describe()
     }

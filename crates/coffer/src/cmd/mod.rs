@@ -8,6 +8,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod dr;
 mod dump;
 mod find;
 mod forget;
@@ -99,6 +100,9 @@ pub enum Command {
     Alert(alert::Command),
     /// Alerts: list them, acknowledge one, evaluate the rules once (cron), the delivery log
     Alerts(alerts::AlertsArgs),
+    /// Disaster recovery: assess readiness against the RPO/RTO targets, list recovery scenarios
+    #[command(subcommand)]
+    Dr(dr::Command),
     /// Silence alerts for a while: add, list, expire
     #[command(subcommand)]
     Silence(alerts::SilenceCommand),
@@ -217,6 +221,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Alert(c) => alert::run(g, c),
         Command::Alerts(a) => alerts::alerts(g, a),
         Command::Silence(c) => alerts::silence(g, c),
+        Command::Dr(c) => dr::run(g, c),
         Command::Audit(c) => audit::run(g, c),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Completions(a) => shell::completions(a),

@@ -9,6 +9,7 @@ mod copy;
 mod crash;
 mod daemon_api;
 mod damage;
+mod dr;
 mod errors;
 mod forget;
 mod inspect;
