@@ -164,16 +164,58 @@ pub enum RunKind {
     Backup,
     /// Reads back part of the job's repository (`check --read-data-subset`).
     Verify,
+    /// Runs a disaster-recovery scenario against the live servers (`coffer dr recover`);
+    /// the run's `job` is the scenario's name.
+    Recover,
 }
 
 impl RunKind {
-    /// `backup` or `verify`.
+    /// Every kind.
+    pub const ALL: [RunKind; 3] = [RunKind::Backup, RunKind::Verify, RunKind::Recover];
+
+    /// `backup`, `verify` or `recover`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Backup => "backup",
             RunKind::Verify => "verify",
+            RunKind::Recover => "recover",
         }
     }
+
+    /// The kind named `s`.
+    pub fn parse(s: &str) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What a recovery did, step by step, against its targets.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RecoveryResult {
+    /// The scenario.
+    pub scenario: String,
+    /// One per step, in order, as far as the recovery went.
+    pub steps: Vec<StepResult>,
+    /// The scenario's RTO, seconds.
+    pub rto_target_seconds: u64,
+    /// How long the recovery took, seconds.
+    pub rto_seconds: f64,
+    /// The scenario's RPO, seconds, if it restores anything.
+    pub rpo_target_seconds: Option<u64>,
+    /// The age of the oldest data restored, at the start: what was lost.
+    pub rpo_seconds: Option<u64>,
+}
+
+/// One step of a recovery.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepResult {
+    /// What the step does, in one line.
+    pub step: String,
+    /// `SUCCESS`, `FAILED` or `SKIPPED`.
+    pub status: String,
+    /// Seconds.
+    pub seconds: f64,
+    /// What happened (the snapshot restored, the check's answer, the error).
+    pub message: String,
 }
 
 /// What copying a run's snapshots to a `copy_to` repository did.
@@ -284,6 +326,9 @@ pub struct Run {
     /// What a verify run read and found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyResult>,
+    /// What a recovery did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryResult>,
 }
 
 impl Run {
@@ -313,6 +358,7 @@ impl Run {
             sources: Vec::new(),
             copies: Vec::new(),
             verify: None,
+            recovery: None,
         }
     }
 
@@ -567,6 +613,7 @@ impl Catalog {
         let base = match run.kind {
             RunKind::Backup => format!("{stamp}-{}", run.job),
             RunKind::Verify => format!("{stamp}-verify-{}", run.job),
+            RunKind::Recover => format!("{stamp}-recover-{}", run.job),
         };
         for n in 1.. {
             let id = if n == 1 {

@@ -160,6 +160,10 @@ pub struct RestoreStep {
     /// Replace what is there.
     #[serde(default)]
     pub clean: bool,
+    /// Files: the directory to restore into (default `/`, the original paths).
+    pub target: Option<String>,
+    /// Redis: the server to load into (default: the source's own `url`).
+    pub to_url: Option<String>,
     /// Default: the source's `rto`.
     pub timeout: Option<Span>,
 }
@@ -237,7 +241,7 @@ impl Step {
                 if let Some(d) = &r.database {
                     opts.push(format!("database {d}"));
                 }
-                if let Some(d) = &r.to_database {
+                if let Some(d) = r.to_database.as_ref().or(r.target.as_ref()) {
                     opts.push(format!("into {d}"));
                 }
                 if r.clean {
@@ -371,6 +375,8 @@ impl Config {
                             database: None,
                             to_database: None,
                             clean: true,
+                            target: None,
+                            to_url: None,
                             timeout: None,
                         }),
                         Step::Check(CheckStep {

@@ -219,14 +219,15 @@ async fn runs(AxState(s): AxState<State>, Query(q): Query<RunsQuery>) -> ApiResu
     }
     let kind = match q.kind.as_deref() {
         None | Some("") | Some("all") => None,
-        Some("backup") => Some(RunKind::Backup),
-        Some("verify") => Some(RunKind::Verify),
-        Some(k) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("kind {k:?} is not backup, verify or all"),
-            ))
-        }
+        Some(k) => match RunKind::parse(k) {
+            Some(k) => Some(k),
+            None => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("kind {k:?} is not backup, verify, recover or all"),
+                ))
+            }
+        },
     };
     let limit = q.limit.unwrap_or(50).min(10_000);
     blocking(&s, move |s| {

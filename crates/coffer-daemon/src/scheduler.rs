@@ -354,6 +354,16 @@ impl Scheduler {
                     RunKind::Verify => {
                         coffer_jobs::verify::verify_job(&self.config, job, &cat, &opts)
                     }
+                    // Recoveries are started by a person (`coffer dr recover`), never queued.
+                    RunKind::Recover => Err(coffer_jobs::JobError::Config(
+                        coffer_config::ConfigError::Invalid {
+                            path: self.config.path.clone(),
+                            errors: vec![format!(
+                                "job {:?}: a recovery cannot be queued",
+                                job.name
+                            )],
+                        },
+                    )),
                 };
                 // The run's row is final: a new request for the job is welcome from here
                 // on, not only after the bookkeeping below.

@@ -378,28 +378,6 @@ fn repository_health(
     }
 }
 
-/// The repositories a source's backups can be in: its own, those of the jobs that back it up,
-/// or the only one declared.
-fn repositories_of<'a>(cfg: &'a Config, e: &SourceEntry) -> Vec<&'a RepositoryConfig> {
-    let mut names: Vec<&str> = Vec::new();
-    if let Some(r) = &e.repository {
-        names.push(r);
-    }
-    for j in cfg.job.iter().filter(|j| j.sources.contains(&e.name)) {
-        if let Ok(r) = cfg.job_repository(j) {
-            names.push(&r.name);
-        }
-        names.extend(j.copy_to.iter().map(String::as_str));
-    }
-    if names.is_empty() && cfg.repository.len() == 1 {
-        names.push(&cfg.repository[0].name);
-    }
-    cfg.repository
-        .iter()
-        .filter(|r| names.contains(&r.name.as_str()))
-        .collect()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn service(
     cfg: &Config,
@@ -454,7 +432,7 @@ fn service(
     let tag = format!("source:{}", e.name);
     let mut newest: Option<NewestBackup> = None;
     let mut unreadable: Vec<&str> = Vec::new();
-    let repos = repositories_of(cfg, e);
+    let repos = crate::repositories_of(cfg, e);
     for r in &repos {
         let Some(l) = cfg
             .repository

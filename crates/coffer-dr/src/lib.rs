@@ -8,5 +8,30 @@
 //! plans and reports that the CLI, the daemon and the dashboard only print.
 
 pub mod assess;
+pub mod recover;
 
 pub use assess::{assess, Assessment, Check, Level};
+
+use coffer_config::{Config, RepositoryConfig, SourceEntry};
+
+/// The repositories a source's backups can be in: its own, those of the jobs that back it up,
+/// or the only one declared.
+pub fn repositories_of<'a>(cfg: &'a Config, e: &SourceEntry) -> Vec<&'a RepositoryConfig> {
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(r) = &e.repository {
+        names.push(r);
+    }
+    for j in cfg.job.iter().filter(|j| j.sources.contains(&e.name)) {
+        if let Ok(r) = cfg.job_repository(j) {
+            names.push(&r.name);
+        }
+        names.extend(j.copy_to.iter().map(String::as_str));
+    }
+    if names.is_empty() && cfg.repository.len() == 1 {
+        names.push(&cfg.repository[0].name);
+    }
+    cfg.repository
+        .iter()
+        .filter(|r| names.contains(&r.name.as_str()))
+        .collect()
+}

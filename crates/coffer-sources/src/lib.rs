@@ -198,6 +198,16 @@ pub trait Source: Send + Sync {
     fn extra_tags(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Runs a query on the source's server (SQL sources) and returns its rows as text: the
+    /// checks of a recovery. Other types refuse.
+    fn run_sql(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        let _ = (database, sql);
+        Err(SourceError::Usage(format!(
+            "source {:?} ({}) cannot run SQL checks",
+            self.name(),
+            self.kind()
+        )))
+    }
     /// Connects and asks the server who it is (`dr assess`); an error says why it cannot be
     /// reached. The default has nothing to ask.
     fn probe(&self) -> Result<Probe, SourceError> {

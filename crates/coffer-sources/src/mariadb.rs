@@ -455,6 +455,10 @@ impl Source for Mariadb {
         Ok(report)
     }
 
+    fn run_sql(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        self.query(database, sql)
+    }
+
     fn probe(&self) -> Result<crate::Probe, SourceError> {
         // A server that replicates from another has a replica status row; read_only alone
         // is a setting, not a role.

@@ -458,6 +458,10 @@ impl Source for Postgres {
         Ok(report)
     }
 
+    fn run_sql(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        self.server.query(database.unwrap_or("postgres"), sql)
+    }
+
     fn probe(&self) -> Result<Probe, SourceError> {
         self.server.probe()
     }

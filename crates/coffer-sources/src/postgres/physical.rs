@@ -199,6 +199,10 @@ impl Source for Physical {
         )))
     }
 
+    fn run_sql(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        self.server.query(database.unwrap_or("postgres"), sql)
+    }
+
     fn probe(&self) -> Result<crate::Probe, SourceError> {
         self.server.probe()
     }

@@ -18,6 +18,31 @@ pub enum Command {
     Assess,
     /// List the recovery scenarios (declared [[scenario]]s and the built-in ones) with their steps
     Scenarios,
+    /// Run a scenario's steps against the live servers (restores replace data: --dry-run first)
+    Recover(RecoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecoverArgs {
+    /// The scenario (coffer dr scenarios lists them)
+    #[arg(long)]
+    pub scenario: String,
+    /// Print the plan (snapshots, the RPO it achieves, expected duration) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore this snapshot (id or prefix) for its source; other sources use their newest
+    #[arg(long, conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore each source's newest snapshot taken at or before this time
+    /// (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in local time)
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Continue a stopped recovery at this step (earlier ones are skipped)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub from_step: usize,
 }
 
 pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
@@ -27,6 +52,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
     match c {
         Command::Assess => assess(g, &cfg),
         Command::Scenarios => scenarios(g, &cfg),
+        Command::Recover(a) => super::dr_recover::run(g, &cfg, a),
     }
 }
 

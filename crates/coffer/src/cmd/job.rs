@@ -52,8 +52,8 @@ pub struct RunsArgs {
     /// Only this job's runs
     #[arg(long)]
     pub job: Option<String>,
-    /// Only runs of this kind: backup or verify
-    #[arg(long, value_parser = ["backup", "verify"])]
+    /// Only runs of this kind: backup, verify or recover
+    #[arg(long, value_parser = ["backup", "verify", "recover"])]
     pub kind: Option<String>,
     /// How many (newest first)
     #[arg(long, default_value_t = 20)]
@@ -361,8 +361,10 @@ pub fn runs(g: &GlobalOpts, a: RunsArgs) -> anyhow::Result<i32> {
     }
     let cat = catalog(&cfg)?;
     let kind = match a.kind.as_deref() {
-        Some("verify") => Some(coffer_catalog::RunKind::Verify),
-        Some(_) => Some(coffer_catalog::RunKind::Backup),
+        Some(k) => Some(
+            coffer_catalog::RunKind::parse(k)
+                .with_context(|| format!("--kind {k:?} is not backup, verify or recover"))?,
+        ),
         None => None,
     };
     let runs = cat.list_kind(a.job.as_deref(), kind, a.limit)?;

@@ -215,3 +215,131 @@ fn scenarios_built_in_and_declared() {
         r.describe()
     );
 }
+
+/// `recover --scenario database_failure` on a database the test drops: the dry run changes
+/// nothing, the recovery brings every row back and is recorded; a failing check stops the
+/// recovery there and says how to continue.
+#[test]
+fn recover_a_dropped_database() {
+    use crate::sources::{dbname, drop_db, psql};
+    let fingerprint = |db: &str| {
+        psql(
+            db,
+            "SELECT count(*) || ':' || md5(string_agg(id || note, '|' ORDER BY id)) FROM orders",
+        )
+    };
+    let dir = tempdir("coffer-dr-recover-");
+    let d = dir.path();
+    let db = dbname("dr_recover");
+    drop_db(&db);
+    psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+    psql(
+        &db,
+        "CREATE TABLE orders(id int PRIMARY KEY, note text); \
+         INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
+    );
+    let before = fingerprint(&db);
+    std::fs::write(d.join("pw"), "dr-test-password\n").unwrap();
+    std::fs::write(
+        d.join("coffer.toml"),
+        format!(
+            "{}[[repository]]\nname = \"local\"\nurl = \"{d}/repo\"\npassword_file = \"{d}/pw\"\n\n\
+             [[source]]\nname = \"shop\"\ntype = \"postgres\"\nurl = \"postgresql://postgres@127.0.0.1:5432/\"\n\
+             databases = [\"{db}\"]\n\n\
+             [[scenario]]\nname = \"database_failure\"\ndescription = \"shop lost\"\nrto = \"10m\"\nsteps = [\n\
+             {{ run = [\"true\"] }},\n\
+             {{ restore = \"shop\", database = \"{db}\", clean = true }},\n\
+             {{ check = \"shop\", database = \"{db}\", sql = \"SELECT count(*) = 5000 FROM orders\" }},\n\
+             {{ wait_for = \"tcp://127.0.0.1:5432\", timeout = \"10s\" }},\n]\n\n\
+             [[scenario]]\nname = \"bad_check\"\nsteps = [\n\
+             {{ restore = \"shop\", database = \"{db}\", clean = true }},\n\
+             {{ check = \"shop\", database = \"{db}\", sql = \"SELECT count(*) = 1 FROM orders\" }},\n\
+             {{ run = [\"true\"] }},\n]\n",
+            private_state(d),
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let coffer = |args: &[&str]| {
+        let mut c = coffer_bare();
+        c.arg("--config").arg(d.join("coffer.toml")).args(args);
+        c
+    };
+    run(&mut coffer(&["init"])).ok();
+    run(&mut coffer(&["backup", "--source", "shop"])).ok();
+    drop_db(&db);
+    let snaps_before = crate::util::count_files(&d.join("repo/snapshots"));
+
+    // The dry run names the snapshot and changes nothing.
+    let r = run(&mut coffer(&[
+        "--json",
+        "dr",
+        "recover",
+        "--scenario",
+        "database_failure",
+        "--dry-run",
+    ]))
+    .ok();
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    assert_eq!(
+        plan["steps"][1]["snapshot"]["repository"], "local",
+        "{plan}"
+    );
+    assert_eq!(plan["rpo_met"], true);
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'")
+        ),
+        "0"
+    );
+    assert_eq!(
+        crate::util::count_files(&d.join("repo/snapshots")),
+        snaps_before
+    );
+    // Without a terminal and without --yes nothing happens either.
+    let r = run(&mut coffer(&[
+        "dr",
+        "recover",
+        "--scenario",
+        "database_failure",
+    ]))
+    .expect_code(1);
+    assert!(r.output().contains("--yes"), "{}", r.describe());
+
+    let r = run(&mut coffer(&[
+        "dr",
+        "recover",
+        "--scenario",
+        "database_failure",
+        "--yes",
+    ]))
+    .ok();
+    assert!(
+        r.stdout_str().contains("step 4/4 SUCCESS"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(fingerprint(&db), before);
+    let runs = run(&mut coffer(&["--json", "runs", "--kind", "recover"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&runs.stdout_str()).unwrap();
+    let rec = &v["runs"][0];
+    assert_eq!(rec["status"], "SUCCESS", "{v}");
+    assert_eq!(rec["recovery"]["steps"].as_array().map(Vec::len), Some(4));
+    assert!(rec["recovery"]["rto_seconds"].as_f64().unwrap() > 0.0);
+
+    // A failing check stops the recovery at that step.
+    let r = run(&mut coffer(&[
+        "dr",
+        "recover",
+        "--scenario",
+        "bad_check",
+        "--yes",
+    ]))
+    .expect_code(1);
+    let out = r.output();
+    assert!(out.contains("step 2/3 FAILED"), "{out}");
+    assert!(!out.contains("step 3/3"), "{out}");
+    assert!(out.contains("--from-step 2"), "{out}");
+    drop_db(&db);
+}

@@ -9,7 +9,7 @@ use crate::util::*;
 
 const PG: &str = "postgresql://postgres@127.0.0.1:5432/";
 
-fn psql(db: &str, sql: &str) -> String {
+pub(crate) fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
             "-X",
@@ -38,11 +38,11 @@ fn psql(db: &str, sql: &str) -> String {
 }
 
 /// A database name unique to this test process.
-fn dbname(base: &str) -> String {
+pub(crate) fn dbname(base: &str) -> String {
     format!("coffer_{base}_{}", std::process::id())
 }
 
-fn drop_db(db: &str) {
+pub(crate) fn drop_db(db: &str) {
     psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),

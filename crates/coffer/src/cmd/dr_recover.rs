@@ -1,0 +1,287 @@
+//! `coffer dr recover`: prints `coffer_dr::recover`'s plan, asks before changing anything,
+//! runs the steps (printing, auditing and recording each), and says where a failed recovery
+//! stopped and how to continue.
+
+use std::io::{IsTerminal, Write as _};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use coffer_catalog::{Run, RunKind, Status};
+use coffer_config::units::short_duration;
+use coffer_config::Config;
+use coffer_dr::recover::{self, Choice, RecoverPlan};
+
+use super::dr::RecoverArgs;
+use super::job::{audit, catalog, catalog_path};
+use crate::global::GlobalOpts;
+
+pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> {
+    let scenario = cfg.find_scenario(&a.scenario).map_err(anyhow::Error::msg)?;
+    if a.from_step == 0 || a.from_step > scenario.steps.len() {
+        bail!(
+            "--from-step {}: scenario {:?} has steps 1 to {}",
+            a.from_step,
+            scenario.name,
+            scenario.steps.len()
+        );
+    }
+    let choice = match (&a.snapshot, &a.at) {
+        (Some(id), _) => Choice::Id(id.clone()),
+        (None, Some(t)) => Choice::At(parse_time(t)?),
+        (None, None) => Choice::Latest,
+    };
+    // A dry run reads the catalog when there is one and never creates it.
+    let cat = if a.dry_run && !catalog_path(cfg).exists() {
+        None
+    } else {
+        Some(catalog(cfg)?)
+    };
+    let last = cat.as_ref().and_then(|c| {
+        c.list_kind(Some(&scenario.name), Some(RunKind::Recover), 20)
+            .ok()?
+            .into_iter()
+            .find(|r| r.status == Status::Success)
+            .and_then(|r| r.recovery.map(|x| x.rto_seconds))
+    });
+    let open = |r: &coffer_config::RepositoryConfig| {
+        g.open_named(Some(&r.name))
+            .map_err(|e| crate::ui::chain_text(&e))
+    };
+    let plan = recover::plan(cfg, &scenario, &open, &choice, last, Utc::now());
+    if g.json && (a.dry_run || !plan.problems.is_empty()) {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else if !g.quiet {
+        print_plan(&plan, a.from_step);
+    }
+    if !plan.problems.is_empty() {
+        bail!(
+            "scenario {:?} cannot run: {}",
+            plan.scenario,
+            plan.problems.join("; ")
+        );
+    }
+    if a.dry_run {
+        if !g.json && !g.quiet {
+            println!("dry run: nothing was changed");
+        }
+        return Ok(0);
+    }
+    if !a.yes {
+        confirm(&plan)?;
+    }
+    let Some(cat) = cat else {
+        bail!("the run catalog could not be opened");
+    };
+    let first_repo = plan
+        .steps
+        .iter()
+        .find_map(|s| s.snapshot.as_ref().map(|s| s.repository.clone()))
+        .unwrap_or_default();
+    let mut record = Run::start(&plan.scenario, &first_repo, "manual", 1);
+    record.kind = RunKind::Recover;
+    cat.insert(&mut record)?;
+    audit(cfg, &cat, "dr.recover", &plan.scenario, "started");
+    let total = plan.steps.len();
+    let text = !g.json && !g.quiet;
+    let (result, ok) = recover::execute(cfg, &plan, &open, a.from_step, &mut |p, r| {
+        if text {
+            println!(
+                "step {}/{total} {}: {} ({:.1}s){}",
+                p.number,
+                r.status,
+                p.step,
+                r.seconds,
+                if r.message.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n    {}", r.message)
+                }
+            );
+        }
+        audit(
+            cfg,
+            &cat,
+            "dr.recover.step",
+            &format!("{} step {}: {}", plan.scenario, p.number, p.step),
+            &if r.status == "FAILED" {
+                format!("failed: {}", r.message)
+            } else {
+                r.status.to_lowercase()
+            },
+        );
+    });
+    let rto_met = result.rto_seconds <= result.rto_target_seconds as f64;
+    record.ended = Some(Utc::now());
+    record.duration_seconds = Some(result.rto_seconds);
+    record.status = match (ok, rto_met) {
+        (false, _) => Status::Failed,
+        (true, false) => Status::Warning,
+        (true, true) => Status::Success,
+    };
+    if let Some(f) = result.steps.iter().find(|s| s.status == "FAILED") {
+        record.errors.push(format!("{}: {}", f.step, f.message));
+    }
+    if ok && !rto_met {
+        record.warnings.push(format!(
+            "took {}, over the RTO of {}",
+            short_duration(result.rto_seconds as u64),
+            short_duration(result.rto_target_seconds)
+        ));
+    }
+    record.recovery = Some(result.clone());
+    cat.update(&record)?;
+    audit(
+        cfg,
+        &cat,
+        "dr.recover",
+        &plan.scenario,
+        record.status.as_str(),
+    );
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"run": record.id, "status": record.status, "recovery": result})
+        );
+    } else if text {
+        println!();
+        println!(
+            "recovery {} {}: RTO {} (target {}){}",
+            record.id,
+            record.status.as_str(),
+            short_duration(result.rto_seconds.round() as u64),
+            short_duration(result.rto_target_seconds),
+            match (result.rpo_seconds, result.rpo_target_seconds) {
+                (Some(a), Some(t)) => format!(
+                    ", RPO {} (target {}{})",
+                    short_duration(a),
+                    short_duration(t),
+                    if a > t { ", missed" } else { "" }
+                ),
+                _ => String::new(),
+            }
+        );
+    }
+    if !ok {
+        let failed = result.steps.len();
+        let done: Vec<String> = result
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.status == "SUCCESS")
+            .map(|(i, _)| (i + 1).to_string())
+            .collect();
+        bail!(
+            "recovery {:?} stopped at step {failed} ({}); {}steps {}-{total} did not run. \
+             Fix the cause, then continue with: coffer --config {} dr recover --scenario {} --from-step {failed}",
+            plan.scenario,
+            plan.steps[failed - 1].step,
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!("steps {} completed; ", done.join(", "))
+            },
+            failed,
+            cfg.path.display(),
+            plan.scenario
+        );
+    }
+    Ok(0)
+}
+
+fn print_plan(plan: &RecoverPlan, from: usize) {
+    println!(
+        "scenario {}: {}",
+        plan.scenario,
+        if plan.description.is_empty() {
+            "(no description)"
+        } else {
+            &plan.description
+        }
+    );
+    for s in &plan.steps {
+        let mut line = format!(
+            "  {}. {} (timeout {})",
+            s.number,
+            s.step,
+            short_duration(s.timeout_seconds)
+        );
+        if let Some(sn) = &s.snapshot {
+            line.push_str(&format!(
+                "\n     snapshot {} in {:?}, taken {} ({} ago)",
+                sn.short_id,
+                sn.repository,
+                sn.time
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S"),
+                short_duration(sn.age_seconds)
+            ));
+        }
+        if let Some(i) = &s.into {
+            line.push_str(&format!(", into {i}"));
+        }
+        if s.number < from {
+            line.push_str("  [skipped: before --from-step]");
+        }
+        println!("{line}");
+    }
+    if let (Some(a), Some(t)) = (plan.rpo_seconds, plan.rpo_target_seconds) {
+        println!(
+            "RPO: the oldest data restored is {} old (target {}){}",
+            short_duration(a),
+            short_duration(t),
+            if a > t { ": over the target" } else { "" }
+        );
+    }
+    println!(
+        "RTO target {}; {}",
+        short_duration(plan.rto_target_seconds),
+        match plan.expected_seconds {
+            Some(s) => format!(
+                "the last recovery of this scenario took {}",
+                short_duration(s.round() as u64)
+            ),
+            None => "no earlier recovery to estimate the duration from".into(),
+        }
+    );
+    for p in &plan.problems {
+        println!("problem: {p}");
+    }
+}
+
+fn confirm(plan: &RecoverPlan) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "recovery {:?} changes live servers and no terminal can confirm it: check the plan with \
+             --dry-run, then run again with --yes",
+            plan.scenario
+        );
+    }
+    print!(
+        "This replaces live data. Type the scenario name ({}) to go on: ",
+        plan.scenario
+    );
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    if line.trim() != plan.scenario {
+        bail!("not confirmed: nothing was changed");
+    }
+    Ok(())
+}
+
+/// RFC 3339, or a local `YYYY-MM-DD HH:MM[:SS]`.
+fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return n
+                .and_local_timezone(chrono::Local)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .with_context(|| format!("--at {s:?} does not exist in the local time zone"));
+        }
+    }
+    bail!("--at {s:?}: use RFC 3339 (2026-12-01T06:00:00Z) or \"YYYY-MM-DD HH:MM[:SS]\" in local time")
+}
