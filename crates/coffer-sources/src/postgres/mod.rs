@@ -23,6 +23,7 @@
 pub mod archive;
 mod label;
 pub mod physical;
+pub mod scratch;
 pub mod wal;
 
 use std::process::Command;

@@ -11,22 +11,9 @@ use crate::util::{run, tempdir, wait_until};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The directory holding initdb, pg_ctl and pgbench: Debian's newest server version, or PATH.
+/// The directory holding initdb, pg_ctl and pgbench: the one coffer's scratch clusters use.
 fn pg_bin() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path().join("bin"))
-                .filter(|b| b.join("initdb").is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    if let Some(d) = found.pop() {
-        return d;
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .find(|d| d.join("initdb").is_file() && d.join("pgbench").is_file())
+    coffer_sources::postgres::scratch::server_bin(None)
         .expect("PostgreSQL server binaries (initdb, pg_ctl, pgbench): run scripts/test-deps")
 }
 
