@@ -167,18 +167,27 @@ pub enum RunKind {
     /// Runs a disaster-recovery scenario against the live servers (`coffer dr recover`);
     /// the run's `job` is the scenario's name.
     Recover,
+    /// Runs a scenario against scratch instances and checks what came back (`coffer dr
+    /// drill`); the run's `job` is the scenario's name.
+    Drill,
 }
 
 impl RunKind {
     /// Every kind.
-    pub const ALL: [RunKind; 3] = [RunKind::Backup, RunKind::Verify, RunKind::Recover];
+    pub const ALL: [RunKind; 4] = [
+        RunKind::Backup,
+        RunKind::Verify,
+        RunKind::Recover,
+        RunKind::Drill,
+    ];
 
-    /// `backup`, `verify` or `recover`.
+    /// `backup`, `verify`, `recover` or `drill`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Backup => "backup",
             RunKind::Verify => "verify",
             RunKind::Recover => "recover",
+            RunKind::Drill => "drill",
         }
     }
 
@@ -203,6 +212,25 @@ pub struct RecoveryResult {
     pub rpo_target_seconds: Option<u64>,
     /// The age of the oldest data restored, at the start: what was lost.
     pub rpo_seconds: Option<u64>,
+    /// A drill's checks of what it restored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
+    /// A drill's report (the HTML page; the JSON beside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// One check a drill made of restored data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CheckResult {
+    /// The step (1-based) whose data it checked.
+    pub step: usize,
+    /// What was checked (`pg_amcheck shop`, `row counts shop`, `key counts`, ...).
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// The figures or the error.
+    pub detail: String,
 }
 
 /// One step of a recovery.
@@ -614,6 +642,7 @@ impl Catalog {
             RunKind::Backup => format!("{stamp}-{}", run.job),
             RunKind::Verify => format!("{stamp}-verify-{}", run.job),
             RunKind::Recover => format!("{stamp}-recover-{}", run.job),
+            RunKind::Drill => format!("{stamp}-drill-{}", run.job),
         };
         for n in 1.. {
             let id = if n == 1 {

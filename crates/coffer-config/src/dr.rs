@@ -48,6 +48,8 @@ pub struct DrConfig {
     /// See `site_rpo`.
     #[serde(default = "default_site_rto")]
     pub site_rto: Span,
+    /// Where drills write their reports (default: `drills/` beside the catalog).
+    pub reports: Option<String>,
 }
 
 impl Default for DrConfig {
@@ -57,6 +59,7 @@ impl Default for DrConfig {
             drill_max_age: default_drill_max_age(),
             site_rpo: default_site_rpo(),
             site_rto: default_site_rto(),
+            reports: None,
         }
     }
 }

@@ -248,6 +248,18 @@ pub struct SourceEntry {
     pub span: std::ops::Range<usize>,
 }
 
+impl SourceEntry {
+    /// A copy with `key` set to `value` and no longer tied to its place in the file, whose
+    /// settings would otherwise win: a drill points a source at its scratch server this way.
+    pub fn with_setting(&self, key: &str, value: &str) -> SourceEntry {
+        let mut e = self.clone();
+        e.settings
+            .insert(key.to_string(), toml::Value::String(value.to_string()));
+        e.span = 0..0;
+        e
+    }
+}
+
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -354,13 +354,15 @@ impl Scheduler {
                     RunKind::Verify => {
                         coffer_jobs::verify::verify_job(&self.config, job, &cat, &opts)
                     }
-                    // Recoveries are started by a person (`coffer dr recover`), never queued.
-                    RunKind::Recover => Err(coffer_jobs::JobError::Config(
+                    // Recoveries are started by a person (`coffer dr recover`), never queued;
+                    // drills are scenarios, not jobs.
+                    RunKind::Recover | RunKind::Drill => Err(coffer_jobs::JobError::Config(
                         coffer_config::ConfigError::Invalid {
                             path: self.config.path.clone(),
                             errors: vec![format!(
-                                "job {:?}: a recovery cannot be queued",
-                                job.name
+                                "job {:?}: a {} cannot be queued as a job",
+                                job.name,
+                                item.kind.as_str()
                             )],
                         },
                     )),

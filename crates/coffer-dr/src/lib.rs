@@ -1,14 +1,20 @@
-//! Disaster recovery: whether the site could be recovered now, and (in later modules) doing it.
+//! Disaster recovery: whether the site could be recovered now, recovering it, and proving it.
 //!
 //! - [`assess`]: every source asked whether its server answers and how old its newest backup is
 //!   against its RPO; every repository whether it opens, how full it is and whether stale locks
 //!   block it; an overall status with a recommendation (a sentence and a command) per finding.
+//! - [`recover`]: a scenario's steps planned (which snapshot each restore uses) and run against
+//!   the live servers.
+//! - [`drill`]: the same steps against scratch instances, with checks of what came back, timed
+//!   against the targets; [`report`] writes its JSON and HTML report.
 //!
 //! The targets and scenarios themselves are config (`coffer_config::dr`); this crate returns
 //! plans and reports that the CLI, the daemon and the dashboard only print.
 
 pub mod assess;
+pub mod drill;
 pub mod recover;
+pub mod report;
 
 pub use assess::{assess, Assessment, Check, Level};
 

@@ -74,7 +74,7 @@ pub struct PlannedStep {
     /// source's own server.
     pub into: Option<String>,
     #[serde(skip)]
-    config: Step,
+    pub(crate) config: Step,
 }
 
 /// What a recovery would do.
@@ -171,7 +171,7 @@ pub fn plan(
     }
 }
 
-fn timeout(cfg: &Config, st: &Step) -> Duration {
+pub(crate) fn timeout(cfg: &Config, st: &Step) -> Duration {
     match st {
         Step::Run(r) => r.timeout.map_or(RUN_TIMEOUT, |t| t.0),
         Step::Restore(r) => r.timeout.map(|t| t.0).unwrap_or_else(|| {
@@ -404,7 +404,7 @@ fn run_step(cfg: &Config, p: &PlannedStep, open: &Opener<'_>) -> Result<String, 
     }
 }
 
-fn source_entry<'a>(cfg: &'a Config, name: &str) -> Result<&'a SourceEntry, String> {
+pub(crate) fn source_entry<'a>(cfg: &'a Config, name: &str) -> Result<&'a SourceEntry, String> {
     cfg.source
         .iter()
         .find(|e| e.name == name)
@@ -419,20 +419,7 @@ fn restore(
 ) -> Result<String, String> {
     let e = source_entry(cfg, &r.restore)?;
     let snap = p.snapshot.as_ref().ok_or("no snapshot was planned")?;
-    let repo_cfg = cfg
-        .repository
-        .iter()
-        .find(|x| x.name == snap.repository)
-        .ok_or_else(|| format!("no repository {:?}", snap.repository))?;
-    let repo = open(repo_cfg)?;
-    let _lock = LockGuard::acquire_wait(&repo, false, Duration::from_secs(60))
-        .map_err(|e| e.to_string())?;
-    let found = repo
-        .find_snapshot(&snap.id, |_| true)
-        .map_err(|e| e.to_string())?;
-    repo.load_index().map_err(|e| e.to_string())?;
-    let files =
-        coffer_sources::SnapshotFiles::open(Arc::clone(&repo), found).map_err(|e| e.to_string())?;
+    let (files, _lock) = open_snapshot(cfg, snap, open)?;
     let source = coffer_sources::build(cfg, e).map_err(|e| e.to_string())?;
     let into = into(e, r);
     let req = coffer_sources::RestoreRequest {
@@ -462,9 +449,33 @@ fn restore(
     Ok(msg)
 }
 
+/// The planned snapshot, its repository's index loaded, under a shared lock held as long as
+/// the guard lives.
+pub(crate) fn open_snapshot(
+    cfg: &Config,
+    snap: &PlannedSnapshot,
+    open: &Opener<'_>,
+) -> Result<(coffer_sources::SnapshotFiles, LockGuard), String> {
+    let repo_cfg = cfg
+        .repository
+        .iter()
+        .find(|x| x.name == snap.repository)
+        .ok_or_else(|| format!("no repository {:?}", snap.repository))?;
+    let repo = open(repo_cfg)?;
+    let lock = LockGuard::acquire_wait(&repo, false, Duration::from_secs(60))
+        .map_err(|e| format!("repository {:?}: {e}", snap.repository))?;
+    let found = repo
+        .find_snapshot(&snap.id, |_| true)
+        .map_err(|e| e.to_string())?;
+    repo.load_index().map_err(|e| e.to_string())?;
+    let files =
+        coffer_sources::SnapshotFiles::open(Arc::clone(&repo), found).map_err(|e| e.to_string())?;
+    Ok((files, lock))
+}
+
 /// Runs `f` in a thread and gives up waiting after `limit` (the thread is left to finish;
 /// what it does is a query or a probe, which end on their own).
-fn within<T: Send + 'static>(
+pub(crate) fn within<T: Send + 'static>(
     limit: Duration,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
@@ -480,7 +491,7 @@ fn within<T: Send + 'static>(
     })
 }
 
-fn run_command(argv: &[String], limit: Duration) -> Result<String, String> {
+pub(crate) fn run_command(argv: &[String], limit: Duration) -> Result<String, String> {
     let (prog, args) = argv.split_first().ok_or("`run` needs a program")?;
     let mut child = Command::new(prog)
         .args(args)
@@ -489,6 +500,8 @@ fn run_command(argv: &[String], limit: Duration) -> Result<String, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting {prog}: {e}"))?;
+    // A drill interrupted by a signal kills the command too.
+    let running = coffer_sources::scratch::register_pid(argv.join(" "), child.id());
     let tail = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -527,6 +540,7 @@ fn run_command(argv: &[String], limit: Duration) -> Result<String, String> {
             Err(e) => return Err(format!("waiting for {prog}: {e}")),
         }
     };
+    drop(running);
     let text = |h: std::thread::JoinHandle<String>| h.join().unwrap_or_default();
     let (out, err) = (text(out), text(err));
     let last = |s: &str| s.trim().lines().last().unwrap_or("").to_string();

@@ -136,6 +136,10 @@ impl Source for Files {
             target.display()
         ));
         report.checks.insert("files".into(), r.files.into());
+        report.checks.insert("bytes".into(), r.bytes.into());
+        report
+            .checks
+            .insert("verified_files".into(), r.verified_files.into());
         Ok(report)
     }
 

@@ -15,6 +15,7 @@ pub mod mariadb;
 pub mod postgres;
 mod probe;
 pub mod redis;
+pub mod scratch;
 mod util;
 
 use std::path::PathBuf;

@@ -189,15 +189,23 @@ pub fn feed_capture(cmd: Command, mut input: impl Read) -> Result<(String, Strin
     drop(stdin);
     let st = running.wait()?;
     let out = out_thread.join().unwrap_or_default();
-    let stderr = running.outcome(st)?;
-    // A read error from the repository is ours, not the tool's; a broken pipe with a
-    // successful exit means the tool stopped reading early on purpose.
-    match copied {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("reading the backup for {}: {e}", running.prog))
+    // A read error from the repository (a damaged pack) is the cause, and the tool's failure
+    // on the input cut short only its consequence; a broken pipe means the tool stopped
+    // reading, early on purpose if it exited 0.
+    if let Err(e) = &copied {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!(
+                "reading the backup for {}: {e}{}",
+                running.prog,
+                match running.outcome(st) {
+                    Err(t) => format!(" (and so {t})"),
+                    Ok(_) => String::new(),
+                }
+            ));
         }
-        _ => Ok((String::from_utf8_lossy(&out).into_owned(), stderr)),
     }
+    let stderr = running.outcome(st)?;
+    Ok((String::from_utf8_lossy(&out).into_owned(), stderr))
 }
 
 /// Why writing a snapshot file to disk failed: what was being done, to which file.

@@ -21,9 +21,11 @@
 //! ```
 
 pub mod archive;
+mod dump_rows;
 mod label;
 pub mod physical;
 pub mod scratch;
+pub mod verify;
 pub mod wal;
 
 use std::process::Command;
@@ -333,7 +335,11 @@ impl Source for Postgres {
             // in order, so each pg_dump runs alone.
             let mut c = self.server.tool_on("pg_dump", Some(db));
             c.args(["--format=custom", "--compress=0"]);
-            streams.push(util::deferred(&dump_file(db), c, None));
+            streams.push(dump_rows::counted(
+                util::deferred(&dump_file(db), c, None),
+                db,
+                manifest,
+            ));
         }
         streams.push(util::manifest_stream(manifest, started));
         Ok(BackupPlan::Streams(streams))

@@ -13,12 +13,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 
+use crate::scratch::Registration;
 use crate::{util, SourceError};
 
 /// A running scratch cluster.
 pub struct ScratchCluster {
+    inner: Arc<Inner>,
+    _registered: Registration,
+}
+
+/// What stopping needs, shared with the signal handler's registry.
+struct Inner {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
@@ -106,20 +115,32 @@ impl ScratchCluster {
             .tempdir()
             .map_err(|e| err(format!("creating a scratch directory: {e}")))?
             .keep();
-        let c = ScratchCluster {
+        let inner = Arc::new(Inner {
             dir,
             port: free_port()?,
             bin,
             user,
             stopped: Mutex::new(false),
+        });
+        let stopper = Arc::clone(&inner);
+        let c = ScratchCluster {
+            _registered: crate::scratch::register(
+                format!("scratch PostgreSQL cluster on port {}", inner.port),
+                move || stopper.stop(),
+            ),
+            inner,
         };
         // From here on, a failure removes what was made (Drop).
-        if let Some((uid, gid)) = c.user {
-            std::os::unix::fs::chown(&c.dir, Some(uid), Some(gid))
-                .map_err(|e| err(format!("handing {} to postgres: {e}", c.dir.display())))?;
+        if let Some((uid, gid)) = c.inner.user {
+            std::os::unix::fs::chown(&c.inner.dir, Some(uid), Some(gid)).map_err(|e| {
+                err(format!(
+                    "handing {} to postgres: {e}",
+                    c.inner.dir.display()
+                ))
+            })?;
         }
-        let data = c.data();
-        let mut initdb = c.tool("initdb");
+        let data = c.inner.data();
+        let mut initdb = c.inner.tool("initdb");
         initdb
             .args([
                 "-U",
@@ -136,26 +157,26 @@ impl ScratchCluster {
         let conf = format!(
             "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_wal_size = '1GB'\n",
-            c.port,
-            c.dir.display()
+            c.inner.port,
+            c.inner.dir.display()
         );
         std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
             .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
             .map_err(|e| err(format!("writing postgresql.conf: {e}")))?;
-        let mut start = c.tool("pg_ctl");
+        let mut start = c.inner.tool("pg_ctl");
         start
             .args(["-w", "-t", "60", "-l"])
-            .arg(c.dir.join("server.log"))
+            .arg(c.inner.dir.join("server.log"))
             .arg("-D")
             .arg(&data)
             .arg("start");
         util::output(start).map_err(|m| {
-            let log = std::fs::read_to_string(c.dir.join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(c.inner.dir.join("server.log")).unwrap_or_default();
             err(format!(
                 "starting the scratch cluster on port {}: {m}{}",
-                c.port,
+                c.inner.port,
                 log.lines()
                     .last()
                     .map(|l| format!(" ({l})"))
@@ -165,6 +186,41 @@ impl ScratchCluster {
         Ok(c)
     }
 
+    /// The cluster's URL (trust authentication, no password).
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/", self.inner.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// Its directory (data, log, socket).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// `pg_amcheck` over `database` (B-tree indexes and heap pages; installs the amcheck
+    /// extension in the scratch database first). Returns what it checked.
+    pub fn amcheck(&self, database: &str) -> Result<String, SourceError> {
+        let mut c = Command::new(self.inner.bin.join("pg_amcheck"));
+        c.args(["-h", "127.0.0.1", "-U", "postgres", "--no-password"])
+            .arg("-p")
+            .arg(self.inner.port.to_string())
+            .args(["--install-missing", "--heapallindexed", "-d", database]);
+        util::output(c)
+            .map(|_| format!("pg_amcheck found no corruption in {database:?}"))
+            .map_err(|m| err(format!("pg_amcheck on {database:?}: {m}")))
+    }
+
+    /// Stops the cluster and deletes its directory; later calls do nothing.
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+}
+
+impl Inner {
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -176,34 +232,6 @@ impl ScratchCluster {
             c.uid(uid).gid(gid);
         }
         c
-    }
-
-    /// The cluster's URL (trust authentication, no password).
-    pub fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/", self.port)
-    }
-
-    /// Its port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Its directory (data, log, socket).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// `pg_amcheck` over `database` (B-tree indexes and heap pages; installs the amcheck
-    /// extension in the scratch database first). Returns what it checked.
-    pub fn amcheck(&self, database: &str) -> Result<String, SourceError> {
-        let mut c = Command::new(self.bin.join("pg_amcheck"));
-        c.args(["-h", "127.0.0.1", "-U", "postgres", "--no-password"])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args(["--install-missing", "--heapallindexed", "-d", database]);
-        util::output(c)
-            .map(|_| format!("pg_amcheck found no corruption in {database:?}"))
-            .map_err(|m| err(format!("pg_amcheck on {database:?}: {m}")))
     }
 
     /// Stops the cluster and deletes its directory; later calls do nothing.

@@ -1765,6 +1765,7 @@ fn finish_backup(shared: &Mutex<Outcome>, manifest: &Manifest) -> Result<(), Str
 /// dropped unless [`ScratchServer::shutdown`] stopped it.
 pub struct ScratchServer {
     child: Option<Child>,
+    registered: Option<crate::scratch::Registration>,
     port: u16,
     rdb: PathBuf,
     log: Arc<Mutex<VecDeque<String>>>,
@@ -1833,8 +1834,13 @@ impl ScratchServer {
             const PIPED: &str = "stdout and stderr of a child just spawned with Stdio::piped()";
             collect_log(child.stdout.take().expect(PIPED), Arc::clone(&log));
             collect_log(child.stderr.take().expect(PIPED), Arc::clone(&log));
+            let registered = crate::scratch::register_pid(
+                format!("scratch redis-server on port {port}"),
+                child.id(),
+            );
             let mut server = ScratchServer {
                 child: Some(child),
+                registered: Some(registered),
                 port,
                 rdb: rdb.clone(),
                 log,
@@ -1987,6 +1993,7 @@ impl ScratchServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.registered = None;
     }
 
     /// `SHUTDOWN NOSAVE` and waits for the process to exit (kills it after the timeout).
@@ -2005,6 +2012,7 @@ impl ScratchServer {
             match child.try_wait() {
                 Ok(Some(_)) => {
                     self.child = None;
+                    self.registered = None;
                     return Ok(());
                 }
                 Ok(None) if Instant::now() < deadline => {

@@ -20,6 +20,26 @@ pub enum Command {
     Scenarios,
     /// Run a scenario's steps against the live servers (restores replace data: --dry-run first)
     Recover(RecoverArgs),
+    /// Rehearse a scenario against scratch instances (never the live servers), check what came
+    /// back and time it against the RTO and RPO; exit 0 passed, 1 failed, 4 a target missed
+    Drill(DrillArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrillArgs {
+    /// The scenario (coffer dr scenarios lists them)
+    #[arg(long)]
+    pub scenario: String,
+    /// Print the plan and start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore this snapshot (id or prefix) for its source; other sources use their newest
+    #[arg(long, conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore each source's newest snapshot taken at or before this time
+    /// (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in local time)
+    #[arg(long)]
+    pub at: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +73,7 @@ pub fn run(g: &GlobalOpts, c: Command) -> anyhow::Result<i32> {
         Command::Assess => assess(g, &cfg),
         Command::Scenarios => scenarios(g, &cfg),
         Command::Recover(a) => super::dr_recover::run(g, &cfg, a),
+        Command::Drill(a) => super::dr_drill::run(g, &cfg, a),
     }
 }
 

@@ -188,7 +188,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
     Ok(0)
 }
 
-fn print_plan(plan: &RecoverPlan, from: usize) {
+pub(super) fn print_plan(plan: &RecoverPlan, from: usize) {
     println!(
         "scenario {}: {}",
         plan.scenario,
@@ -236,11 +236,8 @@ fn print_plan(plan: &RecoverPlan, from: usize) {
         "RTO target {}; {}",
         short_duration(plan.rto_target_seconds),
         match plan.expected_seconds {
-            Some(s) => format!(
-                "the last recovery of this scenario took {}",
-                short_duration(s.round() as u64)
-            ),
-            None => "no earlier recovery to estimate the duration from".into(),
+            Some(s) => format!("the last one took {}", short_duration(s.round() as u64)),
+            None => "no earlier run to estimate the duration from".into(),
         }
     );
     for p in &plan.problems {
@@ -270,7 +267,7 @@ fn confirm(plan: &RecoverPlan) -> anyhow::Result<()> {
 }
 
 /// RFC 3339, or a local `YYYY-MM-DD HH:MM[:SS]`.
-fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+pub(super) fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

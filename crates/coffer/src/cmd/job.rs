@@ -52,8 +52,8 @@ pub struct RunsArgs {
     /// Only this job's runs
     #[arg(long)]
     pub job: Option<String>,
-    /// Only runs of this kind: backup, verify or recover
-    #[arg(long, value_parser = ["backup", "verify", "recover"])]
+    /// Only runs of this kind: backup, verify, recover or drill
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(coffer_catalog::RunKind::ALL.map(coffer_catalog::RunKind::as_str)))]
     pub kind: Option<String>,
     /// How many (newest first)
     #[arg(long, default_value_t = 20)]

@@ -9,6 +9,7 @@ mod check;
 mod copy;
 mod diff;
 mod dr;
+mod dr_drill;
 mod dr_recover;
 mod dump;
 mod find;

@@ -10,6 +10,7 @@ mod crash;
 mod daemon_api;
 mod damage;
 mod dr;
+mod dr_drill;
 mod errors;
 mod forget;
 mod inspect;
