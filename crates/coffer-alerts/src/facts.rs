@@ -26,6 +26,21 @@ pub struct Facts {
     pub failing_channels: Vec<ChannelFailure>,
     /// The scheduler's last tick; `None` when no scheduler is expected (no daemon).
     pub heartbeat: Option<DateTime<Utc>>,
+    /// One per recovery scenario, with its drills.
+    pub scenarios: Vec<ScenarioFacts>,
+}
+
+/// A recovery scenario's drills.
+#[derive(Clone, Debug, Default)]
+pub struct ScenarioFacts {
+    /// Its name.
+    pub name: String,
+    /// The newest finished drill.
+    pub last: Option<Run>,
+    /// When the newest drill that passed ended.
+    pub last_good_end: Option<DateTime<Utc>>,
+    /// `[dr] drill_max_age`, seconds.
+    pub max_age_seconds: f64,
 }
 
 /// A job's figures.
@@ -164,12 +179,33 @@ impl Collector {
                 });
             }
         }
+        let mut scenarios = Vec::new();
+        for sc in cfg.scenarios() {
+            let drills = catalog.list_kind(Some(&sc.name), Some(RunKind::Drill), HISTORY)?;
+            let finished =
+                |r: &&Run| matches!(r.status, Status::Success | Status::Warning | Status::Failed);
+            let last = drills.iter().find(finished).cloned();
+            let last_good_end = match drills.iter().find(|r| r.status == Status::Success) {
+                Some(r) => r.ended,
+                None if drills.len() == HISTORY => catalog
+                    .last_of_kind(&sc.name, RunKind::Drill, &[Status::Success])?
+                    .and_then(|r| r.ended),
+                None => None,
+            };
+            scenarios.push(ScenarioFacts {
+                name: sc.name,
+                last,
+                last_good_end,
+                max_age_seconds: cfg.dr.drill_max_age.0.as_secs_f64(),
+            });
+        }
         Ok(Facts {
             now,
             jobs,
             repositories,
             failing_channels,
             heartbeat,
+            scenarios,
         })
     }
 }

@@ -583,6 +583,100 @@ impl Rules {
                 None,
             );
         }
+        for sc in &facts.scenarios {
+            let scenario = sc.name.as_str();
+            let labels = || BTreeMap::from([("scenario".to_string(), sc.name.clone())]);
+            let report = |r: &coffer_catalog::Run| {
+                r.recovery
+                    .as_ref()
+                    .and_then(|x| x.report.clone())
+                    .unwrap_or_else(|| format!("coffer runs --kind drill --job {}", sc.name))
+            };
+            match sc.last.as_ref() {
+                Some(r) if r.status == coffer_catalog::Status::Failed => {
+                    let err = r.errors.first().cloned().unwrap_or_default();
+                    push(
+                        "DrillFailed",
+                        Severity::High,
+                        labels(),
+                        &|l| {
+                            (
+                                t!(
+                                    l,
+                                    "alert-drill-failed-summary",
+                                    scenario = scenario,
+                                    error = one_line(&err)
+                                ),
+                                format!(
+                                    "{}\n{}",
+                                    t!(
+                                        l,
+                                        "alert-drill-failed-description",
+                                        run = r.id.as_str(),
+                                        scenario = scenario,
+                                        report = report(r)
+                                    ),
+                                    r.errors.join("\n")
+                                ),
+                            )
+                        },
+                        err.clone(),
+                        None,
+                    );
+                }
+                Some(r) if r.status == coffer_catalog::Status::Warning => {
+                    let what = r.warnings.join("; ");
+                    push(
+                        "DrillTargetMissed",
+                        Severity::Medium,
+                        labels(),
+                        &|l| {
+                            (
+                                t!(
+                                    l,
+                                    "alert-drill-missed-summary",
+                                    scenario = scenario,
+                                    what = one_line(&what)
+                                ),
+                                t!(
+                                    l,
+                                    "alert-drill-missed-description",
+                                    run = r.id.as_str(),
+                                    report = report(r)
+                                ),
+                            )
+                        },
+                        String::new(),
+                        None,
+                    );
+                }
+                _ => {}
+            }
+            if let Some(end) = sc.last_good_end {
+                let age = secs(now - end);
+                if sc.max_age_seconds > 0.0 && age > sc.max_age_seconds {
+                    push(
+                        "DrillOverdue",
+                        Severity::Medium,
+                        labels(),
+                        &|l| {
+                            (
+                                t!(
+                                    l,
+                                    "alert-drill-overdue-summary",
+                                    scenario = scenario,
+                                    age = human(age),
+                                    max = human(sc.max_age_seconds)
+                                ),
+                                t!(l, "alert-drill-overdue-description", scenario = scenario),
+                            )
+                        },
+                        String::new(),
+                        None,
+                    );
+                }
+            }
+        }
         if let Some(beat) = facts.heartbeat {
             let age = secs(now - beat);
             if age > self.heartbeat_timeout.as_secs_f64() {
@@ -791,6 +885,7 @@ fn value_text(v: &Value) -> String {
 mod tests {
     use super::*;
     use crate::facts::RepoFacts;
+    use crate::facts::ScenarioFacts;
     use chrono::Utc;
     use coffer_catalog::{Run, Status};
 
@@ -843,7 +938,65 @@ schedule = "0 2 * * *"
             }],
             failing_channels: vec![],
             heartbeat: None,
+            scenarios: vec![],
         }
+    }
+
+    /// A failed drill, a drill that missed its targets, and a drill too long ago: one alert
+    /// each, labelled with the scenario, in both languages.
+    #[test]
+    fn drill_rules() {
+        let rules = Rules::new(&cfg("")).unwrap();
+        let drill = |status: Status, msg: &str| {
+            let mut r = Run::start("database_failure", "local", "manual", 1);
+            r.kind = coffer_catalog::RunKind::Drill;
+            if status == Status::Failed {
+                r.errors.push(msg.into());
+            } else {
+                r.warnings.push(msg.into());
+            }
+            r.finish(status);
+            r
+        };
+        let mut f = facts(Status::Success, 0);
+        let day = chrono::Duration::days(1);
+        f.scenarios = vec![
+            ScenarioFacts {
+                name: "a".into(),
+                last: Some(drill(Status::Failed, "step restore failed: pack damaged")),
+                last_good_end: Some(f.now - day),
+                max_age_seconds: 35.0 * 86400.0,
+            },
+            ScenarioFacts {
+                name: "b".into(),
+                last: Some(drill(Status::Warning, "took 40m, over the RTO of 30m")),
+                last_good_end: Some(f.now - day * 40),
+                max_age_seconds: 35.0 * 86400.0,
+            },
+            ScenarioFacts {
+                name: "c".into(),
+                last: None,
+                last_good_end: None,
+                max_age_seconds: 35.0 * 86400.0,
+            },
+        ];
+        let (hits, _, _) = rules.evaluate(&f);
+        let of = |rule: &str| -> Vec<&str> {
+            hits.iter()
+                .filter(|h| h.rule == rule)
+                .map(|h| h.labels["scenario"].as_str())
+                .collect()
+        };
+        assert_eq!(of("DrillFailed"), ["a"]);
+        assert_eq!(of("DrillTargetMissed"), ["b"]);
+        assert_eq!(of("DrillOverdue"), ["b"], "never drilled is not overdue");
+        let failed = hits.iter().find(|h| h.rule == "DrillFailed").unwrap();
+        assert!(
+            failed.summary.contains("pack damaged"),
+            "{}",
+            failed.summary
+        );
+        assert!(failed.translations["zh-CN"].summary.contains("恢复演练"));
     }
 
     #[test]

@@ -744,14 +744,20 @@ impl Catalog {
 
     /// The newest backup run of `job` in one of `states`.
     pub fn last(&self, job: &str, states: &[Status]) -> Result<Option<Run>> {
+        self.last_of_kind(job, RunKind::Backup, states)
+    }
+
+    /// The newest run of `kind` for `job` (a scenario's name for recoveries and drills) in
+    /// one of `states`.
+    pub fn last_of_kind(&self, job: &str, kind: RunKind, states: &[Status]) -> Result<Option<Run>> {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT body, status FROM runs WHERE job = ?1 AND kind = 'backup'
+                "SELECT body, status FROM runs WHERE job = ?1 AND kind = ?2
                  ORDER BY started DESC, id DESC",
             )
             .map_err(self.err())?;
-        let mut rows = st.query([job]).map_err(self.err())?;
+        let mut rows = st.query(params![job, kind.as_str()]).map_err(self.err())?;
         while let Some(r) = rows.next().map_err(self.err())? {
             let status: String = r.get(1).map_err(self.err())?;
             if Status::parse(&status).is_some_and(|s| states.contains(&s)) {

@@ -270,6 +270,21 @@ pub const BUILTIN_RULES: &[(&str, &str, &str)] = &[
         "critical",
         "the scheduler has not ticked within heartbeat_timeout",
     ),
+    (
+        "DrillFailed",
+        "high",
+        "a scenario's newest restore drill failed (a step or a check of the restored data)",
+    ),
+    (
+        "DrillTargetMissed",
+        "medium",
+        "a scenario's newest drill passed its checks but missed its RTO or RPO",
+    ),
+    (
+        "DrillOverdue",
+        "medium",
+        "a scenario's newest passed drill is older than [dr] drill_max_age (35 days)",
+    ),
 ];
 
 /// Whether `name` is a built-in rule.

@@ -29,7 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use coffer_catalog::{Catalog, RunKind};
+use coffer_catalog::{Catalog, RunKind, Status};
 use coffer_config::Config;
 use coffer_jobs::Trigger;
 use parking_lot::Mutex;
@@ -103,6 +103,8 @@ pub fn router(state: State) -> Router {
         .route("/api/jobs/{name}/pause", post(pause))
         .route("/api/jobs/{name}/resume", post(resume))
         .route("/api/jobs/{name}/verify", post(verify_job))
+        .route("/api/scenarios", get(scenarios))
+        .route("/api/scenarios/{name}/drill", post(drill))
         .route("/api/runs", get(runs))
         .route("/api/repositories", get(repositories))
         .route("/api/metrics", get(metrics_json))
@@ -330,6 +332,56 @@ async fn verify_job(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     enqueue(&s, &name, RunKind::Verify, &caller)
+}
+
+/// The recovery scenarios with their targets, schedules and newest drill.
+async fn scenarios(AxState(s): AxState<State>) -> ApiResult {
+    blocking(&s, move |s| {
+        let cat = s.catalog.lock();
+        let mut out = Vec::new();
+        for sc in s.config.scenarios() {
+            let last = cat.last_of_kind(
+                &sc.name,
+                RunKind::Drill,
+                &[Status::Success, Status::Warning, Status::Failed],
+            )?;
+            out.push(json!({
+                "name": sc.name,
+                "description": sc.description,
+                "declared": sc.declared,
+                "rto_target_seconds": sc.rto.as_secs(),
+                "rpo_target_seconds": sc.rpo.map(|d| d.as_secs()),
+                "drill_schedule": sc.drill_schedule,
+                "steps": sc.steps.iter().map(|st| st.describe()).collect::<Vec<_>>(),
+                "last_drill": last,
+            }));
+        }
+        Ok(Json(json!({ "scenarios": out })))
+    })
+    .await
+}
+
+/// Queues a drill of a scenario (operators).
+async fn drill(
+    AxState(s): AxState<State>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Err(e) = s.config.find_scenario(&name) {
+        return Err(ApiError(StatusCode::NOT_FOUND, e));
+    }
+    if s.scheduler.enqueue_drill(&name, Trigger::Api) {
+        tracing::info!(scenario = %name, caller = %caller.actor, "drill requested");
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "scenario": name, "kind": "drill", "queued": true })),
+        ))
+    } else {
+        Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("scenario {name:?} already has a drill queued or running"),
+        ))
+    }
 }
 
 async fn set_paused(s: &State, name: String, paused: bool, caller: Caller) -> ApiResult {

@@ -202,6 +202,7 @@ fn action_of(method: &Method, path: &str) -> (String, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["api", "jobs", name, verb] => (format!("job.{verb}"), (*name).to_string()),
+        ["api", "scenarios", name, "drill"] => ("dr.drill".into(), (*name).to_string()),
         ["api", "alerts", id, "acknowledge"] => ("alert.ack".into(), (*id).to_string()),
         ["api", "silences"] => ("silence.add".into(), String::new()),
         ["api", "silences", id] => ("silence.expire".into(), (*id).to_string()),

@@ -50,6 +50,12 @@ pub struct Metrics {
     repo_newest: GaugeVec,
     verify_ok: GaugeVec,
     verify_time: GaugeVec,
+    drill_ok: GaugeVec,
+    drill_time: GaugeVec,
+    drill_rto: GaugeVec,
+    drill_rpo: GaugeVec,
+    rto_target: GaugeVec,
+    rpo_target: GaugeVec,
     alerts: GaugeVec,
     notifications: IntCounterVec,
     evaluation: prometheus::Gauge,
@@ -258,6 +264,42 @@ impl Metrics {
                 "coffer_repository_last_verify_timestamp_seconds",
                 "End of the newest verify run.",
                 &["repository"],
+            )?,
+            drill_ok: gauge(
+                &r,
+                "coffer_drill_last_success",
+                "1 when the scenario's newest restore drill passed (every step and check, both targets), 0 otherwise.",
+                &["scenario"],
+            )?,
+            drill_time: gauge(
+                &r,
+                "coffer_drill_last_timestamp_seconds",
+                "End of the scenario's newest restore drill.",
+                &["scenario"],
+            )?,
+            drill_rto: gauge(
+                &r,
+                "coffer_drill_last_rto_seconds",
+                "How long the scenario's newest drill took to restore and check: its achieved RTO.",
+                &["scenario"],
+            )?,
+            drill_rpo: gauge(
+                &r,
+                "coffer_drill_last_rpo_seconds",
+                "Age of the oldest backup the newest drill restored: its achieved RPO.",
+                &["scenario"],
+            )?,
+            rto_target: gauge(
+                &r,
+                "coffer_scenario_rto_target_seconds",
+                "The scenario's recovery time target.",
+                &["scenario"],
+            )?,
+            rpo_target: gauge(
+                &r,
+                "coffer_scenario_rpo_target_seconds",
+                "The scenario's recovery point target.",
+                &["scenario"],
             )?,
             alerts: gauge(
                 &r,
@@ -554,6 +596,38 @@ impl Metrics {
                     .set(f64::from(u8::from(v.status.is_good())));
                 if let Some(t) = v.ended {
                     self.verify_time.with_label_values(&[name]).set(ts(t));
+                }
+            }
+        }
+        for sc in cfg.scenarios() {
+            let name = sc.name.as_str();
+            self.rto_target
+                .with_label_values(&[name])
+                .set(sc.rto.as_secs_f64());
+            if let Some(t) = sc.rpo {
+                self.rpo_target
+                    .with_label_values(&[name])
+                    .set(t.as_secs_f64());
+            }
+            let last = catalog
+                .last_of_kind(
+                    name,
+                    RunKind::Drill,
+                    &[Status::Success, Status::Warning, Status::Failed],
+                )
+                .ok()
+                .flatten();
+            let Some(r) = last else { continue };
+            self.drill_ok
+                .with_label_values(&[name])
+                .set(f64::from(u8::from(r.status == Status::Success)));
+            if let Some(t) = r.ended {
+                self.drill_time.with_label_values(&[name]).set(ts(t));
+            }
+            if let Some(x) = &r.recovery {
+                self.drill_rto.with_label_values(&[name]).set(x.rto_seconds);
+                if let Some(a) = x.rpo_seconds {
+                    self.drill_rpo.with_label_values(&[name]).set(a as f64);
                 }
             }
         }

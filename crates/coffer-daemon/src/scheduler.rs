@@ -59,6 +59,10 @@ pub struct QueueView {
     pub verify_queued: Vec<String>,
     /// Jobs whose verify runs now.
     pub verify_running: Vec<String>,
+    /// Scenarios whose drill waits for a worker.
+    pub drill_queued: Vec<String>,
+    /// Scenarios whose drill runs now.
+    pub drill_running: Vec<String>,
     /// The scheduler's last tick.
     pub heartbeat: Option<DateTime<Utc>>,
 }
@@ -170,11 +174,45 @@ impl Scheduler {
         true
     }
 
+    /// Queues a drill of `scenario`; false when one is already queued or running, or there
+    /// is no such scenario.
+    pub fn enqueue_drill(&self, scenario: &str, trigger: Trigger) -> bool {
+        if self.config.find_scenario(scenario).is_err() {
+            return false;
+        }
+        let mut q = self.queue.lock();
+        if q.running.contains(&(scenario.to_string(), RunKind::Drill))
+            || q.waiting
+                .iter()
+                .any(|w| w.job == scenario && w.kind == RunKind::Drill)
+        {
+            tracing::info!(
+                scenario,
+                "drill already queued or running: not queued again"
+            );
+            return false;
+        }
+        q.seq += 1;
+        let seq = q.seq;
+        q.waiting.push(Queued {
+            job: scenario.to_string(),
+            kind: RunKind::Drill,
+            run: None,
+            trigger,
+            // Backups first: a drill proves them, it must not delay them.
+            priority: -1_000_000,
+            seq,
+        });
+        drop(q);
+        self.wake.notify_one();
+        true
+    }
+
     /// The queue as the API shows it.
     pub fn view(&self) -> QueueView {
         let q = self.queue.lock();
         let mut waiting: Vec<&Queued> = q.waiting.iter().collect();
-        waiting.sort_by_key(|w| (-w.priority, w.seq));
+        waiting.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
         let of = |kind: RunKind| -> (Vec<String>, Vec<String>) {
             let queued = waiting
                 .iter()
@@ -192,11 +230,14 @@ impl Scheduler {
         };
         let (queued, running) = of(RunKind::Backup);
         let (verify_queued, verify_running) = of(RunKind::Verify);
+        let (drill_queued, drill_running) = of(RunKind::Drill);
         QueueView {
             queued,
             running,
             verify_queued,
             verify_running,
+            drill_queued,
+            drill_running,
             heartbeat: *self.heartbeat.lock(),
         }
     }
@@ -254,6 +295,17 @@ impl Scheduler {
             self.config.job.iter().map(|j| j.next_run(now)).collect();
         let mut next_check: Vec<Option<DateTime<Utc>>> =
             self.config.job.iter().map(|j| j.next_verify(now)).collect();
+        // Drill schedules are in the host's local time, like jobs without a `timezone`.
+        let scenarios: Vec<(String, String)> = self
+            .config
+            .scenarios()
+            .into_iter()
+            .filter_map(|s| Some((s.name, s.drill_schedule?)))
+            .collect();
+        let mut next_drill: Vec<Option<DateTime<Utc>>> = scenarios
+            .iter()
+            .map(|(_, sch)| coffer_config::jobs::next_occurrence(sch, None, now))
+            .collect();
         let keep = chrono::Duration::seconds(self.config.server.catalog_retention.secs() as i64);
         let mut trimmed_at: Option<DateTime<Utc>> = None;
         let mut beat_saved: Option<DateTime<Utc>> = None;
@@ -281,6 +333,12 @@ impl Scheduler {
                     next_check[i] = job.next_verify(now);
                 }
             }
+            for (i, (name, sch)) in scenarios.iter().enumerate() {
+                if next_drill[i].is_some_and(|t| t <= now) {
+                    self.enqueue_drill(name, Trigger::Schedule);
+                    next_drill[i] = coffer_config::jobs::next_occurrence(sch, None, now);
+                }
+            }
             *self.heartbeat.lock() = Some(now);
             // The stored heartbeat dates a crash for misfire detection and tells `coffer
             // alerts check` that the daemon lives: every 10 s (a third of the heartbeat
@@ -297,6 +355,11 @@ impl Scheduler {
         }
         if let Err(e) = cat.set_meta(HEARTBEAT, &Utc::now().to_rfc3339()) {
             tracing::error!(error = %e, "writing the scheduler heartbeat");
+        }
+        // A drill in progress sees the shutdown flag between steps; stopping its scratch
+        // instances ends the step it is in.
+        for what in coffer_sources::scratch::stop_all() {
+            tracing::info!(%what, "stopped for shutdown");
         }
         self.wake.notify_all();
     }
@@ -325,14 +388,21 @@ impl Scheduler {
                     .waiting
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, w)| (-w.priority, w.seq))
+                    .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.seq))
                     .map(|(i, _)| i)
                     .unwrap_or(0);
                 let item = q.waiting.remove(best);
                 q.running.insert((item.job.clone(), item.kind));
                 item
             };
-            if let Some(job) = self.config.job.iter().find(|j| j.name == item.job) {
+            if item.kind == RunKind::Drill {
+                self.drill(&item, &cat);
+                self.queue
+                    .lock()
+                    .running
+                    .remove(&(item.job.clone(), item.kind));
+                self.poke.poke();
+            } else if let Some(job) = self.config.job.iter().find(|j| j.name == item.job) {
                 let opts = RunOptions {
                     exe: exe.clone(),
                     trigger: item.trigger,
@@ -405,6 +475,75 @@ impl Scheduler {
                 }
             } else {
                 self.queue.lock().running.remove(&(item.job, item.kind));
+            }
+        }
+    }
+
+    /// Runs a queued drill, records it, and audits it.
+    fn drill(&self, item: &Queued, cat: &Catalog) {
+        let scenario = match self.config.find_scenario(&item.job) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(scenario = %item.job, error = %e, "drill not started");
+                return;
+            }
+        };
+        let open = |r: &coffer_config::RepositoryConfig| {
+            coffer_jobs::open_repository(r).map_err(|e| e.to_string())
+        };
+        let last = cat
+            .last_of_kind(&scenario.name, RunKind::Drill, &[Status::Success])
+            .ok()
+            .flatten()
+            .and_then(|r| r.recovery.map(|x| x.rto_seconds));
+        let plan = coffer_dr::drill::plan(
+            &self.config,
+            &scenario,
+            &open,
+            &coffer_dr::recover::Choice::Latest,
+            last,
+            Utc::now(),
+        );
+        let outcome = if plan.problems.is_empty() {
+            coffer_dr::drill::run(
+                &self.config,
+                &plan,
+                &open,
+                cat,
+                item.trigger.as_str(),
+                &self.shutdown,
+                &mut |r| tracing::info!(run = %r.id, scenario = %r.job, "drill started"),
+                &mut |p, r| tracing::info!(scenario = %plan.scenario, step = p.number, status = %r.status, seconds = r.seconds, "drill step"),
+            )
+            .map(|r| r.run)
+        } else {
+            // Recorded so that DrillFailed says why a scheduled drill cannot run.
+            let mut r = Run::start(&plan.scenario, "", item.trigger.as_str(), 1);
+            r.kind = RunKind::Drill;
+            r.errors.push(format!(
+                "the drill cannot run: {}",
+                plan.problems.join("; ")
+            ));
+            r.finish(Status::Failed);
+            cat.insert(&mut r).map(|()| r).map_err(|e| e.to_string())
+        };
+        match outcome {
+            Ok(r) => {
+                self.auditor.record(
+                    cat,
+                    &coffer_catalog::AuditEntry {
+                        time: Utc::now(),
+                        actor: format!("scheduler ({})", r.trigger),
+                        action: "dr.drill".into(),
+                        target: format!("scenario/{} run/{}", r.job, r.id),
+                        outcome: r.status.as_str().to_string(),
+                        origin: None,
+                    },
+                );
+                tracing::info!(run = %r.id, scenario = %r.job, status = %r.status, seconds = r.duration_seconds.unwrap_or_default(), "drill finished");
+            }
+            Err(e) => {
+                tracing::error!(scenario = %item.job, error = %e, "drill could not be recorded")
             }
         }
     }

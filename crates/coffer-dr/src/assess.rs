@@ -130,8 +130,25 @@ pub struct Assessment {
     pub services: Vec<Service>,
     /// Per repository.
     pub repositories: Vec<RepositoryHealth>,
+    /// Per scenario: its newest restore drill (from the catalog).
+    pub drills: Vec<DrillHealth>,
     /// One sentence with a command per finding that is not healthy.
     pub recommendations: Vec<String>,
+}
+
+/// A scenario's newest drill.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillHealth {
+    /// The scenario.
+    pub scenario: String,
+    /// Degraded when the newest drill failed, missed a target or is older than
+    /// `[dr] drill_max_age`; healthy otherwise (also when never drilled: see the
+    /// recommendations).
+    pub status: Level,
+    /// The newest finished drill: run id, status, end, RTO and RPO achieved.
+    pub last_drill: Option<serde_json::Value>,
+    /// What was found, in a sentence.
+    pub message: String,
 }
 
 /// Opens a repository declared in the config (the caller decides where passwords come from).
@@ -199,10 +216,14 @@ pub fn assess(
     for (e, p) in cfg.source.iter().zip(probes) {
         services.push(service(cfg, e, p, &listed, now, &cmd, &mut recommendations));
     }
+    let drills = catalog
+        .map(|c| drills(cfg, c, now, &cmd, &mut recommendations))
+        .unwrap_or_default();
     let overall_status = services
         .iter()
         .map(|s| s.status)
         .chain(repositories.iter().map(|r| r.status))
+        .chain(drills.iter().map(|d| d.status))
         .max()
         .unwrap_or(Level::Healthy);
     Assessment {
@@ -210,8 +231,105 @@ pub fn assess(
         assessed_at: now,
         services,
         repositories,
+        drills,
         recommendations,
     }
+}
+
+/// The newest drill of every scenario. A failed drill, one that missed its targets or one
+/// older than `drill_max_age` degrades the site: its backups are no longer proven. A site
+/// that never drilled gets one recommendation, not one per scenario.
+fn drills(
+    cfg: &Config,
+    cat: &Catalog,
+    now: DateTime<Utc>,
+    cmd: &str,
+    recommendations: &mut Vec<String>,
+) -> Vec<DrillHealth> {
+    let max_age = cfg.dr.drill_max_age.0.as_secs() as i64;
+    let mut out = Vec::new();
+    for sc in cfg.scenarios() {
+        let last = cat
+            .last_of_kind(
+                &sc.name,
+                coffer_catalog::RunKind::Drill,
+                &[Status::Success, Status::Warning, Status::Failed],
+            )
+            .ok()
+            .flatten();
+        let drill = format!("{cmd} dr drill --scenario {}", shell_word(&sc.name));
+        let (status, message) = match &last {
+            None => (Level::Healthy, "never drilled".to_string()),
+            Some(r) => {
+                let age = r.ended.map(|t| (now - t).num_seconds()).unwrap_or(0);
+                let when = format!("{} ago", units::short_duration(age.max(0) as u64));
+                match r.status {
+                    Status::Failed => {
+                        let why = r.errors.first().cloned().unwrap_or_default();
+                        recommendations.push(format!(
+                            "the newest drill of {:?} failed ({why}): fix it and drill again: {drill}",
+                            sc.name
+                        ));
+                        (
+                            Level::Degraded,
+                            format!("the newest drill ({when}) failed: {why}"),
+                        )
+                    }
+                    Status::Warning => {
+                        let why = r.warnings.join("; ");
+                        recommendations.push(format!(
+                            "the newest drill of {:?} missed its targets ({why}): speed up the restore or back up more often, then drill again: {drill}",
+                            sc.name
+                        ));
+                        (
+                            Level::Degraded,
+                            format!("the newest drill ({when}) missed its targets: {why}"),
+                        )
+                    }
+                    _ if age > max_age => {
+                        recommendations.push(format!(
+                            "the newest passed drill of {:?} was {when} (at most {}): {drill}",
+                            sc.name,
+                            units::short_duration(max_age as u64)
+                        ));
+                        (
+                            Level::Degraded,
+                            format!("the newest drill passed {when}: overdue"),
+                        )
+                    }
+                    _ => (Level::Healthy, format!("the newest drill passed {when}")),
+                }
+            }
+        };
+        out.push(DrillHealth {
+            scenario: sc.name,
+            status,
+            last_drill: last.map(|r| {
+                serde_json::json!({
+                    "run": r.id,
+                    "status": r.status,
+                    "ended": r.ended,
+                    "rto_seconds": r.recovery.as_ref().map(|x| x.rto_seconds),
+                    "rpo_seconds": r.recovery.as_ref().and_then(|x| x.rpo_seconds),
+                    "report": r.recovery.as_ref().and_then(|x| x.report.clone()),
+                })
+            }),
+            message,
+        });
+    }
+    if !out.is_empty() && out.iter().all(|d| d.last_drill.is_none()) {
+        let name = out
+            .iter()
+            .find(|d| d.scenario == "full_disaster")
+            .unwrap_or(&out[0])
+            .scenario
+            .clone();
+        recommendations.push(format!(
+            "no restore drill has proven these backups yet: {cmd} dr drill --scenario {}",
+            shell_word(&name)
+        ));
+    }
+    out
 }
 
 impl Listed {

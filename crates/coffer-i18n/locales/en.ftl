@@ -99,6 +99,12 @@ alert-channel-summary = Notification channel { $channel } is failing
 alert-channel-description = Since { $since }: { $error }. Alerts for it are retried every group_interval.
 alert-scheduler-summary = The coffer scheduler has not run for { $age }
 alert-scheduler-description = Last heartbeat { $time }: no backup is being scheduled. Is `coffer serve` running?
+alert-drill-failed-summary = Restore drill { $scenario } failed: { $error }
+alert-drill-failed-description = Drill { $run } could not prove that { $scenario } can be recovered. Report: { $report }
+alert-drill-missed-summary = Restore drill { $scenario } missed its targets: { $what }
+alert-drill-missed-description = Drill { $run } restored and checked everything, but too slowly or from too old a backup. Report: { $report }
+alert-drill-overdue-summary = Restore drill { $scenario } is overdue: the last passed drill was { $age } ago (at most { $max })
+alert-drill-overdue-description = A backup that was never restored is no backup. Run: coffer dr drill --scenario { $scenario }
 
 ## Notifications
 notif-firing = FIRING

@@ -98,6 +98,12 @@ alert-channel-summary = 通知渠道 { $channel } 发送失败
 alert-channel-description = 自 { $since } 起：{ $error }。发往该渠道的告警会在每个 group_interval 重试。
 alert-scheduler-summary = coffer 调度器已有 { $age } 没有运行
 alert-scheduler-description = 最近一次心跳 { $time }：没有任何备份被调度。`coffer serve` 在运行吗？
+alert-drill-failed-summary = 恢复演练 { $scenario } 失败：{ $error }
+alert-drill-failed-description = 演练 { $run } 未能证明 { $scenario } 可以恢复。报告：{ $report }
+alert-drill-missed-summary = 恢复演练 { $scenario } 未达到目标：{ $what }
+alert-drill-missed-description = 演练 { $run } 已恢复并检查了全部数据，但耗时过长或所用备份过旧。报告：{ $report }
+alert-drill-overdue-summary = 恢复演练 { $scenario } 已超期：上次通过的演练在 { $age } 之前（最长 { $max }）
+alert-drill-overdue-description = 从未恢复过的备份不算备份。请运行：coffer dr drill --scenario { $scenario }
 
 ## Notifications
 notif-firing = 告警

@@ -167,6 +167,21 @@ fn assess(g: &GlobalOpts, cfg: &coffer_config::Config) -> anyhow::Result<i32> {
         ],
         &rows,
     );
+    if a.drills.iter().any(|d| d.last_drill.is_some()) {
+        println!();
+        let rows: Vec<Vec<String>> = a
+            .drills
+            .iter()
+            .map(|d| {
+                vec![
+                    d.scenario.clone(),
+                    d.status.as_str().into(),
+                    d.message.clone(),
+                ]
+            })
+            .collect();
+        crate::ui::print_table(&["SCENARIO", "STATUS", "LAST DRILL"], &rows);
+    }
     let findings: Vec<String> = a
         .services
         .iter()

@@ -108,7 +108,16 @@ fn assess_follows_server_and_backup_age() {
         (0, Some("healthy")),
         "{a}"
     );
-    assert_eq!(a["recommendations"].as_array().map(Vec::len), Some(0));
+    // Healthy, with one reminder: nothing has been drilled yet.
+    let recs = a["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(
+        recs[0]
+            .as_str()
+            .unwrap()
+            .contains("dr drill --scenario full_disaster"),
+        "{recs:?}"
+    );
     assert_eq!(service(&a, "cache")["rpo_seconds"], 3600);
     assert_eq!(service(&a, "etc")["rto_seconds"], 4 * 3600);
     assert!(a["repositories"][0]["snapshots"] == 2, "{a}");

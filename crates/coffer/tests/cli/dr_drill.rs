@@ -218,12 +218,19 @@ fn drill_of_a_full_disaster_passes_and_leaves_nothing() {
 }
 
 /// A damaged pack fails the drill, which names the damaged blob and its pack; the run is
-/// FAILED and the exit code 1.
+/// FAILED and the exit code 1; `dr assess` says the scenario is no longer proven, and
+/// `alerts check` sends DrillFailed to a webhook.
 #[test]
 fn drill_over_a_damaged_pack_fails_and_names_it() {
+    let recv = crate::alerts::Receiver::start();
     let site = Site::new(
         "drill_damaged",
-        "[[scenario]]\nname = \"shop_drill\"\nrto = \"10m\"\nsteps = [ { restore = \"shop\" }, { check = \"shop\", sql = \"SELECT count(*) = 5000 FROM orders\" } ]\n",
+        &format!(
+            "[[scenario]]\nname = \"shop_drill\"\nrto = \"10m\"\nsteps = [ {{ restore = \"shop\" }}, {{ check = \"shop\", sql = \"SELECT count(*) = 5000 FROM orders\" }} ]\n\n\
+             [[rule]]\nname = \"StorageThreshold\"\nenabled = false\n\n\
+             [[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+            recv.url("/hook")
+        ),
     );
     run(&mut site.coffer(&["backup", "--source", "shop"])).ok();
     // Damage the biggest pack: the dump's data.
@@ -244,6 +251,86 @@ fn drill_over_a_damaged_pack_fails_and_names_it() {
     let runs = site.drill_runs();
     assert_eq!(runs["runs"][0]["status"], "FAILED", "{runs}");
     assert!(site.leftovers().is_empty(), "{:?}", site.leftovers());
+
+    let r = run(&mut site.coffer(&["--json", "dr", "assess"]));
+    let a: serde_json::Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    let d = a["drills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["scenario"] == "shop_drill")
+        .unwrap_or_else(|| panic!("{a:#}"));
+    assert_eq!(d["status"], "degraded", "{d}");
+    assert_eq!(d["last_drill"]["status"], "FAILED");
+    assert!(a["recommendations"]
+        .to_string()
+        .contains("dr drill --scenario shop_drill"));
+
+    run(&mut site.coffer(&["alerts", "check"])).ok();
+    let got: Vec<serde_json::Value> = recv
+        .requests("/hook")
+        .iter()
+        .flat_map(|q| q.json()["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == "DrillFailed")
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["labels"]["scenario"], "shop_drill");
+    assert_eq!(got[0]["status"], "firing");
+    assert!(
+        got[0]["annotations"].to_string().contains(&name),
+        "the alert names the damaged pack: {}",
+        got[0]
+    );
+}
+
+/// The daemon runs drills on their `drill_schedule` and on request (`POST
+/// /api/scenarios/NAME/drill`), lists them in `/api/runs` and `/api/scenarios`, and exports
+/// their outcome in `/metrics`.
+#[test]
+fn the_daemon_drills_on_schedule_and_on_request() {
+    use crate::jobs::{http, json_get, Daemon, Lab};
+    let lab = Lab::new(
+        "[[rule]]\nname = \"StorageThreshold\"\nenabled = false\n\n\
+         [[scenario]]\nname = \"files_now\"\nrto = \"5m\"\nsteps = [ { restore = \"files\" } ]\n\n\
+         [[scenario]]\nname = \"files_often\"\nrto = \"5m\"\ndrill_schedule = \"*/2 * * * * *\"\nsteps = [ { restore = \"files\" } ]\n",
+    );
+    run(&mut lab.coffer(["backup", "--source", "files"])).ok();
+    let port = crate::daemon_api::free_port();
+    let daemon = Daemon::start(&lab, port, "daemon.log");
+    let (code, body) = http(port, "POST", "/api/scenarios/files_now/drill");
+    assert_eq!(code, 202, "{body}");
+    let (code, _) = http(port, "POST", "/api/scenarios/nope/drill");
+    assert_eq!(code, 404);
+    let done = |name: &str| {
+        json_get(port, "/api/runs?kind=drill")["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["job"] == name && r["status"] == "SUCCESS")
+    };
+    wait_until("both drills", Duration::from_secs(120), || {
+        done("files_now") && done("files_often")
+    });
+    let sc = json_get(port, "/api/scenarios");
+    let now = sc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "files_now")
+        .unwrap()
+        .clone();
+    assert_eq!(now["last_drill"]["status"], "SUCCESS", "{now}");
+    assert_eq!(now["rto_target_seconds"], 300);
+    let (_, metrics) = http(port, "GET", "/metrics");
+    for line in [
+        "coffer_drill_last_success{scenario=\"files_now\"} 1",
+        "coffer_scenario_rto_target_seconds{scenario=\"files_now\"} 300",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    assert!(metrics.contains("coffer_drill_last_rto_seconds{scenario=\"files_often\"}"));
+    let st = daemon.stop();
+    assert!(st.success(), "{st:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
