@@ -73,6 +73,9 @@ pub struct PlannedStep {
     /// Where a restore writes (a directory, a server URL without credentials), when not the
     /// source's own server.
     pub into: Option<String>,
+    /// A physical PostgreSQL restore: the point WAL is replayed to (none: the whole archive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_to: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub(crate) config: Step,
 }
@@ -110,6 +113,20 @@ pub fn plan(
     last_seconds: Option<f64>,
     now: DateTime<Utc>,
 ) -> RecoverPlan {
+    plan_for(cfg, scenario, open, choice, last_seconds, now, true)
+}
+
+/// [`plan`], for restores in place (a recovery) or elsewhere (a drill, which has its own
+/// rules about what it can restore).
+pub(crate) fn plan_for(
+    cfg: &Config,
+    scenario: &Scenario,
+    open: &Opener<'_>,
+    choice: &Choice,
+    last_seconds: Option<f64>,
+    now: DateTime<Utc>,
+    in_place: bool,
+) -> RecoverPlan {
     let mut problems = Vec::new();
     let mut steps = Vec::new();
     let mut listed: Vec<(String, Result<Vec<SnapshotWithId>, String>)> = Vec::new();
@@ -121,13 +138,14 @@ pub fn plan(
             timeout_seconds: timeout(cfg, st).as_secs(),
             snapshot: None,
             into: None,
+            replay_to: None,
             config: st.clone(),
         };
         if let Step::Restore(r) = st {
             match cfg.source.iter().find(|e| e.name == r.restore) {
                 None => problems.push(format!("step {}: no source {:?}", i + 1, r.restore)),
                 Some(e) => {
-                    if let Err(why) = restorable(e) {
+                    if let (true, Err(why)) = (in_place, restorable(e)) {
                         problems.push(format!("step {}: {why}", i + 1));
                     }
                     p.into = into(e, r).map(|s| {

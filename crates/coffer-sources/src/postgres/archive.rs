@@ -353,7 +353,9 @@ pub fn fetch(
     dest: &Path,
     system_identifier: Option<u64>,
 ) -> Result<FetchOutcome, SourceError> {
-    let wal_name = WalName::parse(name).ok_or_else(|| {
+    // Refused before any listing: a typo in restore_command must not look like the end of
+    // the archive.
+    WalName::parse(name).ok_or_else(|| {
         SourceError::Wal(format!(
             "{name:?} is not a WAL file name (wal-fetch takes %f %p)"
         ))
@@ -381,6 +383,22 @@ pub fn fetch(
     let Some(found) = candidates.pop() else {
         return Ok(FetchOutcome::NotFound);
     };
+    let bytes = restore_archived(&repo, &found, dest)?;
+    Ok(FetchOutcome::Restored {
+        snapshot: found.snap.id,
+        bytes,
+    })
+}
+
+/// Writes the archived file `found` to `dest` after checking its size, SHA-256 and (for a
+/// segment) its header against what was recorded when it was archived; returns its size.
+/// The caller has loaded the index.
+pub fn restore_archived(
+    repo: &Arc<Repository>,
+    found: &Archived,
+    dest: &Path,
+) -> Result<u64, SourceError> {
+    let name = found.name.name.as_str();
     let root = repo.load_tree(&found.snap.snap.tree)?;
     let node = root
         .nodes
@@ -393,7 +411,7 @@ pub fn fetch(
             ))
         })?;
     let mut data = Vec::with_capacity(found.size as usize);
-    FileReader::new(Arc::clone(&repo), node)
+    FileReader::new(Arc::clone(repo), node)
         .read_to_end(&mut data)
         .map_err(|e| {
             SourceError::Snapshot(format!(
@@ -408,8 +426,8 @@ pub fn fetch(
             found.snap.id.short()
         )));
     }
-    if matches!(wal_name.kind, WalKind::Segment | WalKind::Partial) {
-        let h = wal::check_segment(&wal_name, &data)
+    if matches!(found.name.kind, WalKind::Segment | WalKind::Partial) {
+        let h = wal::check_segment(&found.name, &data)
             .map_err(|e| SourceError::Wal(format!("archived {e}")))?;
         if h.system_identifier != found.system_identifier {
             return Err(SourceError::Wal(format!(
@@ -419,10 +437,38 @@ pub fn fetch(
         }
     }
     crate::util::write_file(dest, &data[..]).map_err(SourceError::Wal)?;
-    Ok(FetchOutcome::Restored {
-        snapshot: found.snap.id,
-        bytes: data.len() as u64,
-    })
+    Ok(data.len() as u64)
+}
+
+/// The archived files a replay from `base` may read: the cluster's timeline history files
+/// and every segment from the backup's start on, on its timeline or a later one; the newest
+/// copy of each name.
+pub fn replay_set<'a>(base: &BaseBackup, archive: &'a [Archived]) -> Vec<&'a Archived> {
+    let first = WalName::parse(&wal::segment_name(
+        base.timeline,
+        base.start_lsn,
+        base.seg_size,
+    ))
+    .and_then(|n| n.position())
+    .unwrap_or_default();
+    let mut out: std::collections::BTreeMap<&str, &Archived> = Default::default();
+    for a in archive.iter().filter(|a| {
+        a.system_identifier == base.system_identifier
+            && match a.name.kind {
+                WalKind::TimelineHistory => true,
+                WalKind::BackupHistory => false,
+                _ => {
+                    a.name.timeline >= base.timeline
+                        && a.name.position().is_some_and(|p| p >= first)
+                }
+            }
+    }) {
+        let e = out.entry(a.name.name.as_str()).or_insert(a);
+        if a.snap.snap.time > e.snap.snap.time {
+            *e = a;
+        }
+    }
+    out.into_values().collect()
 }
 
 /// Checks that the archive holds every segment `base` needs; returns the missing names.

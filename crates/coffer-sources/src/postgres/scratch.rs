@@ -17,8 +17,23 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::archive::{self, Archived, BaseBackup};
+use super::physical::{PitrRequest, RecoveryTarget};
 use crate::scratch::Registration;
-use crate::{util, SourceError};
+use crate::{util, RestoreReport, SourceError};
+
+/// Hands `dir` and everything in it to `uid`:`gid`.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), SourceError> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+        .map_err(|e| err(format!("handing {} to postgres: {e}", dir.display())))?;
+    if dir.is_dir() && !dir.is_symlink() {
+        for e in std::fs::read_dir(dir).map_err(|e| err(format!("{}: {e}", dir.display())))? {
+            let e = e.map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            chown_tree(&e.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
 
 /// A running scratch cluster.
 pub struct ScratchCluster {
@@ -103,6 +118,106 @@ fn free_port() -> Result<u16, SourceError> {
 impl ScratchCluster {
     /// Creates and starts a cluster.
     pub fn start(bin_dir: Option<&str>) -> Result<ScratchCluster, SourceError> {
+        let c = ScratchCluster::prepare(bin_dir)?;
+        let data = c.inner.data();
+        let mut initdb = c.inner.tool("initdb");
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data);
+        util::output(initdb).map_err(|m| err(format!("initdb: {m}")))?;
+        c.configure("postgresql.conf", "")?;
+        c.launch(Duration::from_secs(60))?;
+        Ok(c)
+    }
+
+    /// A cluster from a physical base backup, replaying archived WAL to `target` and
+    /// promoted: the archive segments of the backup's cluster are fetched (and checked) into
+    /// the scratch directory first, and recovery copies them from there, so that the
+    /// postgres user never needs the repository, its password or coffer's config. `timeout`
+    /// bounds the replay.
+    pub fn from_base_backup(
+        bin_dir: Option<&str>,
+        repo: Arc<coffer_repo::Repository>,
+        base: &BaseBackup,
+        archive: &[Archived],
+        target: RecoveryTarget,
+        timeout: Duration,
+    ) -> Result<(ScratchCluster, RestoreReport), SourceError> {
+        let c = ScratchCluster::prepare(bin_dir)?;
+        let wal_dir = c.inner.dir.join("wal");
+        std::fs::create_dir(&wal_dir).map_err(|e| err(format!("{}: {e}", wal_dir.display())))?;
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let started = std::time::Instant::now();
+        for a in archive::replay_set(base, archive) {
+            bytes += archive::restore_archived(&repo, a, &wal_dir.join(&a.name.name))?;
+            files += 1;
+        }
+        let fetched = format!(
+            "fetched and checked {files} archived WAL files ({}) in {:.1} s",
+            coffer_config::units::bytes(bytes),
+            started.elapsed().as_secs_f64()
+        );
+        let req = PitrRequest {
+            dir: c.inner.data(),
+            target,
+            restore_command: format!(
+                "cp {}/%f %p",
+                super::physical::shell_quote(&wal_dir.to_string_lossy())
+            ),
+            keep_archive_mode: false,
+            bin_dir: Some(c.inner.bin.to_string_lossy().into_owned()),
+        };
+        let mut report = super::physical::restore(repo, base, archive, &req)?;
+        // The hint on how to start it is for a person; this cluster is started below.
+        report.steps.retain(|s| !s.starts_with("next: "));
+        report.steps.insert(0, fetched);
+        // Debian keeps postgresql.conf and pg_hba.conf outside the data directory, so a base
+        // backup may hold neither; and the server's own pg_hba.conf may want passwords the
+        // drill does not have. The scratch cluster gets its own.
+        let data = c.inner.data();
+        if !data.join("postgresql.conf").exists() {
+            std::fs::write(data.join("postgresql.conf"), "")
+                .map_err(|e| err(format!("writing postgresql.conf: {e}")))?;
+        }
+        let hba = c.inner.dir.join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n",
+        )
+        .map_err(|e| err(format!("writing {}: {e}", hba.display())))?;
+        c.configure(
+            "postgresql.auto.conf",
+            &format!(
+                "hba_file = '{}'\nident_file = ''\nssl = off\nexternal_pid_file = ''\n\
+                 logging_collector = off\nhot_standby = on\n",
+                hba.display()
+            ),
+        )?;
+        if let Some((uid, gid)) = c.inner.user {
+            chown_tree(&c.inner.dir, uid, gid)?;
+        }
+        let t = std::time::Instant::now();
+        c.launch(timeout)?;
+        c.wait_promoted(timeout.saturating_sub(t.elapsed()))?;
+        report.steps.push(format!(
+            "started PostgreSQL on port {}; WAL replayed and promoted in {:.1} s",
+            c.inner.port,
+            t.elapsed().as_secs_f64()
+        ));
+        Ok((c, report))
+    }
+
+    /// A registered, empty scratch directory owned by the user the cluster runs as.
+    fn prepare(bin_dir: Option<&str>) -> Result<ScratchCluster, SourceError> {
         let bin = server_bin(bin_dir)?;
         // SAFETY: geteuid has no preconditions.
         let user = if unsafe { libc::geteuid() } == 0 {
@@ -139,51 +254,93 @@ impl ScratchCluster {
                 ))
             })?;
         }
-        let data = c.inner.data();
-        let mut initdb = c.inner.tool("initdb");
-        initdb
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data);
-        util::output(initdb).map_err(|m| err(format!("initdb: {m}")))?;
+        Ok(c)
+    }
+
+    /// Appends the scratch settings (port, loopback only, its own socket directory, no
+    /// fsync) and `extra` to `file` in the data directory.
+    fn configure(&self, file: &str, extra: &str) -> Result<(), SourceError> {
         let conf = format!(
-            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_wal_size = '1GB'\n",
-            c.inner.port,
-            c.inner.dir.display()
+            "\n# coffer scratch cluster\nport = {}\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\nfsync = off\nfull_page_writes = off\n\
+             synchronous_commit = off\nmax_wal_size = '1GB'\n{extra}",
+            self.inner.port,
+            self.inner.dir.display()
         );
+        let path = self.inner.data().join(file);
         std::fs::OpenOptions::new()
             .append(true)
-            .open(data.join("postgresql.conf"))
+            .create(true)
+            .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
-            .map_err(|e| err(format!("writing postgresql.conf: {e}")))?;
-        let mut start = c.inner.tool("pg_ctl");
+            .map_err(|e| err(format!("writing {}: {e}", path.display())))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.inner.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("PANIC"))
+            .collect();
+        lines
+            .last()
+            .or(log.lines().last().as_ref())
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default()
+    }
+
+    fn launch(&self, timeout: Duration) -> Result<(), SourceError> {
+        let mut start = self.inner.tool("pg_ctl");
         start
-            .args(["-w", "-t", "60", "-l"])
-            .arg(c.inner.dir.join("server.log"))
+            .args(["-w", "-t", &timeout.as_secs().max(10).to_string(), "-l"])
+            .arg(self.inner.dir.join("server.log"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.inner.data())
             .arg("start");
         util::output(start).map_err(|m| {
-            let log = std::fs::read_to_string(c.inner.dir.join("server.log")).unwrap_or_default();
             err(format!(
                 "starting the scratch cluster on port {}: {m}{}",
-                c.inner.port,
-                log.lines()
-                    .last()
-                    .map(|l| format!(" ({l})"))
-                    .unwrap_or_default()
+                self.inner.port,
+                self.log_tail()
             ))
         })?;
-        Ok(c)
+        Ok(())
+    }
+
+    /// Waits until recovery has ended and the cluster accepts writes.
+    fn wait_promoted(&self, timeout: Duration) -> Result<(), SourceError> {
+        let server = super::Server::new("scratch", self.url(), None);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match server.query("postgres", "SELECT pg_is_in_recovery()") {
+                Ok(rows)
+                    if rows.first().and_then(|r| r.first()).map(String::as_str) == Some("f") =>
+                {
+                    return Ok(())
+                }
+                Ok(_) => {}
+                Err(e) if !self.inner.data().join("postmaster.pid").exists() => {
+                    return Err(err(format!(
+                        "the scratch cluster stopped during WAL replay: {e}{}",
+                        self.log_tail()
+                    )))
+                }
+                Err(_) => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(err(format!(
+                    "WAL replay did not finish within {}{}",
+                    coffer_config::units::short_duration(timeout.as_secs()),
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs a query on `database`.
+    pub fn query(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        super::Server::new("scratch", self.url(), None).query(database, sql)
     }
 
     /// The cluster's URL (trust authentication, no password).

@@ -622,3 +622,82 @@ fn postgres_password_auth_and_parallel_restore() {
         .restic_check(true)
         .ok();
 }
+
+/// `dr drill` of a physical source: the base backup in a scratch cluster with the archived
+/// WAL replayed to `--at` (the row stamps before it are there, none after), or to the end of
+/// the archive when it reaches less than five minutes past the base backup; pg_amcheck over
+/// every database; nothing left running.
+#[test]
+fn drill_of_a_physical_source_replays_to_the_chosen_point() {
+    let mut lab = Lab::new();
+    let port = free_port();
+    lab.cluster("primary", port);
+    run(lab.coffer(port).arg("init")).ok();
+    lab.psql(
+        port,
+        "CREATE TABLE ticks (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
+    run(lab.coffer(port).args(["backup", "--source", "pg-phys"])).ok();
+    for i in 1..30 {
+        lab.psql(port, &format!("INSERT INTO ticks (id) VALUES ({i})"));
+    }
+    lab.archive_now(port);
+    std::thread::sleep(Duration::from_millis(1200));
+    let target = lab.psql(
+        port,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    for i in 30..50 {
+        lab.psql(port, &format!("INSERT INTO ticks (id) VALUES ({i})"));
+    }
+    lab.archive_now(port);
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(lab.dir.join("coffer.toml"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut conf,
+        b"\n[[scenario]]\nname = \"to_point\"\nrto = \"10m\"\nsteps = [ { restore = \"pg-phys\" }, \
+          { check = \"pg-phys\", database = \"postgres\", sql = \"SELECT count(*) = 29 AND max(id) = 29 FROM ticks\" } ]\n\n\
+          [[scenario]]\nname = \"to_end\"\nrto = \"10m\"\nsteps = [ { restore = \"pg-phys\" }, \
+          { check = \"pg-phys\", database = \"postgres\", sql = \"SELECT count(*) = 49 FROM ticks\" } ]\n",
+    )
+    .unwrap();
+    drop(conf);
+
+    for (scenario, at) in [("to_point", Some(target.as_str())), ("to_end", None)] {
+        let mut c = lab.coffer(port);
+        c.args(["--json", "dr", "drill", "--scenario", scenario]);
+        if let Some(t) = at {
+            c.args(["--at", t]);
+        }
+        let r = run(&mut c);
+        let rep: serde_json::Value = serde_json::from_str(&r.stdout_str())
+            .unwrap_or_else(|e| panic!("{scenario}: {e}\n{}", r.describe()));
+        assert_eq!(rep["passed"], true, "{scenario}: {rep:#}\n{}", r.describe());
+        let checks = rep["checks"].as_array().unwrap();
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"] == "pg_amcheck postgres" && c["passed"] == true),
+            "{checks:?}"
+        );
+        let restore = rep["steps"][0]["message"].as_str().unwrap();
+        assert!(restore.contains("WAL replayed and promoted"), "{restore}");
+        // The archive reaches less than five minutes past the base backup: all of it.
+        assert_eq!(
+            restore.contains("target: the end of the archived WAL"),
+            at.is_none(),
+            "{restore}"
+        );
+        let p: u16 = restore
+            .split("port ")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .expect("port");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", p)).is_err());
+        assert_eq!(rep["rpo_met"], true, "{rep:#}");
+    }
+}

@@ -2,11 +2,12 @@
 //! checks of what came back, timed against the scenario's targets.
 //!
 //! A restore of a PostgreSQL logical source goes into a scratch cluster (one per source,
-//! shared by the scenario's later steps), of Redis into a scratch redis-server, of files into
+//! shared by the scenario's later steps); of a physical one, its base backup with the archived
+//! WAL replayed to a point ([`physical`]); of Redis into a scratch redis-server, of files into
 //! a temporary directory. `run` steps are skipped unless marked `drill = true`; `wait_for`
 //! steps are skipped (a drill starts no services). `check` steps run against the scratch
 //! instance. After each restore: `pg_amcheck` and row counts against the dump's for
-//! PostgreSQL; the RDB loaded by redis-server and key counts against the manifest for Redis;
+//! PostgreSQL (pg_amcheck of every database after a physical restore); the RDB loaded by redis-server and key counts against the manifest for Redis;
 //! every file re-read and hashed against the snapshot for files. Everything a drill starts is
 //! registered with [`coffer_sources::scratch`] (a signal handler stops it) and stopped when
 //! the drill ends, passed or not.
@@ -16,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,15 +32,15 @@ use serde::Serialize;
 use crate::assess::Opener;
 use crate::recover::{self, PlannedSnapshot, PlannedStep, RecoverPlan};
 
+mod physical;
+
+fn is_physical(e: &SourceEntry) -> bool {
+    e.settings.get("mode").and_then(|m| m.as_str()) == Some("physical")
+}
+
 /// Source types a drill can restore, and why the others cannot yet.
 fn drillable(e: &SourceEntry) -> Result<(), String> {
-    let physical = e.settings.get("mode").and_then(|m| m.as_str()) == Some("physical");
     match e.kind.as_str() {
-        "postgres" if physical => Err(format!(
-            "source {:?} is a physical PostgreSQL backup: drills replay logical dumps only so \
-             far (check it with `coffer pg restore --source {} --target DIR`)",
-            e.name, e.name
-        )),
         "postgres" | "redis" | "files" | "command" => Ok(()),
         other => Err(format!(
             "source {:?}: drills of {other} sources need a scratch server coffer does not \
@@ -58,9 +60,7 @@ pub fn plan(
     last_seconds: Option<f64>,
     now: DateTime<Utc>,
 ) -> RecoverPlan {
-    let mut p = recover::plan(cfg, scenario, open, choice, last_seconds, now);
-    // recover's own objections to physical sources are about restoring in place.
-    p.problems.retain(|m| !m.contains("physical"));
+    let mut p = recover::plan_for(cfg, scenario, open, choice, last_seconds, now, false);
     for s in &mut p.steps {
         match &s.config {
             Step::Restore(r) => {
@@ -69,6 +69,15 @@ pub fn plan(
                 };
                 if let Err(why) = drillable(e) {
                     p.problems.push(format!("step {}: {why}", s.number));
+                }
+                if is_physical(e) {
+                    match plan_physical(cfg, e, s, open, choice, now) {
+                        Ok(()) => continue,
+                        Err(why) => {
+                            p.problems.push(format!("step {}: {why}", s.number));
+                            continue;
+                        }
+                    }
                 }
                 s.into = Some(match e.kind.as_str() {
                     "postgres" => "a scratch PostgreSQL cluster".into(),
@@ -81,7 +90,55 @@ pub fn plan(
             _ => {}
         }
     }
+    // A physical restore brings back data as recent as its replay point, not its base backup.
+    p.rpo_seconds = p
+        .steps
+        .iter()
+        .filter_map(|s| s.snapshot.as_ref().map(|s| s.age_seconds))
+        .max();
+    p.rpo_met = p.rpo_seconds.zip(p.rpo_target_seconds).map(|(a, t)| a <= t);
     p
+}
+
+/// Resolves a physical restore step: base backup, replay point, and the data age it proves.
+fn plan_physical(
+    cfg: &Config,
+    e: &SourceEntry,
+    s: &mut PlannedStep,
+    open: &Opener<'_>,
+    choice: &recover::Choice,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let repo_name = s
+        .snapshot
+        .as_ref()
+        .map(|x| x.repository.clone())
+        .ok_or_else(|| format!("source {:?} has no backup to drill", e.name))?;
+    let repo_cfg = cfg
+        .repository
+        .iter()
+        .find(|r| r.name == repo_name)
+        .ok_or_else(|| format!("no repository {repo_name:?}"))?;
+    let snaps = open(repo_cfg)?.snapshots().map_err(|e| e.to_string())?;
+    let r = physical::resolve(&snaps, &e.name, choice)?;
+    s.snapshot = Some(PlannedSnapshot {
+        id: r.base.snap.id.to_hex(),
+        short_id: r.base.snap.id.short(),
+        repository: repo_name,
+        time: r.data_time,
+        age_seconds: (now - r.data_time).num_seconds().max(0) as u64,
+    });
+    s.replay_to = matches!(
+        r.target,
+        coffer_sources::postgres::physical::RecoveryTarget::Time(_)
+    )
+    .then_some(r.data_time);
+    s.into = Some(format!(
+        "a scratch PostgreSQL cluster: base backup {}, {}",
+        r.base.snap.id.short(),
+        r.note
+    ));
+    Ok(())
 }
 
 /// What a drill did and found.
@@ -396,6 +453,56 @@ fn restore(
         passed
     };
     match e.kind.as_str() {
+        "postgres" if is_physical(e) => {
+            let snaps = files.repo.snapshots().map_err(|e| e.to_string())?;
+            let choice = match p.replay_to {
+                Some(t) => recover::Choice::At(t),
+                None => recover::Choice::Id(snap.id.clone()),
+            };
+            let resolved = physical::resolve(&snaps, &e.name, &choice)?;
+            let (cluster, rep) = physical::restore(
+                bin_dir(e).as_deref(),
+                Arc::clone(&files.repo),
+                &snaps,
+                &e.name,
+                &resolved,
+                Duration::from_secs(p.timeout_seconds),
+            )?;
+            let (url, port) = (cluster.url(), cluster.port());
+            let dbs: Vec<String> = cluster
+                .query(
+                    "postgres",
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+                )
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            let mut all_passed = true;
+            for db in &dbs {
+                all_passed &= check(
+                    format!("pg_amcheck {db}"),
+                    cluster.amcheck(db).map_err(|e| e.to_string()),
+                );
+            }
+            scratch.clusters.retain(|(n, _)| n != &e.name);
+            scratch.clusters.push((e.name.clone(), cluster));
+            scratch.restored.retain(|(n, _)| n != &e.name);
+            scratch.restored.push((
+                e.name.clone(),
+                Restored::Postgres {
+                    url,
+                    databases: dbs.clone(),
+                },
+            ));
+            Ok(format!(
+                "restored base backup {} of {:?} into a scratch cluster on port {port}: {}{}",
+                resolved.base.snap.id.short(),
+                r.restore,
+                rep.steps.join("; "),
+                if all_passed { "" } else { "; a check failed" }
+            ))
+        }
         "postgres" => {
             let cluster = scratch.cluster(e)?;
             let (url, port) = (cluster.url(), cluster.port());
