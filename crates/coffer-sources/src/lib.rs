@@ -15,6 +15,7 @@ pub mod mariadb;
 pub mod postgres;
 mod probe;
 pub mod redis;
+pub mod row_counts;
 pub mod scratch;
 mod util;
 

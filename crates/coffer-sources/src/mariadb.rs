@@ -52,6 +52,10 @@ use serde::Deserialize;
 
 #[path = "mariadb_physical.rs"]
 mod physical;
+#[path = "mariadb_rows.rs"]
+mod rows;
+#[path = "mariadb_scratch.rs"]
+pub mod scratch;
 
 use crate::{
     util, BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
@@ -362,10 +366,15 @@ impl Source for Mariadb {
                 "--skip-dump-date",
             ])
             .arg(db);
-            streams.push(util::deferred(
-                &dump_file(db),
-                c,
-                Some(Arc::clone(&defaults) as util::KeepAlive),
+            streams.push(crate::row_counts::counted(
+                util::deferred(
+                    &dump_file(db),
+                    c,
+                    Some(Arc::clone(&defaults) as util::KeepAlive),
+                ),
+                db,
+                manifest,
+                rows::count,
             ));
         }
         streams.push(util::manifest_stream(manifest, started));

@@ -32,16 +32,18 @@ use serde::Serialize;
 use crate::assess::Opener;
 use crate::recover::{self, PlannedSnapshot, PlannedStep, RecoverPlan};
 
+mod mariadb;
 mod physical;
 
+/// A physical PostgreSQL source (base backup and WAL archive).
 fn is_physical(e: &SourceEntry) -> bool {
-    e.settings.get("mode").and_then(|m| m.as_str()) == Some("physical")
+    e.kind == "postgres" && e.settings.get("mode").and_then(|m| m.as_str()) == Some("physical")
 }
 
 /// Source types a drill can restore, and why the others cannot yet.
 fn drillable(e: &SourceEntry) -> Result<(), String> {
     match e.kind.as_str() {
-        "postgres" | "redis" | "files" | "command" => Ok(()),
+        "postgres" | "mariadb" | "mysql" | "redis" | "files" | "command" => Ok(()),
         other => Err(format!(
             "source {:?}: drills of {other} sources need a scratch server coffer does not \
              start yet",
@@ -81,6 +83,7 @@ pub fn plan(
                 }
                 s.into = Some(match e.kind.as_str() {
                     "postgres" => "a scratch PostgreSQL cluster".into(),
+                    "mariadb" | "mysql" => "a scratch MariaDB server".into(),
                     "redis" => "a scratch redis-server".into(),
                     _ => "a temporary directory".into(),
                 });
@@ -190,10 +193,8 @@ pub struct Executed {
 
 /// What a step restored, for later checks.
 enum Restored {
-    Postgres {
-        url: String,
-        databases: Vec<String>,
-    },
+    /// A scratch server (PostgreSQL, MariaDB) that the source reaches at `url`.
+    Server { url: String, databases: Vec<String> },
     /// Checked when restored (Redis, files): the check's outcome.
     Checked(String),
 }
@@ -203,6 +204,7 @@ struct Scratch {
     work: PathBuf,
     _work: Registration,
     clusters: Vec<(String, ScratchCluster)>,
+    mariadb: Vec<(String, coffer_sources::mariadb::scratch::ScratchServer)>,
     restored: Vec<(String, Restored)>,
 }
 
@@ -217,6 +219,7 @@ impl Scratch {
             _work: coffer_sources::scratch::register_dir(&work),
             work,
             clusters: Vec::new(),
+            mariadb: Vec::new(),
             restored: Vec::new(),
         })
     }
@@ -247,6 +250,13 @@ impl Scratch {
             c.stop();
             done.push(format!(
                 "stopped the scratch PostgreSQL cluster of {name:?} (port {port}) and removed its directory"
+            ));
+        }
+        for (name, s) in self.mariadb {
+            let port = s.port();
+            s.stop();
+            done.push(format!(
+                "stopped the scratch MariaDB server of {name:?} (port {port}) and removed its directory"
             ));
         }
         match std::fs::remove_dir_all(&self.work) {
@@ -383,7 +393,7 @@ fn run_step(
                 ));
             };
             match (restored, &c.sql) {
-                (Restored::Postgres { url, databases }, sql) => {
+                (Restored::Server { url, databases }, sql) => {
                     let e = recover::source_entry(cfg, &c.check)?.with_setting("url", url);
                     let source = coffer_sources::build(cfg, &e).map_err(|e| e.to_string())?;
                     let db = c.database.clone().or_else(|| databases.first().cloned());
@@ -453,6 +463,16 @@ fn restore(
         passed
     };
     match e.kind.as_str() {
+        "mariadb" | "mysql" => mariadb::restore(
+            cfg,
+            e,
+            r,
+            snap,
+            &files,
+            Duration::from_secs(p.timeout_seconds),
+            scratch,
+            &mut check,
+        ),
         "postgres" if is_physical(e) => {
             let snaps = files.repo.snapshots().map_err(|e| e.to_string())?;
             let choice = match p.replay_to {
@@ -490,7 +510,7 @@ fn restore(
             scratch.restored.retain(|(n, _)| n != &e.name);
             scratch.restored.push((
                 e.name.clone(),
-                Restored::Postgres {
+                Restored::Server {
                     url,
                     databases: dbs.clone(),
                 },
@@ -594,7 +614,7 @@ fn restore(
             scratch.restored.retain(|(n, _)| n != &e.name);
             scratch.restored.push((
                 e.name.clone(),
-                Restored::Postgres {
+                Restored::Server {
                     url,
                     databases: restored,
                 },

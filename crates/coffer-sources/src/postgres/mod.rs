@@ -335,10 +335,11 @@ impl Source for Postgres {
             // in order, so each pg_dump runs alone.
             let mut c = self.server.tool_on("pg_dump", Some(db));
             c.args(["--format=custom", "--compress=0"]);
-            streams.push(dump_rows::counted(
+            streams.push(crate::row_counts::counted(
                 util::deferred(&dump_file(db), c, None),
                 db,
                 manifest,
+                |r| dump_rows::count(r),
             ));
         }
         streams.push(util::manifest_stream(manifest, started));

@@ -4,21 +4,11 @@
 use serde_json::{Map, Value};
 
 use super::{quote_ident, quote_literal, Server};
+use crate::row_counts::RowComparison;
 use crate::SourceError;
 
 /// Tables counted per query: one query per table would cost a connection each.
 const BATCH: usize = 200;
-
-/// What [`compare_row_counts`] found.
-#[derive(Debug, Default)]
-pub struct RowComparison {
-    /// Tables compared.
-    pub tables: usize,
-    /// Rows counted in them.
-    pub rows: u64,
-    /// One line per table whose count differs or that is missing.
-    pub differences: Vec<String>,
-}
 
 /// Counts the rows of every table `expected` names (`schema.table` → rows) in `database` on
 /// the server at `url` and compares. Tables restored but not in `expected` are not counted.

@@ -450,6 +450,23 @@ fn maria_fingerprint(db: &str) -> String {
     out.join("\n")
 }
 
+/// `dr drill --scenario NAME` as JSON.
+fn drill(s: &Setup, scenario: &str) -> serde_json::Value {
+    let r = run(&mut s.coffer(["--json", "dr", "drill", "--scenario", scenario]));
+    serde_json::from_slice(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{}", r.describe()))
+}
+
+/// The first check of a drill report whose name starts with `name`.
+fn drill_check(rep: &serde_json::Value, name: &str) -> serde_json::Value {
+    rep["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"].as_str().unwrap_or("").starts_with(name))
+        .unwrap_or_else(|| panic!("no check {name} in {rep:#}"))
+        .clone()
+}
+
 #[test]
 fn mariadb_logical_round_trip() {
     let db = dbname("shop");
@@ -485,6 +502,15 @@ fn mariadb_logical_round_trip() {
     .ok();
     assert_eq!(r.summary()["checks"]["tables"], 3, "{}", r.describe());
     assert_eq!(maria_fingerprint(&restored), want);
+    // A drill: a scratch server, every table checked, rows as the dump recorded them.
+    let rep = drill(&s, "maria_failure");
+    assert_eq!(rep["passed"], true, "{rep:#}");
+    let rows = drill_check(&rep, "row counts");
+    assert_eq!(
+        rows["detail"], "3 tables, 34000 rows, as in the backup",
+        "{rows}"
+    );
+    assert_eq!(drill_check(&rep, "mariadb-check")["passed"], true);
     // Existing database: refused without --clean, replaced with it.
     run(&mut s.coffer(["restore", "--source", "maria", "--to-database", &restored])).expect_code(1);
     maria(Some(&restored), "DELETE FROM orders WHERE id % 3 = 0");
@@ -696,6 +722,11 @@ fn mariadb_physical_round_trip() {
         "{m}"
     );
     let lsn = m["innodb_checkpoint_lsn"].as_u64().expect("checkpoint LSN");
+    // A drill serves the prepared copy from a scratch mariadbd and checks every database.
+    let rep = drill(&s, "maria-phys_failure");
+    assert_eq!(rep["passed"], true, "{rep:#}");
+    let mine = drill_check(&rep, &format!("mariadb-check {db}"));
+    assert_eq!(mine["passed"], true, "{mine}");
     assert!(m["size_bytes"].as_u64().unwrap() > 1 << 20, "{m}");
     assert!(m["duration_seconds"].as_f64().is_some(), "{m}");
     assert!(m.get("binlog").is_some(), "{m}");

@@ -1,0 +1,150 @@
+//! Drills of MariaDB sources: a logical backup loaded into a scratch server made by
+//! `mariadb-install-db`, then `mariadb-check` of every restored table and row counts against
+//! those the dump recorded; a physical backup unpacked and prepared by the source's own
+//! restore and served by a scratch `mariadbd` on it, then `mariadb-check` of every database.
+
+use std::time::Duration;
+
+use coffer_config::dr::RestoreStep;
+use coffer_config::{Config, SourceEntry};
+use coffer_sources::mariadb::scratch::ScratchServer;
+use coffer_sources::{RestoreRequest, SnapshotFiles};
+
+use super::{bin_dir, Restored, Scratch};
+use crate::recover::PlannedSnapshot;
+
+const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
+
+/// Restores one step into a scratch server; `check` records each check and says whether it
+/// passed.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn restore(
+    cfg: &Config,
+    e: &SourceEntry,
+    r: &RestoreStep,
+    snap: &PlannedSnapshot,
+    files: &SnapshotFiles,
+    timeout: Duration,
+    scratch: &mut Scratch,
+    check: &mut dyn FnMut(String, Result<String, String>) -> bool,
+) -> Result<String, String> {
+    let manifest = files.manifest().unwrap_or_default();
+    let physical = manifest["mode"].as_str() == Some("physical");
+    let bin = bin_dir(e);
+    let source_on = |url: &str| {
+        coffer_sources::build(cfg, &e.with_setting("url", url)).map_err(|e| e.to_string())
+    };
+    let (server, restored, what) = if physical {
+        let source = coffer_sources::build(cfg, e).map_err(|e| e.to_string())?;
+        let server = ScratchServer::on_data_dir(bin.as_deref(), timeout, |data| {
+            let req = RestoreRequest {
+                target: Some(data.to_path_buf()),
+                ..Default::default()
+            };
+            source.restore(files, &req).map(|_| ())
+        })
+        .map_err(|e| e.to_string())?;
+        let dbs: Vec<String> = server
+            .query(None, "SHOW DATABASES")
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .filter(|d| !SYSTEM.contains(&d.as_str()))
+            .collect();
+        let mut passed = true;
+        for db in &dbs {
+            passed &= check(
+                format!("mariadb-check {db}"),
+                server.check_tables(db).map_err(|e| e.to_string()),
+            );
+        }
+        let what = format!(
+            "unpacked and prepared the physical backup, served by a scratch mariadbd{}",
+            if passed { "" } else { "; a check failed" }
+        );
+        (server, dbs, what)
+    } else {
+        let server = ScratchServer::start(bin.as_deref(), timeout).map_err(|e| e.to_string())?;
+        let source = source_on(&server.url())?;
+        let dumped: Vec<String> = match &r.database {
+            Some(d) => vec![d.clone()],
+            None => manifest["databases"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let single = dumped.len() == 1;
+        let mut restored = Vec::new();
+        let mut passed = true;
+        for db in &dumped {
+            let target = match (&r.to_database, single) {
+                (Some(t), true) => t.clone(),
+                _ => db.clone(),
+            };
+            let req = RestoreRequest {
+                database: Some(db.clone()),
+                to_database: Some(target.clone()),
+                clean: true,
+                ..Default::default()
+            };
+            source.restore(files, &req).map_err(|e| e.to_string())?;
+            passed &= check(
+                format!("mariadb-check {target}"),
+                server.check_tables(&target).map_err(|e| e.to_string()),
+            );
+            passed &= check(
+                format!("row counts {target}"),
+                match manifest["row_counts"][db.as_str()].as_object() {
+                    None => Err(format!(
+                        "snapshot {} recorded no row counts for {db:?} ({})",
+                        snap.short_id,
+                        manifest["row_counts_error"][db.as_str()]
+                            .as_str()
+                            .unwrap_or("made before coffer recorded them: back it up again")
+                    )),
+                    Some(want) => server
+                        .compare_row_counts(&target, want)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| {
+                            if c.differences.is_empty() {
+                                Ok(format!(
+                                    "{} tables, {} rows, as in the backup",
+                                    c.tables, c.rows
+                                ))
+                            } else {
+                                Err(c.differences.join("; "))
+                            }
+                        }),
+                },
+            );
+            restored.push(target);
+        }
+        let what = format!(
+            "loaded {} into a scratch mariadbd{}",
+            restored.join(", "),
+            if passed { "" } else { "; a check failed" }
+        );
+        (server, restored, what)
+    };
+    let msg = format!(
+        "restored snapshot {} of {:?}: {what} on port {}",
+        snap.short_id,
+        r.restore,
+        server.port()
+    );
+    scratch.restored.retain(|(n, _)| n != &e.name);
+    scratch.restored.push((
+        e.name.clone(),
+        Restored::Server {
+            url: server.url(),
+            databases: restored,
+        },
+    ));
+    scratch.mariadb.retain(|(n, _)| n != &e.name);
+    scratch.mariadb.push((e.name.clone(), server));
+    Ok(msg)
+}
