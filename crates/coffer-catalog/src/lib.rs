@@ -231,6 +231,9 @@ pub struct CheckResult {
     pub passed: bool,
     /// The figures or the error.
     pub detail: String,
+    /// How long it took.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// One step of a recovery.

@@ -120,7 +120,10 @@ pub struct ScenarioConfig {
     pub rto: Option<Span>,
     /// Cron schedule on which the daemon runs this scenario's drill.
     pub drill_schedule: Option<String>,
-    /// The steps, in order.
+    /// The steps, in order. Left out for a built-in scenario's name (`full_disaster`,
+    /// `<source>_failure`, ...): the built-in's steps, with this entry's description, `rto`
+    /// and `drill_schedule` where given.
+    #[serde(default)]
     pub steps: Vec<Step>,
 }
 
@@ -318,10 +321,20 @@ impl Config {
     pub fn scenarios(&self) -> Vec<Scenario> {
         let mut out = self.builtin_scenarios();
         for s in &self.scenario {
-            let resolved = self.resolve_scenario(s);
             match out.iter_mut().find(|b| b.name == s.name) {
-                Some(b) => *b = resolved,
-                None => out.push(resolved),
+                // Only a schedule, a target or a description for a built-in.
+                Some(b) if s.steps.is_empty() => {
+                    if !s.description.is_empty() {
+                        b.description = s.description.clone();
+                    }
+                    if let Some(r) = s.rto {
+                        b.rto = r.0;
+                    }
+                    b.drill_schedule = s.drill_schedule.clone();
+                    b.declared = true;
+                }
+                Some(b) => *b = self.resolve_scenario(s),
+                None => out.push(self.resolve_scenario(s)),
             }
         }
         out
@@ -489,8 +502,12 @@ impl Config {
                     s.name
                 ));
             }
-            if s.steps.is_empty() {
-                errors.push(format!("{at}: scenario {:?} has no steps", s.name));
+            if s.steps.is_empty() && !self.builtin_scenarios().iter().any(|b| b.name == s.name) {
+                errors.push(format!(
+                    "{at}: scenario {:?} has no steps (only a built-in scenario's name, such as \
+                     full_disaster, may leave them out to take the built-in's)",
+                    s.name
+                ));
             }
             if let Some(c) = &s.drill_schedule {
                 if let Err(e) = parse_schedule(c) {
@@ -582,6 +599,19 @@ mod tests {
             .contains("did you mean `redis_failure`"));
         let c = parse("[dr]\norder = [\"etc\"]\n").unwrap();
         assert_eq!(c.recovery_order()[0].name, "etc");
+        // A built-in's name without steps: its steps, with a schedule and a target of its own.
+        let c = parse(
+            "[[scenario]]\nname = \"full_disaster\"\nrto = \"3h\"\ndrill_schedule = \"0 3 1 * *\"\n",
+        )
+        .unwrap();
+        let full = c.find_scenario("full_disaster").unwrap();
+        assert_eq!(full.steps[0].describe(), "restore pg (clean)");
+        assert_eq!(full.rto.as_secs(), 3 * 3600);
+        assert_eq!(full.drill_schedule.as_deref(), Some("0 3 1 * *"));
+        let e = parse("[[scenario]]\nname = \"mine\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no steps"), "{e}");
     }
 
     #[test]

@@ -145,14 +145,15 @@ pub fn render(r: &DrillReport) -> String {
     if r.checks.is_empty() {
         h.push_str("<p>No data was checked.</p>\n");
     } else {
-        h.push_str("<table><tr><th>Step</th><th>Check</th><th>Result</th><th>Details</th></tr>\n");
+        h.push_str("<table><tr><th>Step</th><th>Check</th><th>Result</th><th>Time</th><th>Details</th></tr>\n");
         for c in &r.checks {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 c.step,
                 esc(&c.check),
                 badge(c.passed, "passed", "FAILED"),
+                seconds(c.seconds),
                 esc(&c.detail)
             );
         }

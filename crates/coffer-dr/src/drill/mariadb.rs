@@ -10,7 +10,7 @@ use coffer_config::{Config, SourceEntry};
 use coffer_sources::mariadb::scratch::ScratchServer;
 use coffer_sources::{RestoreRequest, SnapshotFiles};
 
-use super::{bin_dir, Restored, Scratch};
+use super::{bin_dir, Checker, Restored, Scratch};
 use crate::recover::PlannedSnapshot;
 
 const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
@@ -26,7 +26,7 @@ pub(super) fn restore(
     files: &SnapshotFiles,
     timeout: Duration,
     scratch: &mut Scratch,
-    check: &mut dyn FnMut(String, Result<String, String>) -> bool,
+    check: &mut Checker<'_>,
 ) -> Result<String, String> {
     let manifest = files.manifest().unwrap_or_default();
     let physical = manifest["mode"].as_str() == Some("physical");
@@ -53,10 +53,9 @@ pub(super) fn restore(
             .collect();
         let mut passed = true;
         for db in &dbs {
-            passed &= check(
-                format!("mariadb-check {db}"),
-                server.check_tables(db).map_err(|e| e.to_string()),
-            );
+            passed &= check.run(format!("mariadb-check {db}"), || {
+                server.check_tables(db).map_err(|e| e.to_string())
+            });
         }
         let what = format!(
             "unpacked and prepared the physical backup, served by a scratch mariadbd{}",
@@ -92,12 +91,10 @@ pub(super) fn restore(
                 ..Default::default()
             };
             source.restore(files, &req).map_err(|e| e.to_string())?;
-            passed &= check(
-                format!("mariadb-check {target}"),
-                server.check_tables(&target).map_err(|e| e.to_string()),
-            );
-            passed &= check(
-                format!("row counts {target}"),
+            passed &= check.run(format!("mariadb-check {target}"), || {
+                server.check_tables(&target).map_err(|e| e.to_string())
+            });
+            passed &= check.run(format!("row counts {target}"), || {
                 match manifest["row_counts"][db.as_str()].as_object() {
                     None => Err(format!(
                         "snapshot {} recorded no row counts for {db:?} ({})",
@@ -119,8 +116,8 @@ pub(super) fn restore(
                                 Err(c.differences.join("; "))
                             }
                         }),
-                },
-            );
+                }
+            });
             restored.push(target);
         }
         let what = format!(

@@ -348,6 +348,29 @@ pub fn execute(
     }
 }
 
+/// Runs and records the checks of one step.
+struct Checker<'a> {
+    checks: &'a mut Vec<CheckResult>,
+    step: usize,
+}
+
+impl Checker<'_> {
+    /// Runs `f`, records its outcome and time as check `name`, and says whether it passed.
+    fn run(&mut self, name: String, f: impl FnOnce() -> Result<String, String>) -> bool {
+        let t = Instant::now();
+        let result = f();
+        let passed = result.is_ok();
+        self.checks.push(CheckResult {
+            step: self.step,
+            check: name,
+            passed,
+            detail: result.unwrap_or_else(|e| e),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        passed
+    }
+}
+
 /// The message of a step cut short by a signal or a shutdown.
 pub const INTERRUPTED: &str =
     "interrupted: the drill was cancelled and its scratch instances stopped";
@@ -398,37 +421,40 @@ fn run_step(
                     let source = coffer_sources::build(cfg, &e).map_err(|e| e.to_string())?;
                     let db = c.database.clone().or_else(|| databases.first().cloned());
                     let sql = sql.clone();
-                    let ok = recover::within(limit, move || match sql {
-                        Some(q) => {
-                            let rows = source
-                                .run_sql(db.as_deref(), &q)
-                                .map_err(|e| e.to_string())?;
-                            let v = rows
-                                .first()
-                                .and_then(|r| r.first())
-                                .cloned()
-                                .unwrap_or_default();
-                            if ["t", "true", "1"].contains(&v.to_ascii_lowercase().as_str()) {
-                                Ok(format!("{q} returned {v} on the scratch cluster"))
-                            } else {
-                                Err(format!(
-                                    "{q} returned {v:?} on the scratch cluster, not true"
-                                ))
-                            }
-                        }
-                        None => source
-                            .probe()
-                            .map(|_| "the scratch cluster answers".to_string())
-                            .map_err(|e| e.to_string()),
-                    });
-                    checks.push(CheckResult {
+                    let name = match &c.sql {
+                        Some(q) => format!("sql: {q}"),
+                        None => "answers".into(),
+                    };
+                    let mut ok = Err(String::new());
+                    Checker {
+                        checks,
                         step: p.number,
-                        check: match &c.sql {
-                            Some(q) => format!("sql: {q}"),
-                            None => "answers".into(),
-                        },
-                        passed: ok.is_ok(),
-                        detail: ok.clone().unwrap_or_else(|e| e),
+                    }
+                    .run(name, || {
+                        ok = recover::within(limit, move || match sql {
+                            Some(q) => {
+                                let rows = source
+                                    .run_sql(db.as_deref(), &q)
+                                    .map_err(|e| e.to_string())?;
+                                let v = rows
+                                    .first()
+                                    .and_then(|r| r.first())
+                                    .cloned()
+                                    .unwrap_or_default();
+                                if ["t", "true", "1"].contains(&v.to_ascii_lowercase().as_str()) {
+                                    Ok(format!("{q} returned {v} on the scratch server"))
+                                } else {
+                                    Err(format!(
+                                        "{q} returned {v:?} on the scratch server, not true"
+                                    ))
+                                }
+                            }
+                            None => source
+                                .probe()
+                                .map(|_| "the scratch server answers".to_string())
+                                .map_err(|e| e.to_string()),
+                        });
+                        ok.clone()
                     });
                     ok.map(Some)
                 }
@@ -452,15 +478,9 @@ fn restore(
     let e = recover::source_entry(cfg, &r.restore)?;
     let snap = p.snapshot.as_ref().ok_or("no snapshot was planned")?;
     let (files, _lock) = recover::open_snapshot(cfg, snap, open)?;
-    let mut check = |name: String, result: Result<String, String>| {
-        let passed = result.is_ok();
-        checks.push(CheckResult {
-            step: p.number,
-            check: name,
-            passed,
-            detail: result.unwrap_or_else(|e| e),
-        });
-        passed
+    let mut check = Checker {
+        checks,
+        step: p.number,
     };
     match e.kind.as_str() {
         "mariadb" | "mysql" => mariadb::restore(
@@ -500,10 +520,9 @@ fn restore(
                 .collect();
             let mut all_passed = true;
             for db in &dbs {
-                all_passed &= check(
-                    format!("pg_amcheck {db}"),
-                    cluster.amcheck(db).map_err(|e| e.to_string()),
-                );
+                all_passed &= check.run(format!("pg_amcheck {db}"), || {
+                    cluster.amcheck(db).map_err(|e| e.to_string())
+                });
             }
             scratch.clusters.retain(|(n, _)| n != &e.name);
             scratch.clusters.push((e.name.clone(), cluster));
@@ -568,40 +587,36 @@ fn restore(
                     target
                 };
                 let cluster = scratch.cluster(e)?;
-                all_passed &= check(
-                    format!("pg_amcheck {target}"),
-                    cluster.amcheck(&target).map_err(|e| e.to_string()),
-                );
+                all_passed &= check.run(format!("pg_amcheck {target}"), || {
+                    cluster.amcheck(&target).map_err(|e| e.to_string())
+                });
                 let counts = manifest["row_counts"][db.as_str()].as_object().cloned();
-                all_passed &= check(
-                    format!("row counts {target}"),
-                    match counts {
-                        None => Err(format!(
-                            "snapshot {} recorded no row counts for {db:?} ({})",
-                            snap.short_id,
-                            manifest["row_counts_error"][db.as_str()]
-                                .as_str()
-                                .unwrap_or("made before coffer recorded them: back it up again")
-                        )),
-                        Some(want) => coffer_sources::postgres::verify::compare_row_counts(
-                            &url,
-                            bin_dir(e).as_deref(),
-                            &target,
-                            &want,
-                        )
-                        .map_err(|e| e.to_string())
-                        .and_then(|c| {
-                            if c.differences.is_empty() {
-                                Ok(format!(
-                                    "{} tables, {} rows, as in the backup",
-                                    c.tables, c.rows
-                                ))
-                            } else {
-                                Err(c.differences.join("; "))
-                            }
-                        }),
-                    },
-                );
+                all_passed &= check.run(format!("row counts {target}"), || match counts {
+                    None => Err(format!(
+                        "snapshot {} recorded no row counts for {db:?} ({})",
+                        snap.short_id,
+                        manifest["row_counts_error"][db.as_str()]
+                            .as_str()
+                            .unwrap_or("made before coffer recorded them: back it up again")
+                    )),
+                    Some(want) => coffer_sources::postgres::verify::compare_row_counts(
+                        &url,
+                        bin_dir(e).as_deref(),
+                        &target,
+                        &want,
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        if c.differences.is_empty() {
+                            Ok(format!(
+                                "{} tables, {} rows, as in the backup",
+                                c.tables, c.rows
+                            ))
+                        } else {
+                            Err(c.differences.join("; "))
+                        }
+                    }),
+                });
                 restored.push(target);
             }
             let msg = format!(
@@ -640,13 +655,27 @@ fn restore(
                         .unwrap_or_else(|| "no key counts in the backup to compare".into())
                 )
             });
-            let ok = check("key counts".into(), detail.clone().map_err(|e| e.clone()));
+            let mut ok = check.run("key counts".into(), || {
+                detail.clone().map_err(|e| e.clone())
+            });
             let detail = detail?;
+            // redis-check-rdb reads every record the way a server starting on the file
+            // would; it comes with redis-server, but a minimal install may lack it.
+            let rdb = scratch.dir_for(e).join(coffer_sources::redis::RDB_FILE);
+            if let Some(result) = redis_check_rdb(&rdb) {
+                ok &= check.run("redis-check-rdb".into(), || result);
+            }
             scratch
                 .restored
                 .push((e.name.clone(), Restored::Checked(detail.clone())));
             if !ok {
-                return Err(detail);
+                return Err(check
+                    .checks
+                    .iter()
+                    .rev()
+                    .find(|c| !c.passed)
+                    .map(|c| c.detail.clone())
+                    .unwrap_or(detail));
             }
             Ok(format!(
                 "restored snapshot {} of {:?} into a scratch redis-server: {detail}",
@@ -662,7 +691,9 @@ fn restore(
             };
             let outcome = source.restore(&files, &req).map_err(|e| e.to_string());
             let detail = outcome.as_ref().map(|rep| describe_files(rep, &dir));
-            check("file hashes".into(), detail.clone().map_err(|e| e.clone()));
+            check.run("file hashes".into(), || {
+                detail.clone().map_err(|e| e.clone())
+            });
             let detail = detail?;
             scratch
                 .restored
@@ -673,6 +704,28 @@ fn restore(
             ))
         }
     }
+}
+
+/// `redis-check-rdb FILE`, or None when it is not installed.
+fn redis_check_rdb(rdb: &Path) -> Option<Result<String, String>> {
+    let out = match std::process::Command::new("redis-check-rdb")
+        .arg(rdb)
+        .output()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("starting redis-check-rdb: {e}"))),
+        Ok(o) => o,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.trim().lines().last().unwrap_or("").to_string();
+    Some(if out.status.success() && text.contains("RDB looks OK") {
+        Ok("redis-check-rdb: RDB looks OK".into())
+    } else {
+        Err(format!(
+            "redis-check-rdb rejected the RDB ({}): {last}",
+            out.status
+        ))
+    })
 }
 
 fn describe_files(rep: &coffer_sources::RestoreReport, dir: &Path) -> String {

@@ -122,9 +122,10 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
         println!();
         for c in &report.checks {
             println!(
-                "check {} {}: {}",
+                "check {} {} ({:.1}s): {}",
                 if c.passed { "passed" } else { "FAILED" },
                 c.check,
+                c.seconds,
                 c.detail
             );
         }

@@ -190,6 +190,7 @@ fn drill_of_a_full_disaster_passes_and_leaves_nothing() {
         "{keys}"
     );
     assert_eq!(check("file hashes")["passed"], true);
+    assert_eq!(check("redis-check-rdb")["passed"], true);
     assert_eq!(rep["rto_met"], true);
     assert_eq!(rep["rpo_met"], true);
     assert!(rep["rto_seconds"].as_f64().unwrap() > 0.0);
@@ -208,7 +209,8 @@ fn drill_of_a_full_disaster_passes_and_leaves_nothing() {
         runs["runs"][0]["recovery"]["checks"]
             .as_array()
             .map(Vec::len),
-        Some(5)
+        Some(6),
+        "pg_amcheck, row counts, answers, key counts, redis-check-rdb, file hashes"
     );
 
     // Nothing left: no directory, no server on the scratch cluster's port.
