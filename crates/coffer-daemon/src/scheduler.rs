@@ -491,11 +491,7 @@ impl Scheduler {
         let open = |r: &coffer_config::RepositoryConfig| {
             coffer_jobs::open_repository(r).map_err(|e| e.to_string())
         };
-        let last = cat
-            .last_of_kind(&scenario.name, RunKind::Drill, &[Status::Success])
-            .ok()
-            .flatten()
-            .and_then(|r| r.recovery.map(|x| x.rto_seconds));
+        let last = coffer_dr::last_duration(cat, &scenario.name, RunKind::Drill);
         let plan = coffer_dr::drill::plan(
             &self.config,
             &scenario,

@@ -20,6 +20,19 @@ pub use assess::{assess, Assessment, Check, Level};
 
 use coffer_config::{Config, RepositoryConfig, SourceEntry};
 
+/// How long the newest successful run of `kind` (a recovery or a drill) of `scenario`
+/// took: what the next one may be expected to take.
+pub fn last_duration(
+    cat: &coffer_catalog::Catalog,
+    scenario: &str,
+    kind: coffer_catalog::RunKind,
+) -> Option<f64> {
+    cat.last_of_kind(scenario, kind, &[coffer_catalog::Status::Success])
+        .ok()
+        .flatten()
+        .and_then(|r| r.recovery.map(|x| x.rto_seconds))
+}
+
 /// The repositories a source's backups can be in: its own, those of the jobs that back it up,
 /// or the only one declared.
 pub fn repositories_of<'a>(cfg: &'a Config, e: &SourceEntry) -> Vec<&'a RepositoryConfig> {

@@ -49,41 +49,12 @@ fn program(bin_dir: Option<&str>, names: &[&str], dirs: &[&str]) -> String {
     names[0].to_string()
 }
 
-/// uid and gid of the `mysql` user, when running as root.
 fn mysql_user() -> Result<Option<(u32, u32)>, SourceError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(None);
-    }
-    let name = std::ffi::CString::new("mysql").map_err(|e| err(e.to_string()))?;
-    // SAFETY: getpwnam with a valid C string; the entry is read at once.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(err(
-            "coffer runs as root and there is no mysql user to run a scratch server as".into(),
-        ));
-    }
-    // SAFETY: pw is non-null.
-    Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
+    crate::scratch::run_as("mysql").map_err(err)
 }
 
 fn free_port() -> Result<u16, SourceError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| err(format!("finding a free port: {e}")))
-}
-
-fn chown_tree(p: &Path, uid: u32, gid: u32) -> Result<(), SourceError> {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .map_err(|e| err(format!("handing {} to mysql: {e}", p.display())))?;
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).map_err(|e| err(format!("{}: {e}", p.display())))? {
-            let e = e.map_err(|e| err(format!("{}: {e}", p.display())))?;
-            chown_tree(&e.path(), uid, gid)?;
-        }
-    }
-    Ok(())
+    crate::scratch::free_port().map_err(|e| err(format!("finding a free port: {e}")))
 }
 
 impl ScratchServer {
@@ -118,7 +89,8 @@ impl ScratchServer {
         let s = ScratchServer::prepare(bin_dir)?;
         fill(&s.data())?;
         if let Some((uid, gid)) = mysql_user()? {
-            chown_tree(&s.dir, uid, gid)?;
+            crate::scratch::chown_tree(&s.dir, uid, gid)
+                .map_err(|e| err(format!("handing {} to mysql: {e}", s.dir.display())))?;
         }
         s.launch(bin_dir, timeout)?;
         Ok(s)

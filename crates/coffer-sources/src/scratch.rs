@@ -78,6 +78,46 @@ pub fn register_pid(what: impl Into<String>, pid: u32) -> Registration {
     })
 }
 
+/// The uid and gid a scratch server runs as: `None` when coffer is not root (it runs as
+/// coffer's user), else those of `user` (servers refuse to run as root), or an error saying
+/// that `user` does not exist.
+pub fn run_as(user: &str) -> Result<Option<(u32, u32)>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new(user).map_err(|e| e.to_string())?;
+    // SAFETY: getpwnam with a valid C string; the entry is read at once, before any other
+    // call could reuse its static buffer.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!(
+            "coffer runs as root and there is no {user} user to run a scratch server as"
+        ));
+    }
+    // SAFETY: pw is non-null and points at a passwd entry.
+    Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
+}
+
+/// Hands `path` and everything below it to `uid`:`gid` (symbolic links themselves, not
+/// what they point at).
+pub fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for e in std::fs::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+}
+
 /// What is registered now, oldest first.
 pub fn live() -> Vec<String> {
     GLOBAL.0.lock().iter().map(|(_, w, _)| w.clone()).collect()

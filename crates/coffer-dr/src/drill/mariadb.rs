@@ -10,7 +10,7 @@ use coffer_config::{Config, SourceEntry};
 use coffer_sources::mariadb::scratch::ScratchServer;
 use coffer_sources::{RestoreRequest, SnapshotFiles};
 
-use super::{bin_dir, Checker, Restored, Scratch};
+use super::{bin_dir, row_counts, Checker, Restored, Scratch};
 use crate::recover::PlannedSnapshot;
 
 const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
@@ -95,28 +95,11 @@ pub(super) fn restore(
                 server.check_tables(&target).map_err(|e| e.to_string())
             });
             passed &= check.run(format!("row counts {target}"), || {
-                match manifest["row_counts"][db.as_str()].as_object() {
-                    None => Err(format!(
-                        "snapshot {} recorded no row counts for {db:?} ({})",
-                        snap.short_id,
-                        manifest["row_counts_error"][db.as_str()]
-                            .as_str()
-                            .unwrap_or("made before coffer recorded them: back it up again")
-                    )),
-                    Some(want) => server
+                row_counts(snap, &manifest, db, |want| {
+                    server
                         .compare_row_counts(&target, want)
                         .map_err(|e| e.to_string())
-                        .and_then(|c| {
-                            if c.differences.is_empty() {
-                                Ok(format!(
-                                    "{} tables, {} rows, as in the backup",
-                                    c.tables, c.rows
-                                ))
-                            } else {
-                                Err(c.differences.join("; "))
-                            }
-                        }),
-                }
+                })
             });
             restored.push(target);
         }

@@ -590,32 +590,16 @@ fn restore(
                 all_passed &= check.run(format!("pg_amcheck {target}"), || {
                     cluster.amcheck(&target).map_err(|e| e.to_string())
                 });
-                let counts = manifest["row_counts"][db.as_str()].as_object().cloned();
-                all_passed &= check.run(format!("row counts {target}"), || match counts {
-                    None => Err(format!(
-                        "snapshot {} recorded no row counts for {db:?} ({})",
-                        snap.short_id,
-                        manifest["row_counts_error"][db.as_str()]
-                            .as_str()
-                            .unwrap_or("made before coffer recorded them: back it up again")
-                    )),
-                    Some(want) => coffer_sources::postgres::verify::compare_row_counts(
-                        &url,
-                        bin_dir(e).as_deref(),
-                        &target,
-                        &want,
-                    )
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| {
-                        if c.differences.is_empty() {
-                            Ok(format!(
-                                "{} tables, {} rows, as in the backup",
-                                c.tables, c.rows
-                            ))
-                        } else {
-                            Err(c.differences.join("; "))
-                        }
-                    }),
+                all_passed &= check.run(format!("row counts {target}"), || {
+                    row_counts(snap, &manifest, db, |want| {
+                        coffer_sources::postgres::verify::compare_row_counts(
+                            &url,
+                            bin_dir(e).as_deref(),
+                            &target,
+                            want,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
                 });
                 restored.push(target);
             }
@@ -703,6 +687,36 @@ fn restore(
                 snap.short_id, r.restore
             ))
         }
+    }
+}
+
+/// The row-count check of dumped database `db`: the counts snapshot `snap` recorded,
+/// against what `compare` finds in the restored database.
+fn row_counts(
+    snap: &PlannedSnapshot,
+    manifest: &serde_json::Value,
+    db: &str,
+    compare: impl FnOnce(
+        &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<coffer_sources::row_counts::RowComparison, String>,
+) -> Result<String, String> {
+    let Some(want) = manifest["row_counts"][db].as_object() else {
+        return Err(format!(
+            "snapshot {} recorded no row counts for {db:?} ({})",
+            snap.short_id,
+            manifest["row_counts_error"][db]
+                .as_str()
+                .unwrap_or("made before coffer recorded them: back it up again")
+        ));
+    };
+    let c = compare(want)?;
+    if c.differences.is_empty() {
+        Ok(format!(
+            "{} tables, {} rows, as in the backup",
+            c.tables, c.rows
+        ))
+    } else {
+        Err(c.differences.join("; "))
     }
 }
 

@@ -7,7 +7,6 @@
 //! initdb refuses to run as root, so when coffer runs as root the cluster runs as the
 //! `postgres` user (its directory is handed to that user).
 
-use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,19 +20,6 @@ use super::archive::{self, Archived, BaseBackup};
 use super::physical::{PitrRequest, RecoveryTarget};
 use crate::scratch::Registration;
 use crate::{util, RestoreReport, SourceError};
-
-/// Hands `dir` and everything in it to `uid`:`gid`.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), SourceError> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
-        .map_err(|e| err(format!("handing {} to postgres: {e}", dir.display())))?;
-    if dir.is_dir() && !dir.is_symlink() {
-        for e in std::fs::read_dir(dir).map_err(|e| err(format!("{}: {e}", dir.display())))? {
-            let e = e.map_err(|e| err(format!("{}: {e}", dir.display())))?;
-            chown_tree(&e.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
 
 /// A running scratch cluster.
 pub struct ScratchCluster {
@@ -93,26 +79,8 @@ pub fn server_bin(bin_dir: Option<&str>) -> Result<PathBuf, SourceError> {
         })
 }
 
-/// uid and gid of the `postgres` user.
-fn postgres_user() -> Result<(u32, u32), SourceError> {
-    let name = CString::new("postgres").map_err(|e| err(e.to_string()))?;
-    // SAFETY: getpwnam with a valid C string; the result is read at once, before any other
-    // call that could reuse its static buffer.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(err(
-            "coffer runs as root and there is no postgres user to run a scratch cluster as".into(),
-        ));
-    }
-    // SAFETY: pw is non-null and points at a passwd entry.
-    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
-}
-
 fn free_port() -> Result<u16, SourceError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| err(format!("finding a free port: {e}")))
+    crate::scratch::free_port().map_err(|e| err(format!("finding a free port: {e}")))
 }
 
 impl ScratchCluster {
@@ -203,7 +171,12 @@ impl ScratchCluster {
             ),
         )?;
         if let Some((uid, gid)) = c.inner.user {
-            chown_tree(&c.inner.dir, uid, gid)?;
+            crate::scratch::chown_tree(&c.inner.dir, uid, gid).map_err(|e| {
+                err(format!(
+                    "handing {} to postgres: {e}",
+                    c.inner.dir.display()
+                ))
+            })?;
         }
         let t = std::time::Instant::now();
         c.launch(timeout)?;
@@ -219,12 +192,7 @@ impl ScratchCluster {
     /// A registered, empty scratch directory owned by the user the cluster runs as.
     fn prepare(bin_dir: Option<&str>) -> Result<ScratchCluster, SourceError> {
         let bin = server_bin(bin_dir)?;
-        // SAFETY: geteuid has no preconditions.
-        let user = if unsafe { libc::geteuid() } == 0 {
-            Some(postgres_user()?)
-        } else {
-            None
-        };
+        let user = crate::scratch::run_as("postgres").map_err(err)?;
         let dir = tempfile::Builder::new()
             .prefix("coffer-drill-pg-")
             .tempdir()

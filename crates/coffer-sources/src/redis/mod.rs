@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -1775,10 +1775,7 @@ pub struct ScratchServer {
 }
 
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("finding a free port: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port: {e}"))
+    crate::scratch::free_port().map_err(|e| format!("finding a free port: {e}"))
 }
 
 fn collect_log(r: impl Read + Send + 'static, log: Arc<Mutex<VecDeque<String>>>) {
@@ -2387,7 +2384,7 @@ mod tests {
     /// A one-shot fake Redis: answers the handshake commands, then writes `payload` in small
     /// pieces after PSYNC.
     fn fake_server(payload: Vec<u8>, piece: usize) -> (u16, std::thread::JoinHandle<()>) {
-        let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         let h = std::thread::spawn(move || {
             // Connections: backup() check, control, sync.

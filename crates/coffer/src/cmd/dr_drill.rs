@@ -11,11 +11,10 @@ use coffer_catalog::{Catalog, Run, RunKind, Status};
 use coffer_config::units::short_duration;
 use coffer_config::Config;
 use coffer_dr::drill;
-use coffer_dr::recover::Choice;
 
 use super::dr::DrillArgs;
-use super::dr_recover::{parse_time, print_plan};
-use super::job::{audit, catalog, catalog_path};
+use super::dr_recover::{catalog_unless_dry, choice, print_plan};
+use super::job::{audit, catalog_path};
 use crate::global::GlobalOpts;
 
 /// Exit code of a drill whose checks passed but that missed a target.
@@ -23,23 +22,11 @@ const TARGET_MISSED: i32 = 4;
 
 pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
     let scenario = cfg.find_scenario(&a.scenario).map_err(anyhow::Error::msg)?;
-    let choice = match (&a.snapshot, &a.at) {
-        (Some(id), _) => Choice::Id(id.clone()),
-        (None, Some(t)) => Choice::At(parse_time(t)?),
-        (None, None) => Choice::Latest,
-    };
-    let cat = if a.dry_run && !catalog_path(cfg).exists() {
-        None
-    } else {
-        Some(catalog(cfg)?)
-    };
-    let last = cat.as_ref().and_then(|c| {
-        c.list_kind(Some(&scenario.name), Some(RunKind::Drill), 20)
-            .ok()?
-            .into_iter()
-            .find(|r| r.status == Status::Success)
-            .and_then(|r| r.recovery.map(|x| x.rto_seconds))
-    });
+    let choice = choice(&a.snapshot, &a.at)?;
+    let cat = catalog_unless_dry(cfg, a.dry_run)?;
+    let last = cat
+        .as_ref()
+        .and_then(|c| coffer_dr::last_duration(c, &scenario.name, RunKind::Drill));
     let open = |r: &coffer_config::RepositoryConfig| {
         g.open_named(Some(&r.name))
             .map_err(|e| crate::ui::chain_text(&e))

@@ -25,24 +25,11 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
             scenario.steps.len()
         );
     }
-    let choice = match (&a.snapshot, &a.at) {
-        (Some(id), _) => Choice::Id(id.clone()),
-        (None, Some(t)) => Choice::At(parse_time(t)?),
-        (None, None) => Choice::Latest,
-    };
-    // A dry run reads the catalog when there is one and never creates it.
-    let cat = if a.dry_run && !catalog_path(cfg).exists() {
-        None
-    } else {
-        Some(catalog(cfg)?)
-    };
-    let last = cat.as_ref().and_then(|c| {
-        c.list_kind(Some(&scenario.name), Some(RunKind::Recover), 20)
-            .ok()?
-            .into_iter()
-            .find(|r| r.status == Status::Success)
-            .and_then(|r| r.recovery.map(|x| x.rto_seconds))
-    });
+    let choice = choice(&a.snapshot, &a.at)?;
+    let cat = catalog_unless_dry(cfg, a.dry_run)?;
+    let last = cat
+        .as_ref()
+        .and_then(|c| coffer_dr::last_duration(c, &scenario.name, RunKind::Recover));
     let open = |r: &coffer_config::RepositoryConfig| {
         g.open_named(Some(&r.name))
             .map_err(|e| crate::ui::chain_text(&e))
@@ -264,6 +251,27 @@ fn confirm(plan: &RecoverPlan) -> anyhow::Result<()> {
         bail!("not confirmed: nothing was changed");
     }
     Ok(())
+}
+
+/// Which snapshots `--snapshot` and `--at` ask for.
+pub(super) fn choice(snapshot: &Option<String>, at: &Option<String>) -> anyhow::Result<Choice> {
+    Ok(match (snapshot, at) {
+        (Some(id), _) => Choice::Id(id.clone()),
+        (None, Some(t)) => Choice::At(parse_time(t)?),
+        (None, None) => Choice::Latest,
+    })
+}
+
+/// The catalog; a dry run reads it when there is one and never creates it.
+pub(super) fn catalog_unless_dry(
+    cfg: &Config,
+    dry_run: bool,
+) -> anyhow::Result<Option<coffer_catalog::Catalog>> {
+    Ok(if dry_run && !catalog_path(cfg).exists() {
+        None
+    } else {
+        Some(catalog(cfg)?)
+    })
 }
 
 /// RFC 3339, or a local `YYYY-MM-DD HH:MM[:SS]`.
