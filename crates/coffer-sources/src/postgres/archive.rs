@@ -353,21 +353,37 @@ pub fn fetch(
     dest: &Path,
     system_identifier: Option<u64>,
 ) -> Result<FetchOutcome, SourceError> {
-    // Refused before any listing: a typo in restore_command must not look like the end of
-    // the archive.
+    wal_name(name)?;
+    let snaps = repo.snapshots()?;
+    fetch_in(repo, &snaps, source, name, dest, system_identifier)
+}
+
+/// `name` as a WAL file name, checked before any listing: a typo in restore_command must not
+/// look like the end of the archive.
+pub fn wal_name(name: &str) -> Result<WalName, SourceError> {
     WalName::parse(name).ok_or_else(|| {
         SourceError::Wal(format!(
             "{name:?} is not a WAL file name (wal-fetch takes %f %p)"
         ))
-    })?;
-    let snaps = repo.snapshots()?;
+    })
+}
+
+/// [`fetch`] from the listing `snaps` of the repository.
+pub fn fetch_in(
+    repo: Arc<Repository>,
+    snaps: &[SnapshotWithId],
+    source: &str,
+    name: &str,
+    dest: &Path,
+    system_identifier: Option<u64>,
+) -> Result<FetchOutcome, SourceError> {
     let sysid = match system_identifier {
         Some(s) => Some(s),
-        None => base_backups(&snaps, source)
+        None => base_backups(snaps, source)
             .last()
             .map(|b| b.system_identifier),
     };
-    let mut candidates: Vec<Archived> = archived(&snaps, source)
+    let mut candidates: Vec<Archived> = archived(snaps, source)
         .into_iter()
         .filter(|a| a.name.name == name && sysid.is_none_or(|s| a.system_identifier == s))
         .collect();

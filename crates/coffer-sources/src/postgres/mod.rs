@@ -24,6 +24,7 @@ pub mod archive;
 mod dump_rows;
 mod label;
 pub mod physical;
+pub mod prefetch;
 pub mod scratch;
 pub mod verify;
 pub mod wal;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use coffer_sources::postgres::archive::{self, FetchOutcome, PushOutcome, PushRequest};
 use coffer_sources::postgres::physical::{self, PitrRequest, RecoveryTarget};
+use coffer_sources::postgres::prefetch;
 use coffer_sources::postgres::wal;
 
 use crate::global::GlobalOpts;
@@ -33,6 +34,11 @@ pub struct FetchArgs {
     /// base backup)
     #[arg(long, value_name = "ID")]
     pub system_id: Option<u64>,
+    /// Fetch this many following segments ahead into pg_wal/.coffer-prefetch when a request
+    /// misses, so that the next requests need no repository access (0: off; needs
+    /// --system-id, which `coffer pg restore` writes into restore_command)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub prefetch: usize,
     /// The file PostgreSQL wants (%f in restore_command)
     pub name: String,
     /// Where to write it (%p in restore_command)
@@ -147,10 +153,42 @@ pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<i32> {
 
 pub fn fetch(g: &GlobalOpts, a: FetchArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
+    let ahead = a.system_id.filter(|_| a.prefetch > 0);
+    if let Some(sysid) = ahead {
+        let spool = prefetch::spool_dir(&a.dest, sysid);
+        if let Some(n) = prefetch::take(&spool, &a.name, &a.dest) {
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "summary", "file": a.name, "status": "restored",
+                        "prefetched": true, "bytes": n, "total_duration": started.elapsed().as_secs_f64()})
+                );
+            } else if !g.quiet {
+                eprintln!("restored {} ({}) from the prefetch spool", a.name, bytes(n));
+            }
+            return Ok(0);
+        }
+    }
     let (repo, _lock) = open(g, &a.source)?;
     repo.load_index().context("loading the index")?;
-    let outcome = archive::fetch(Arc::clone(&repo), &a.source, &a.name, &a.dest, a.system_id)
-        .with_context(|| format!("wal-fetch {} (source {:?})", a.name, a.source))?;
+    let outcome = match ahead {
+        Some(sysid) => prefetch::fetch_ahead(
+            Arc::clone(&repo),
+            &a.source,
+            &a.name,
+            &a.dest,
+            sysid,
+            a.prefetch,
+        )
+        .map(|(o, n)| {
+            if n > 0 && !g.quiet && !g.json {
+                eprintln!("prefetched the next {n} segments");
+            }
+            o
+        }),
+        None => archive::fetch(Arc::clone(&repo), &a.source, &a.name, &a.dest, a.system_id),
+    }
+    .with_context(|| format!("wal-fetch {} (source {:?})", a.name, a.source))?;
     match outcome {
         FetchOutcome::Restored { snapshot, bytes: n } => {
             if g.json {

@@ -414,6 +414,74 @@ fn postgres_point_in_time_recovery() {
         missing.describe()
     );
 
+    // Prefetch: a miss fetches the next segments into pg_wal/.coffer-prefetch/<system id>,
+    // checked; the next request is served from there, byte for byte what a plain fetch
+    // gives; a file the archive lacks empties the spool.
+    let (segs, sysid) = {
+        let st = run(lab
+            .coffer(port)
+            .args(["--json", "snapshots", "--tag", "wal"]))
+        .ok();
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        let mut segs: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["coffer"]["wal"]["name"].as_str().map(str::to_string))
+            .filter(|n| n.len() == 24)
+            .collect();
+        segs.sort();
+        segs.dedup();
+        let sysid = v[0]["coffer"]["system_identifier"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (segs, sysid)
+    };
+    assert!(segs.len() >= 3, "{segs:?}");
+    let wal = lab.dir.join("prefetch-test/pg_wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    lab.chown();
+    let fetch = |name: &str, extra: &[&str]| {
+        let r = run(lab
+            .coffer(port)
+            .args([
+                "--json",
+                "wal-fetch",
+                "--source",
+                "pg-phys",
+                "--system-id",
+                &sysid,
+            ])
+            .args(extra)
+            .arg(name)
+            .arg(wal.join("RECOVERYXLOG")));
+        let out = r.stdout_str();
+        (r.status.code(), out)
+    };
+    let (code, out) = fetch(&segs[0], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("\"prefetched\""), "{out}");
+    let spool = wal.join(".coffer-prefetch").join(&sysid);
+    assert!(
+        spool.join(&segs[1]).is_file(),
+        "nothing prefetched into {}",
+        spool.display()
+    );
+    let (code, out) = fetch(&segs[1], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"prefetched\":true"), "{out}");
+    let from_spool = std::fs::read(wal.join("RECOVERYXLOG")).unwrap();
+    let (code, _) = fetch(&segs[1], &["--prefetch", "0"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::read(wal.join("RECOVERYXLOG")).unwrap(), from_spool);
+    let (code, _) = fetch("0000000100000000000000FD", &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        !wal.join(".coffer-prefetch").exists(),
+        "the spool outlived the end of the archive"
+    );
+
     // Point-in-time restore into a new cluster.
     let restored = lab.dir.join("restored");
     let r = run(lab
