@@ -10,7 +10,7 @@ use coffer_config::{Config, SourceEntry};
 use coffer_sources::mariadb::scratch::ScratchServer;
 use coffer_sources::{RestoreRequest, SnapshotFiles};
 
-use super::{bin_dir, row_counts, Checker, Restored, Scratch};
+use super::{bin_dir, dumped_databases, row_counts, Checker, Restored, Scratch};
 use crate::recover::PlannedSnapshot;
 
 const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
@@ -65,17 +65,7 @@ pub(super) fn restore(
     } else {
         let server = ScratchServer::start(bin.as_deref(), timeout).map_err(|e| e.to_string())?;
         let source = source_on(&server.url())?;
-        let dumped: Vec<String> = match &r.database {
-            Some(d) => vec![d.clone()],
-            None => manifest["databases"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|d| d["name"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
+        let dumped = dumped_databases(r, &manifest);
         let single = dumped.len() == 1;
         let mut restored = Vec::new();
         let mut passed = true;

@@ -548,17 +548,7 @@ fn restore(
             let source = coffer_sources::build(cfg, &e.with_setting("url", &url))
                 .map_err(|e| e.to_string())?;
             let manifest = files.manifest().unwrap_or_default();
-            let dumped: Vec<String> = match &r.database {
-                Some(d) => vec![d.clone()],
-                None => manifest["databases"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|d| d["name"].as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            let dumped = dumped_databases(r, &manifest);
             let dumped = if dumped.is_empty() {
                 // No manifest: what the restore finds on its own (the only dump).
                 vec![String::new()]
@@ -696,6 +686,22 @@ fn restore(
                 snap.short_id, r.restore
             ))
         }
+    }
+}
+
+/// The databases a restore step brings back: the one it names, else every one the snapshot's
+/// manifest lists (none without a manifest).
+fn dumped_databases(r: &RestoreStep, manifest: &serde_json::Value) -> Vec<String> {
+    match &r.database {
+        Some(d) => vec![d.clone()],
+        None => manifest["databases"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
