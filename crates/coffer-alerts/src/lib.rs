@@ -33,7 +33,6 @@ for c in &cfg.channel {
 # }
 ```
 */
-#![deny(missing_docs)]
 
 mod alerter;
 mod channels;

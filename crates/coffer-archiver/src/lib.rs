@@ -18,7 +18,6 @@
 //! println!("snapshot {} saved", r.snapshot_id.short());
 //! # Ok(()) }
 //! ```
-#![deny(missing_docs)]
 
 mod backup;
 pub mod filter;

@@ -3,6 +3,9 @@
 //! reference chunker (restic's boundaries, hence deduplication with restic), and the stored
 //! blobs must give the data back.
 
+// A test fails by panicking: unwrap is how these say what they expect.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

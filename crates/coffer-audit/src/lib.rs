@@ -46,7 +46,6 @@ for p in &report.problems {
 # }
 ```
 */
-#![deny(missing_docs)]
 
 mod error;
 mod key;

@@ -1,3 +1,10 @@
+//! The audit log as a file: a chain of HMAC-signed lines that verification walks, and every
+//! way it can be damaged (an edited byte, a changed space, a garbage, inserted, removed or torn
+//! line, a cut tail), concurrent appends, and the rules for where the key may live.
+
+// A test fails by panicking: unwrap is how these say what they expect.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

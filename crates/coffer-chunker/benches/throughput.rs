@@ -5,6 +5,9 @@
 //! time of the thread (from `/proc/thread-self/schedstat`), which is less
 //! disturbed by other processes competing for the CPU.
 
+// A test fails by panicking: unwrap is how these say what they expect.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -62,7 +62,6 @@
 //! assert_eq!(chunks.concat(), data);
 //! ```
 
-#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod chunker;

@@ -14,7 +14,6 @@ assert_eq!(t!(Lang::En, "time-ago", d = "5m"), "5m ago");
 assert_eq!(t!(Lang::ZhCn, "time-ago", d = "5m"), "5m前");
 ```
 */
-#![deny(missing_docs)]
 
 use std::sync::OnceLock;
 

@@ -30,7 +30,6 @@
 //!     println!("{} {}", s.id.short(), s.snap.time);
 //! }
 //! ```
-#![deny(missing_docs)]
 
 pub mod backend;
 mod cache;

@@ -2,6 +2,9 @@
 //! it is not running) and private ones on free ports for settings that must not be changed on
 //! the shared one (passwords, ACL users, disk-based replication, no checksums).
 
+// A test fails by panicking: unwrap is how these say what they expect.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;

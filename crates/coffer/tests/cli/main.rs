@@ -2,6 +2,9 @@
 //! runs the real binary against real repositories (local directories, a tmpfs, SeaweedFS S3)
 //! and uses Debian's restic as the oracle for what a valid repository is.
 
+// A test fails by panicking: unwrap is how these say what they expect.
+#![allow(clippy::unwrap_used)]
+
 mod alerting;
 mod alerts;
 mod check;
