@@ -2,11 +2,15 @@
 //! bounded whatever the input:
 //!
 //! ```text
-//! walker (this thread) --FileJob--> readers (read, chunk, SHA-256, dedup lookup)
-//!    |                                  |--SealJob (new chunks only)--> sealers (zstd, encrypt, pack)
-//!    |                                  '--content ids--.
-//!    '--DirJob (post-order)--> tree saver <-------------'   (waits per node, saves tree blobs)
+//! walkers (a pool) --FileJob--> readers (read, chunk, SHA-256, dedup lookup)
+//!    |                              |--SealJob (new chunks only)--> sealers (zstd, encrypt, pack)
+//!    |                              '--content ids--.
+//!    '--DirJob (post-order)--> tree saver <---------'   (waits per node, saves tree blobs)
 //! ```
+//!
+//! Paths are walked by a pool of their own (stat calls and parent-tree decoding are all the
+//! work an unchanged tree has); streams (a dump, stdin) are read by the calling thread, which
+//! hands their chunks to the sealers. A detached scanner sizes the input for the ETA.
 //!
 //! Packs are uploaded by the [`Packer`]'s threads. The snapshot is written only after the root
 //! tree is saved and the packer has flushed every pack and index file, and only if no stage
