@@ -491,6 +491,11 @@ impl Config {
             }
         }
         let mut seen = std::collections::HashSet::new();
+        let builtin: Vec<String> = self
+            .builtin_scenarios()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
         for s in &self.scenario {
             let at = self.line_of("name", &s.name);
             if !seen.insert(&s.name) {
@@ -502,7 +507,7 @@ impl Config {
                     s.name
                 ));
             }
-            if s.steps.is_empty() && !self.builtin_scenarios().iter().any(|b| b.name == s.name) {
+            if s.steps.is_empty() && !builtin.contains(&s.name) {
                 errors.push(format!(
                     "{at}: scenario {:?} has no steps (only a built-in scenario's name, such as \
                      full_disaster, may leave them out to take the built-in's)",

@@ -514,8 +514,7 @@ impl Scheduler {
             .map(|r| r.run)
         } else {
             // Recorded so that DrillFailed says why a scheduled drill cannot run.
-            let mut r = Run::start(&plan.scenario, "", item.trigger.as_str(), 1);
-            r.kind = RunKind::Drill;
+            let mut r = plan.new_run(RunKind::Drill, item.trigger.as_str());
             r.errors.push(format!(
                 "the drill cannot run: {}",
                 plan.problems.join("; ")

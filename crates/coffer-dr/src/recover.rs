@@ -103,6 +103,21 @@ pub struct RecoverPlan {
     pub problems: Vec<String>,
 }
 
+impl RecoverPlan {
+    /// A new run of `kind` (a recovery or a drill) for this plan, not yet in the catalog: its
+    /// job is the scenario, its repository that of the first snapshot restored.
+    pub fn new_run(&self, kind: coffer_catalog::RunKind, trigger: &str) -> coffer_catalog::Run {
+        let repo = self
+            .steps
+            .iter()
+            .find_map(|s| s.snapshot.as_ref().map(|s| s.repository.as_str()))
+            .unwrap_or_default();
+        let mut r = coffer_catalog::Run::start(&self.scenario, repo, trigger, 1);
+        r.kind = kind;
+        r
+    }
+}
+
 /// Resolves `scenario`'s steps against the repositories. `last_seconds` is how long its last
 /// recovery took (from the catalog), for the expected duration.
 pub fn plan(

@@ -889,13 +889,7 @@ pub fn run(
     on_start: &mut dyn FnMut(&Run),
     on_step: &mut dyn FnMut(&PlannedStep, &StepResult),
 ) -> Result<Recorded, String> {
-    let first_repo = plan
-        .steps
-        .iter()
-        .find_map(|s| s.snapshot.as_ref().map(|s| s.repository.clone()))
-        .unwrap_or_default();
-    let mut record = Run::start(&plan.scenario, &first_repo, trigger, 1);
-    record.kind = RunKind::Drill;
+    let mut record = plan.new_run(RunKind::Drill, trigger);
     cat.insert(&mut record).map_err(|e| e.to_string())?;
     on_start(&record);
     let started = record.started.with_timezone(&Utc);

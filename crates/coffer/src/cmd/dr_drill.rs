@@ -13,7 +13,7 @@ use coffer_config::Config;
 use coffer_dr::drill;
 
 use super::dr::DrillArgs;
-use super::dr_recover::{catalog_unless_dry, choice, print_plan};
+use super::dr_recover::{catalog_unless_dry, choice, show_plan};
 use super::job::{audit, catalog_path};
 use crate::global::GlobalOpts;
 
@@ -32,24 +32,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
             .map_err(|e| crate::ui::chain_text(&e))
     };
     let plan = drill::plan(cfg, &scenario, &open, &choice, last, Utc::now());
-    if g.json {
-        if a.dry_run || !plan.problems.is_empty() {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
-        }
-    } else if !g.quiet {
-        print_plan(&plan, 1);
-    }
-    if !plan.problems.is_empty() {
-        bail!(
-            "scenario {:?} cannot be drilled: {}",
-            plan.scenario,
-            plan.problems.join("; ")
-        );
-    }
-    if a.dry_run {
-        if !g.json && !g.quiet {
-            println!("dry run: nothing was started");
-        }
+    if show_plan(g, &plan, a.dry_run, 1, "be drilled", "started")? {
         return Ok(0);
     }
     let Some(cat) = cat else {

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write as _};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use coffer_catalog::{Run, RunKind, Status};
+use coffer_catalog::{RunKind, Status};
 use coffer_config::units::short_duration;
 use coffer_config::Config;
 use coffer_dr::recover::{self, Choice, RecoverPlan};
@@ -35,22 +35,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
             .map_err(|e| crate::ui::chain_text(&e))
     };
     let plan = recover::plan(cfg, &scenario, &open, &choice, last, Utc::now());
-    if g.json && (a.dry_run || !plan.problems.is_empty()) {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else if !g.quiet {
-        print_plan(&plan, a.from_step);
-    }
-    if !plan.problems.is_empty() {
-        bail!(
-            "scenario {:?} cannot run: {}",
-            plan.scenario,
-            plan.problems.join("; ")
-        );
-    }
-    if a.dry_run {
-        if !g.json && !g.quiet {
-            println!("dry run: nothing was changed");
-        }
+    if show_plan(g, &plan, a.dry_run, a.from_step, "run", "changed")? {
         return Ok(0);
     }
     if !a.yes {
@@ -59,13 +44,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
     let Some(cat) = cat else {
         bail!("the run catalog could not be opened");
     };
-    let first_repo = plan
-        .steps
-        .iter()
-        .find_map(|s| s.snapshot.as_ref().map(|s| s.repository.clone()))
-        .unwrap_or_default();
-    let mut record = Run::start(&plan.scenario, &first_repo, "manual", 1);
-    record.kind = RunKind::Recover;
+    let mut record = plan.new_run(RunKind::Recover, "manual");
     cat.insert(&mut record)?;
     audit(cfg, &cat, "dr.recover", &plan.scenario, "started");
     let total = plan.steps.len();
@@ -175,7 +154,38 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
     Ok(0)
 }
 
-pub(super) fn print_plan(plan: &RecoverPlan, from: usize) {
+/// Shows the plan (JSON only for a dry run or a plan that cannot run: otherwise the JSON
+/// output is the result), refuses a plan with problems, and says whether this was a dry run
+/// (then nothing was `changed`).
+pub(super) fn show_plan(
+    g: &GlobalOpts,
+    plan: &RecoverPlan,
+    dry_run: bool,
+    from: usize,
+    verb: &str,
+    changed: &str,
+) -> anyhow::Result<bool> {
+    if g.json {
+        if dry_run || !plan.problems.is_empty() {
+            println!("{}", serde_json::to_string_pretty(plan)?);
+        }
+    } else if !g.quiet {
+        print_plan(plan, from);
+    }
+    if !plan.problems.is_empty() {
+        bail!(
+            "scenario {:?} cannot {verb}: {}",
+            plan.scenario,
+            plan.problems.join("; ")
+        );
+    }
+    if dry_run && !g.json && !g.quiet {
+        println!("dry run: nothing was {changed}");
+    }
+    Ok(dry_run)
+}
+
+fn print_plan(plan: &RecoverPlan, from: usize) {
     println!(
         "scenario {}: {}",
         plan.scenario,
