@@ -10,6 +10,8 @@
 #     pgbackrest         pgbackrest backup --type=full, process-max=2 (Debian's 2.45)
 #   then PGBENCH_SECS of pgbench traffic and a second round (pgBackRest: --type=incr), so the
 #   second column shows what deduplication (or pgBackRest's file-level increments) saves.
+#   Then the logical restore: pg_restore into a new database from the dump as a local file,
+#   against coffer restore --source --to-database streaming it from the repository.
 #   Redis (REDIS_KEYS keys from DEBUG POPULATE): coffer backup --source against
 #   redis-cli --rdb into a file.
 #
@@ -179,6 +181,21 @@ for round in 1 2; do
     fi
 done
 
+echo "== PostgreSQL logical restore: pg_restore from a local file vs coffer streaming from the repository"
+as_pg $C restore --source pg-logical --target "$work/dumps" >/dev/null
+ls -l "$work/dumps/bench.dump" | awk '{printf "   dump file %s bytes\n", $5}'
+for round in 1 2; do
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS bench_file" -c "CREATE DATABASE bench_file"
+    run "pg_restore-file.$round" "$work/dumps" "$work/as-pg" "$pgbin/pg_restore" -h 127.0.0.1 \
+        -p "$port" -U postgres -d bench_file "$work/dumps/bench.dump"
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS bench_coffer"
+    run "coffer-pg-restore.$round" "$work/dumps" "$work/as-pg" $C restore --source pg-logical \
+        --database bench --to-database bench_coffer
+done
+[ "$(psql_ -d bench_file -c 'SELECT count(*) FROM pgbench_accounts')" = \
+  "$(psql_ -d bench_coffer -c 'SELECT count(*) FROM pgbench_accounts')" ] || { echo "restored row counts differ" >&2; exit 1; }
+psql_ -d postgres -c "DROP DATABASE bench_file" -c "DROP DATABASE bench_coffer"
+
 echo "== Redis: $redis_keys keys on port $rport"
 mkdir -p "$work/redis"
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis" \
@@ -202,6 +219,10 @@ for round in 1 2; do
     done
     printf "   %-18s vs coffer physical: %s\n" pgbackrest "$(ratio "${T[pgbackrest.$round]}" "${T[coffer-physical.$round]}")"
 done
+best() { printf '%s\n' "$@" | sort -g | head -n1; }
+printf "PostgreSQL restore: pg_restore from a file vs coffer from the repository: %s (best of 2: %s s vs %s s)\n" \
+    "$(ratio "$(best "${T[pg_restore-file.1]}" "${T[pg_restore-file.2]}")" "$(best "${T[coffer-pg-restore.1]}" "${T[coffer-pg-restore.2]}")")" \
+    "$(best "${T[pg_restore-file.1]}" "${T[pg_restore-file.2]}")" "$(best "${T[coffer-pg-restore.1]}" "${T[coffer-pg-restore.2]}")"
 printf "Redis: redis-cli --rdb vs coffer: %s (best of 2: %s s vs %s s)\n" \
     "$(ratio "$(printf '%s\n' "${T[redis-cli-rdb.1]}" "${T[redis-cli-rdb.2]}" | sort -g | head -n1)" \
              "$(printf '%s\n' "${T[coffer-redis.1]}" "${T[coffer-redis.2]}" | sort -g | head -n1)")" \

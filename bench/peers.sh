@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Backs up the same data with coffer, restic and rustic in one run and prints, per tool and
-# phase (first backup, unchanged second backup, restore): wall time, MB/s, peak RSS and
-# repository size, then coffer's ratios against each peer.
+# phase (first backup, unchanged second backup, restore into a new file system, check
+# --read-data, and, when the data is one file, dump: that file streamed to a pipe, the way a
+# restore feeds pg_restore): wall time, MB/s, peak RSS and repository size, then coffer's
+# ratios against each peer. The page cache is dropped before every phase (as root), so
+# each tool reads cold, as after a disaster.
 #
 # Usage: bench/peers.sh [PATH...]        default: /usr/lib /usr/share (real binaries, libraries,
 #                                         docs and compressed files, about 5 GB)
@@ -31,13 +34,17 @@ export RESTIC_CACHE_DIR="$work/cache-restic" COFFER_CACHE_DIR="$work/cache-coffe
 
 bytes=$(du -sb --apparent-size "${paths[@]}" 2>/dev/null | awk '{s+=$1} END {print s}')
 files=$(find "${paths[@]}" -type f 2>/dev/null | wc -l)
-# Warm the page cache so every tool reads from memory, not from whoever came first.
-tar cf - "${paths[@]}" 2>/dev/null | cat > /dev/null
+# One file: its path for the dump phase.
+one=""
+if [ "$files" = 1 ]; then one=$(find "${paths[@]}" -type f 2>/dev/null); fi
+phases=(first second restore check)
+[ -n "$one" ] && phases+=(dump)
 
 declare -A TL RL S
 run() { # tool phase command...
     local tool=$1 phase=$2; shift 2
     sync
+    if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
     local out
     out=$( { /usr/bin/time -f "TIME %e %M" "$@" > "$work/$tool-$phase.log" 2>&1; } 2>&1 | grep '^TIME' || true)
     if [ -z "$out" ]; then out=$(grep '^TIME' "$work/$tool-$phase.log" | tail -n 1); fi
@@ -83,6 +90,8 @@ for round in $(seq 1 "$runs"); do
             run coffer second "$coffer" -r "$repo" -q backup "${paths[@]}"
             S[coffer]=$(du -sb "$repo" | cut -f1)
             run coffer restore "$coffer" -r "$repo" -q restore latest --target "$(target coffer)"
+            run coffer check "$coffer" -r "$repo" -q check --read-data
+            [ -z "$one" ] || run coffer dump sh -c '"$0" -r "$1" dump latest "$2" | cat > /dev/null' "$coffer" "$repo" "$one"
             ;;
         restic)
             rm -rf "$RESTIC_CACHE_DIR"
@@ -91,6 +100,8 @@ for round in $(seq 1 "$runs"); do
             run restic second restic -r "$repo" -q backup "${paths[@]}"
             S[restic]=$(du -sb "$repo" | cut -f1)
             run restic restore restic -r "$repo" -q restore latest --target "$(target restic)"
+            run restic check restic -r "$repo" -q check --read-data
+            [ -z "$one" ] || run restic dump sh -c 'restic -r "$0" dump latest "$1" | cat > /dev/null' "$repo" "$one"
             ;;
         rustic)
             rustic -r "$repo" init >/dev/null 2>&1
@@ -98,6 +109,8 @@ for round in $(seq 1 "$runs"); do
             run rustic second rustic -r "$repo" backup "${paths[@]}"
             S[rustic]=$(du -sb "$repo" | cut -f1)
             run rustic restore rustic -r "$repo" restore latest "$(target rustic)"
+            run rustic check rustic -r "$repo" check --read-data
+            [ -z "$one" ] || run rustic dump sh -c 'rustic -r "$0" dump "latest:$1" | cat > /dev/null' "$repo" "$one"
             ;;
         esac
         rm -rf "$work"/restore-*
@@ -114,7 +127,7 @@ echo
 echo "data: ${paths[*]}: $files files, $mb MB; $(nproc) cores; $runs rounds; $(date -u +%Y-%m-%dT%H:%MZ)"
 printf '%-8s %-8s %9s %9s %10s %12s\n' tool phase seconds MB/s peakRSS_MB repo_MB
 for tool in "${tools[@]}"; do
-    for phase in first second restore; do
+    for phase in "${phases[@]}"; do
         t=${T[$tool.$phase]:-nan}; r=${R[$tool.$phase]:-0}
         printf '%-8s %-8s %9s %9.1f %10.1f %12.1f\n' "$tool" "$phase" "$t" \
             "$(awk -v b="$bytes" -v t="$t" 'BEGIN {print (t>0 ? b/1e6/t : 0)}')" \
@@ -125,7 +138,7 @@ done
 echo
 for peer in "${tools[@]}"; do
     [ "$peer" = coffer ] && continue
-    for phase in first second restore; do
+    for phase in "${phases[@]}"; do
         awk -v p="$peer" -v ph="$phase" -v a="${T[coffer.$phase]:-0}" -v b="${T[$peer.$phase]:-0}" \
             -v ra="${R[coffer.$phase]:-0}" -v rb="${R[$peer.$phase]:-0}" \
             'BEGIN { if (a > 0) printf "coffer vs %-7s %-8s speed x%.2f  peak RSS x%.2f\n", p, ph, b/a, ra/rb }'

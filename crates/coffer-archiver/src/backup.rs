@@ -2,11 +2,15 @@
 //! bounded whatever the input:
 //!
 //! ```text
-//! walkers (a pool) --FileJob--> readers (read, chunk, SHA-256, dedup lookup)
-//!    |                              |--SealJob (new chunks only)--> sealers (zstd, encrypt, pack)
-//!    |                              '--content ids--.
-//!    '--DirJob (post-order)--> tree saver <---------'   (waits per node, saves tree blobs)
+//! walkers (a pool) --FileJob--> readers (read, chunk) --SealJob--> sealers (SHA-256, dedup
+//!    |                              ^                                  lookup, zstd, encrypt,
+//!    |                              '---------- content ids -----------  pack)
+//!    '--DirJob (post-order)--> tree saver <-- content ids of each file
+//!                              (waits per node, saves tree blobs)
 //! ```
+//!
+//! Only chunking is sequential within one file or stream; hashing, compression and encryption
+//! of its chunks run on every sealer, so one large dump is not held to one core's SHA-256.
 //!
 //! Paths are walked by a pool of their own (stat calls and parent-tree decoding are all the
 //! work an unchanged tree has); streams (a dump, stdin) are read by the calling thread, which
@@ -193,9 +197,12 @@ struct FileJob {
     reply: Sender<ContentResult>,
 }
 
+/// A chunk to hash and, unless the repository has it, seal; its id goes back to the reader
+/// as its position in the content.
 struct SealJob {
-    id: Id,
     data: ChunkBuf,
+    slot: usize,
+    ids: Sender<(usize, Id)>,
 }
 
 /// Buffers that held a chunk larger than this are freed rather than pooled, so a pooled
@@ -288,7 +295,8 @@ impl Ctx {
     fn read_stream(&self, r: &mut dyn Read, seal: &Sender<SealJob>) -> ContentResult {
         let mut chunker = self.chunker.clone();
         chunker.reset();
-        let mut ids = Vec::new();
+        let (ids_tx, ids_rx) = unbounded();
+        let mut count = 0usize;
         let mut total = 0u64;
         let mut cur = self.bufs.take();
         loop {
@@ -313,14 +321,24 @@ impl Ctx {
                 next.len = cur.len - end;
                 next.buf[..next.len].copy_from_slice(&cur.buf[end..cur.len]);
                 cur.len = end;
-                self.emit(std::mem::replace(&mut cur, next), &mut ids, seal)?;
+                self.emit(std::mem::replace(&mut cur, next), &mut count, &ids_tx, seal)?;
                 scanned = 0;
             }
         }
         if cur.len > 0 {
-            self.emit(cur, &mut ids, seal)?;
+            self.emit(cur, &mut count, &ids_tx, seal)?;
         } else {
             self.bufs.give(cur);
+        }
+        drop(ids_tx);
+        let mut ids = vec![Id::default(); count];
+        for _ in 0..count {
+            // Every job holds a sender: the channel closes early only if jobs were dropped
+            // unhashed, which sealers do once the backup has failed.
+            let (slot, id) = ids_rx
+                .recv()
+                .map_err(|_| "interrupted: the backup failed elsewhere".to_string())?;
+            ids[slot] = id;
         }
         Ok((ids, total))
     }
@@ -328,17 +346,17 @@ impl Ctx {
     fn emit(
         &self,
         chunk: ChunkBuf,
-        ids: &mut Vec<Id>,
+        count: &mut usize,
+        ids: &Sender<(usize, Id)>,
         seal: &Sender<SealJob>,
     ) -> Result<(), String> {
-        let id = Id::hash(chunk.data());
-        ids.push(id);
-        if self.packer.reserve(&id, BlobType::Data) {
-            seal.send(SealJob { id, data: chunk })
-                .map_err(|_| "sealer threads stopped".to_string())?;
-        } else {
-            self.bufs.give(chunk);
-        }
+        seal.send(SealJob {
+            data: chunk,
+            slot: *count,
+            ids: ids.clone(),
+        })
+        .map_err(|_| "sealer threads stopped".to_string())?;
+        *count += 1;
         Ok(())
     }
 }
@@ -637,10 +655,16 @@ fn sealer(ctx: Arc<Ctx>, rx: Receiver<SealJob>) {
         if ctx.error.lock().is_some() {
             continue;
         }
+        let id = Id::hash(job.data.data());
+        let _ = job.ids.send((job.slot, id));
+        if !ctx.packer.reserve(&id, BlobType::Data) {
+            ctx.bufs.give(job.data);
+            continue;
+        }
         let (payload, unc) = sealer.compress(job.data.data());
-        if let Err(e) =
-            ctx.packer
-                .add_compressed(job.id, BlobType::Data, payload, job.data.len, unc)
+        if let Err(e) = ctx
+            .packer
+            .add_compressed(id, BlobType::Data, payload, job.data.len, unc)
         {
             ctx.fail(e.to_string());
         }

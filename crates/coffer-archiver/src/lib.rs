@@ -30,7 +30,7 @@ mod walk;
 
 pub use backup::{backup, BackupError, BackupOptions, BackupResult, Finalize};
 pub use progress::{Progress, ProgressSnapshot};
-pub use reader::FileReader;
+pub use reader::{copy_stream, FileReader};
 pub use restore::{restore, DamagedFile, RestoreError, RestoreOptions, RestoreResult};
 pub use stream::{lazy as lazy_stream, StreamSource};
 pub use walk::{find_node, walk_tree, TreeEntry};

@@ -16,11 +16,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use coffer_repo::backend::FileType;
-use coffer_repo::pack::{open_blob, read_header, BlobType, PackedBlob};
+use coffer_repo::pack::{header_start, open_blob, read_header_tail, BlobType, PackedBlob};
 use coffer_repo::snapshot::{Snapshot, SnapshotWithId};
-use coffer_repo::{Id, RepoError, Repository};
+use coffer_repo::{Id, IdHasher, RepoError, Repository};
 use parking_lot::Mutex;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{MaintError, Result};
@@ -431,11 +432,11 @@ fn read_packs(
     report: &mut CheckReport,
     progress: &Progress,
 ) -> Result<Vec<DamagedPack>> {
-    let results = repo.parallel_map(chosen, |(pack, _)| {
+    let results = repo.parallel_map(chosen, |(pack, size)| {
         if progress.cancelled() {
             return Err(RepoError::Invalid("interrupted".into()));
         }
-        let r = check_pack(repo, pack, &per_pack[pack]);
+        let r = check_pack(repo, pack, *size, &per_pack[pack]);
         progress.add(1, r.bytes);
         Ok(r)
     });
@@ -454,41 +455,138 @@ fn read_packs(
     Ok(damaged)
 }
 
-fn check_pack(repo: &Repository, pack: &Id, indexed: &BTreeMap<u32, PackedBlob>) -> PackResult {
-    let all = || indexed.values().map(|b| b.id).collect::<Vec<_>>();
-    let bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
-        Ok(b) => b,
-        Err(e) => {
-            return PackResult {
-                bytes: 0,
-                blobs: 0,
-                damage: Some(DamagedPack {
-                    pack: *pack,
-                    reason: format!("cannot be read: {e}"),
-                    blobs: all(),
-                }),
+/// The most of one pack held at once: packs are read in segments of whole blobs, so a check
+/// holds a few MiB per thread however large the packs are.
+const SEGMENT: u64 = 4 << 20;
+
+/// Reads a pack of `size` bytes (its listed size) in segments: each is added to the pack's
+/// hash while its blobs are decrypted, decompressed and hashed on every core.
+fn check_pack(
+    repo: &Repository,
+    pack: &Id,
+    size: u64,
+    indexed: &BTreeMap<u32, PackedBlob>,
+) -> PackResult {
+    let blobs: Vec<&PackedBlob> = indexed.values().collect();
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; blobs.len()];
+    let blobs_end = blobs
+        .iter()
+        .map(|b| b.offset as u64 + b.length as u64)
+        .filter(|e| *e <= size)
+        .max()
+        .unwrap_or(0);
+    let mut hasher = IdHasher::default();
+    let mut tail = Vec::new();
+    let mut stray = Vec::new();
+    let (mut start, mut i, mut read) = (0u64, 0usize, 0u64);
+    let mut failure = None;
+    while start < size {
+        // Whole blobs from `start`, up to SEGMENT (one larger blob alone); a blob that
+        // overlaps another or passes the end is checked on its own below.
+        let mut members = Vec::new();
+        let mut end = start;
+        while let Some(b) = blobs.get(i) {
+            let (bo, be) = (b.offset as u64, b.offset as u64 + b.length as u64);
+            if bo < end.max(start) || be > size {
+                stray.push(i);
+                i += 1;
+                continue;
             }
+            if be - start > SEGMENT && (!members.is_empty() || bo > start) {
+                break;
+            }
+            members.push(i);
+            end = be;
+            i += 1;
         }
-    };
-    let n = bytes.len() as u64;
-    let mut reasons = Vec::new();
-    let actual = Id::hash(&bytes);
-    if actual != *pack {
-        reasons.push(format!("content hash is {actual}, not its name"));
+        if members.is_empty() {
+            let next = blobs.get(i).map(|b| b.offset as u64).unwrap_or(size);
+            end = next.min(start + SEGMENT).min(size).max(start + 1);
+        }
+        let data = match repo.read_pack_range(pack, start, end - start) {
+            Ok(d) => d,
+            Err(e) => {
+                failure = Some(format!("cannot be read from offset {start}: {e}"));
+                break;
+            }
+        };
+        read += data.len() as u64;
+        let opened = rayon::join(
+            || hasher.update(&data),
+            || {
+                members
+                    .par_iter()
+                    .map(|&m| {
+                        let b = blobs[m];
+                        let lo = (b.offset as u64 - start) as usize;
+                        match data.get(lo..lo + b.length as usize) {
+                            Some(enc) => open_blob(repo.key(), b, enc)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            None => Err("beyond the end of the pack".to_string()),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .1;
+        for (m, r) in members.iter().zip(opened) {
+            results[*m] = Some(r);
+        }
+        if end > blobs_end {
+            let from = blobs_end.saturating_sub(start) as usize;
+            tail.extend_from_slice(data.get(from..).unwrap_or_default());
+        }
+        if (data.len() as u64) < end - start {
+            // Shorter than listed: nothing more to read.
+            break;
+        }
+        start = end;
     }
-    let header: Option<Vec<PackedBlob>> = match read_header(repo.key(), &bytes) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            reasons.push(format!("header cannot be read: {e}"));
-            None
+    stray.extend(i..blobs.len());
+    let mut reasons = Vec::new();
+    if let Some(f) = &failure {
+        reasons.push(f.clone());
+    } else {
+        let actual = hasher.finish();
+        if read < size {
+            reasons.push(format!("only {read} of its {size} bytes could be read"));
+        } else if actual != *pack {
+            reasons.push(format!("content hash is {actual}, not its name"));
         }
+    }
+    for m in stray {
+        if results[m].is_some() {
+            continue;
+        }
+        let b = blobs[m];
+        results[m] = Some(if failure.is_some() {
+            Err("not read".to_string())
+        } else {
+            repo.read_pack_range(pack, b.offset as u64, b.length as u64)
+                .map_err(|e| e.to_string())
+                .and_then(|enc| match enc.len() == b.length as usize {
+                    true => open_blob(repo.key(), b, &enc)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    false => Err("beyond the end of the pack".to_string()),
+                })
+        });
+    }
+    let header = match &failure {
+        Some(_) => None,
+        None => match header_of(repo, pack, &tail, size.min(read)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                reasons.push(format!("header cannot be read: {e}"));
+                None
+            }
+        },
     };
-    let mut bad = Vec::new();
-    let mut blobs = 0;
     if let Some(h) = &header {
         let in_header: HashMap<u32, &PackedBlob> = h.iter().map(|b| (b.offset, b)).collect();
-        for b in indexed.values() {
-            if in_header.get(&b.offset).is_none_or(|hb| *hb != b) {
+        for b in &blobs {
+            if in_header.get(&b.offset).is_none_or(|hb| hb != b) {
                 reasons.push(format!(
                     "blob {} is in the index but not in the pack header",
                     b.id
@@ -497,37 +595,59 @@ fn check_pack(repo: &Repository, pack: &Id, indexed: &BTreeMap<u32, PackedBlob>)
         }
     }
     // Blobs are checked from the index entries, which is what restores rely on.
-    for b in indexed.values() {
-        blobs += 1;
-        let range = b.offset as usize..(b.offset as usize + b.length as usize);
-        let r = match bytes.get(range) {
-            Some(enc) => open_blob(repo.key(), b, enc)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            None => Err("beyond the end of the pack".to_string()),
-        };
-        if let Err(e) = r {
+    let mut bad = Vec::new();
+    for (b, r) in blobs.iter().zip(results) {
+        if let Some(Err(e)) = r {
             bad.push(b.id);
-            if bad.len() <= 3 {
+            if bad.len() <= 3 && failure.is_none() {
                 reasons.push(format!("{} blob {}: {e}", b.kind, b.id));
             }
         }
     }
-    if bad.len() > 3 {
+    if bad.len() > 3 && failure.is_none() {
         reasons.push(format!("{} more damaged blobs", bad.len() - 3));
     }
     if header.is_none() {
-        bad = all();
+        bad = blobs.iter().map(|b| b.id).collect();
     }
     PackResult {
-        bytes: n,
-        blobs,
+        bytes: read,
+        blobs: blobs.len() as u64,
         damage: (!reasons.is_empty()).then(|| DamagedPack {
             pack: *pack,
             reason: reasons.join("; "),
             blobs: bad,
         }),
     }
+}
+
+/// The pack's header, from the bytes read after its last indexed blob, or read on its own
+/// when those do not hold all of it (an index that lacks the pack's last blobs).
+fn header_of(
+    repo: &Repository,
+    pack: &Id,
+    tail: &[u8],
+    len: u64,
+) -> Result<Vec<PackedBlob>, String> {
+    let read = |from: u64| {
+        repo.read_pack_range(pack, from, len - from)
+            .map_err(|e| e.to_string())
+    };
+    let fetched;
+    let last = match tail.len() >= 4 {
+        true => &tail[tail.len() - 4..],
+        false => {
+            fetched = read(len.saturating_sub(4))?;
+            &fetched[..]
+        }
+    };
+    let last4 =
+        <[u8; 4]>::try_from(last).map_err(|_| format!("pack of {len} bytes is too short"))?;
+    let start = header_start(last4, len).map_err(|e| e.to_string())?;
+    if start >= len - tail.len() as u64 {
+        return read_header_tail(repo.key(), tail, len).map_err(|e| e.to_string());
+    }
+    read_header_tail(repo.key(), &read(start)?, len).map_err(|e| e.to_string())
 }
 
 /// For each tree, the relative paths below it that are affected (None: nothing is).

@@ -39,6 +39,22 @@ impl Id {
     }
 }
 
+/// An [`Id`] computed over bytes that come in pieces (a pack read in segments).
+#[derive(Default)]
+pub struct IdHasher(Sha256);
+
+impl IdHasher {
+    /// Adds the next piece.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The id of everything added.
+    pub fn finish(self) -> Id {
+        Id(self.0.finalize().into())
+    }
+}
+
 /// A hex string that is not a 64-digit id.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid id {0:?}: expected 64 hex digits")]

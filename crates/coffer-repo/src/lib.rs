@@ -52,6 +52,6 @@ pub mod tree;
 pub use cache::Cache;
 pub use coffer_chunker::Pol;
 pub use error::{RepoError, Result};
-pub use id::{Id, ParseIdError};
+pub use id::{Id, IdHasher, ParseIdError};
 pub use packer::{Packer, PackerStats, DEFAULT_PACK_SIZE};
 pub use repository::{DamagedSnapshot, InitOptions, Repository};

@@ -340,21 +340,55 @@ pub fn parse_header(plain: &[u8]) -> Result<Vec<PackedBlob>, BlobError> {
 
 /// Reads the header of a whole pack held in memory.
 pub fn read_header(key: &Key, pack: &[u8]) -> Result<Vec<PackedBlob>, BlobError> {
-    if pack.len() < 4 + OVERHEAD {
+    read_header_tail(key, pack, pack.len() as u64)
+}
+
+/// Where the encrypted header of a pack of `pack_len` bytes starts, from its last four
+/// bytes (`last4`).
+pub fn header_start(last4: [u8; 4], pack_len: u64) -> Result<u64, BlobError> {
+    if pack_len < (4 + OVERHEAD) as u64 {
         return Err(BlobError::Header(format!(
-            "pack of {} bytes is too short",
-            pack.len()
+            "pack of {pack_len} bytes is too short"
         )));
     }
-    let hlen = u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4 bytes")) as usize;
-    if hlen + 4 > pack.len() {
+    let hlen = u32::from_le_bytes(last4) as u64;
+    if hlen + 4 > pack_len {
         return Err(BlobError::Header(format!(
             "header length {hlen} exceeds pack size"
         )));
     }
-    let start = pack.len() - 4 - hlen;
-    let plain = key.decrypt(&pack[start..pack.len() - 4])?;
+    Ok(pack_len - 4 - hlen)
+}
+
+/// Decrypts and parses the header from `tail`, the last bytes of a pack of `pack_len` bytes
+/// (at least the header and its length), so that a pack read in segments need not be held
+/// whole.
+pub fn read_header_tail(
+    key: &Key,
+    tail: &[u8],
+    pack_len: u64,
+) -> Result<Vec<PackedBlob>, BlobError> {
+    let last4: [u8; 4] = match tail.len().checked_sub(4).map(|i| &tail[i..]) {
+        Some(b) => b
+            .try_into()
+            .map_err(|_| BlobError::Header("short tail".into()))?,
+        None => {
+            return Err(BlobError::Header(format!(
+                "pack of {pack_len} bytes is too short"
+            )))
+        }
+    };
+    let start = header_start(last4, pack_len)?;
+    let tail_start = pack_len - tail.len() as u64;
+    if start < tail_start {
+        return Err(BlobError::Header(format!(
+            "the header starts at {start}, before the {} bytes read from the end",
+            tail.len()
+        )));
+    }
+    let plain = key.decrypt(&tail[(start - tail_start) as usize..tail.len() - 4])?;
     let blobs = parse_header(&plain)?;
+    let start = start as usize;
     if let Some(last) = blobs.last() {
         if last.offset as usize + last.length as usize != start {
             return Err(BlobError::Header(

@@ -22,7 +22,7 @@ mod util;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use coffer_archiver::{FileReader, StreamSource};
+use coffer_archiver::{FileReader, Progress, StreamSource};
 use coffer_config::{Config, ConfigError, SourceEntry};
 use coffer_repo::snapshot::SnapshotWithId;
 use coffer_repo::tree::{Node, NodeType, Tree};
@@ -127,6 +127,8 @@ pub struct SnapshotFiles {
     pub snapshot: SnapshotWithId,
     /// The root tree.
     pub root: Tree,
+    /// Where readers count what they deliver (a restore's progress display).
+    pub progress: Arc<Progress>,
 }
 
 impl SnapshotFiles {
@@ -140,7 +142,14 @@ impl SnapshotFiles {
             repo,
             snapshot,
             root,
+            progress: Arc::default(),
         })
+    }
+
+    /// Counts what readers deliver in `progress` (a restore's display), instead of nowhere.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> SnapshotFiles {
+        self.progress = progress;
+        self
     }
 
     /// Names of the files at the root.
@@ -170,7 +179,8 @@ impl SnapshotFiles {
 
     /// A reader over a root file.
     pub fn reader(&self, name: &str) -> Result<FileReader, SourceError> {
-        Ok(FileReader::new(Arc::clone(&self.repo), self.node(name)?))
+        Ok(FileReader::new(Arc::clone(&self.repo), self.node(name)?)
+            .with_progress(Arc::clone(&self.progress), name))
     }
 
     /// The manifest the backup wrote, if any.

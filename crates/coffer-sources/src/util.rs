@@ -185,7 +185,7 @@ pub fn feed_capture(cmd: Command, mut input: impl Read) -> Result<(String, Strin
         .stdin
         .take()
         .expect("stdin of a child just spawned with Stdio::piped()");
-    let copied = std::io::copy(&mut input, &mut stdin);
+    let copied = coffer_archiver::copy_stream(&mut input, &mut stdin);
     drop(stdin);
     let st = running.wait()?;
     let out = out_thread.join().unwrap_or_default();
@@ -255,7 +255,7 @@ pub fn write_file_io(path: &Path, mut input: impl Read) -> Result<u64, WriteErro
     }
     let tmp = path.with_extension("coffer-tmp");
     let mut f = std::fs::File::create(&tmp).map_err(fail("creating", &tmp))?;
-    let n = std::io::copy(&mut input, &mut f).map_err(fail("writing", &tmp))?;
+    let n = coffer_archiver::copy_stream(&mut input, &mut f).map_err(fail("writing", &tmp))?;
     f.sync_all().map_err(fail("syncing", &tmp))?;
     f.flush().ok();
     std::fs::rename(&tmp, path).map_err(fail("renaming to", path))?;

@@ -268,8 +268,10 @@ fn humantime(d: Duration) -> String {
 fn json_loop(progress: &Progress, stop: &AtomicBool, verb: &str) {
     let start = Instant::now();
     let mut last = Instant::now() - Duration::from_secs(10);
-    while !stop.load(Ordering::Relaxed) {
-        if last.elapsed() >= Duration::from_secs(1) {
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        // One line a second, and a last one at the end with the final counts.
+        if stopping || last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
             let p = progress.snapshot();
             let pct = if p.total_bytes > 0 {
@@ -299,6 +301,9 @@ fn json_loop(progress: &Progress, stop: &AtomicBool, verb: &str) {
                 v["seconds_remaining"] = e.as_secs().into();
             }
             println!("{v}");
+        }
+        if stopping {
+            return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -1,7 +1,8 @@
 //! The restorer. It plans first (walk the snapshot, apply include/exclude, map every data blob
-//! to the file offsets that need it), then restores pack by pack on several threads
-//! ([`packs`]): each pack is read in segments, each blob is decrypted, verified and written
-//! with `pwrite` to every place it belongs. Memory is bounded by the number of threads times
+//! to the file offsets that need it), then restores segment by segment on several threads
+//! ([`packs`]): each pack is cut into segments of a few MiB, each blob is decrypted, verified
+//! and written with `pwrite` to every place it belongs, so one large file spread over a few
+//! packs is decoded and written in parallel like many small ones. Memory is bounded by the number of threads times
 //! the segment size, whatever the file sizes. All-zero blobs are skipped in fresh files,
 //! which keeps sparse files sparse. Owners, modes and times are applied last, directories
 //! deepest first.
@@ -14,6 +15,8 @@
 
 mod packs;
 mod verify;
+
+pub(crate) use packs::SEGMENT;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -293,6 +296,11 @@ pub fn restore(
         }
     }
 
+    let units: Vec<(Id, Vec<PackedBlob>)> = pack_order
+        .iter()
+        .filter_map(|id| packs.remove(id).map(|b| (*id, b)))
+        .flat_map(|(id, blobs)| packs::segments(blobs).into_iter().map(move |s| (id, s)))
+        .collect();
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let threads = opts.threads.max(1);
@@ -310,10 +318,10 @@ pub fn restore(
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(pack) = pack_order.get(i) else {
+                let Some((pack, seg)) = units.get(i) else {
                     return;
                 };
-                for e in packs::restore_pack(&work, pack, &packs[pack]) {
+                for e in packs::restore_segment(&work, pack, seg) {
                     tracing::warn!("{e}");
                 }
             });

@@ -1,5 +1,7 @@
-//! The restorer's data path: each pack is read in segments, each blob decrypted, verified and
-//! written with `pwrite` to every file offset that needs it.
+//! The restorer's data path: each pack is cut into segments that workers take in turn (so
+//! that even one pack's blobs are decoded on several threads); each segment is read with one
+//! request, each blob decrypted, verified and written with `pwrite` to every file offset that
+//! needs it.
 //!
 //! Damage costs only the damaged bytes: a blob that cannot be read (short read of a
 //! truncated pack, a flipped byte, a pack that is gone) is tried from any other pack that
@@ -99,68 +101,82 @@ pub(super) struct Work<'a> {
     pub bytes: &'a AtomicU64,
 }
 
-/// The most a worker reads from a pack at once.
-const SEGMENT: u64 = 4 << 20;
+/// The most one unit of work spans, encrypted (one read) or plain (what it decodes to).
+/// Bounding the plain size too keeps a pack of highly compressible data (a 500 MB dump of
+/// repetitive rows fits in one 7 MB pack) from becoming one thread's work.
+pub(crate) const SEGMENT: u64 = 4 << 20;
 
-/// Restores the `blobs` of `pack`; returns one message per blob that could not be restored.
-pub(super) fn restore_pack(w: &Work<'_>, pack: &Id, blobs: &[PackedBlob]) -> Vec<String> {
-    let mut blobs = blobs.to_vec();
+/// Cuts the `blobs` of one pack into segments of at most [`SEGMENT`] bytes (one blob may
+/// exceed it), each read with one request and restored by one worker.
+pub(super) fn segments(mut blobs: Vec<PackedBlob>) -> Vec<Vec<PackedBlob>> {
     blobs.sort_by_key(|b| b.offset);
-    let mut problems = Vec::new();
-    // Read the pack in segments of at most SEGMENT bytes (one blob may exceed it) rather
-    // than whole: each worker then holds a few MiB instead of a 16+ MiB pack, which is most
-    // of a restore's memory, at the cost of a few more requests per pack.
-    let mut i = 0;
-    while i < blobs.len() {
-        let start = blobs[i].offset as u64;
-        let mut j = i + 1;
-        while j < blobs.len() && blobs[j].offset as u64 + blobs[j].length as u64 - start <= SEGMENT
-        {
-            j += 1;
+    let mut out: Vec<Vec<PackedBlob>> = Vec::new();
+    let (mut start, mut plain) = (0u64, 0u64);
+    for b in blobs {
+        let end = b.offset as u64 + b.length as u64;
+        let size = b.data_length() as u64;
+        match out.last_mut() {
+            Some(seg) if end - start <= SEGMENT && plain + size <= SEGMENT => {
+                plain += size;
+                seg.push(b);
+            }
+            _ => {
+                start = b.offset as u64;
+                plain = size;
+                out.push(vec![b]);
+            }
         }
-        let seg = &blobs[i..j];
-        i = j;
-        let end = seg
-            .iter()
-            .map(|b| b.offset as u64 + b.length as u64)
-            .max()
-            .unwrap_or(start);
-        let data = w.repo.read_pack_range(pack, start, end - start);
-        for b in seg {
-            let enc = match &data {
-                Ok(d) => {
-                    let lo = (b.offset as u64 - start) as usize;
-                    d.get(lo..lo + b.length as usize).ok_or_else(|| {
-                        format!(
-                            "the pack ends before the blob does (truncated: {} of the {} bytes \
-                             from offset {start} are there)",
-                            d.len(),
-                            end - start
-                        )
-                    })
+    }
+    out
+}
+
+/// Restores one segment of `pack` (blobs sorted by offset); returns one message per blob
+/// that could not be restored.
+pub(super) fn restore_segment(w: &Work<'_>, pack: &Id, seg: &[PackedBlob]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(first) = seg.first() else {
+        return problems;
+    };
+    let start = first.offset as u64;
+    let end = seg
+        .iter()
+        .map(|b| b.offset as u64 + b.length as u64)
+        .max()
+        .unwrap_or(start);
+    let data = w.repo.read_pack_range(pack, start, end - start);
+    for b in seg {
+        let enc = match &data {
+            Ok(d) => {
+                let lo = (b.offset as u64 - start) as usize;
+                d.get(lo..lo + b.length as usize).ok_or_else(|| {
+                    format!(
+                        "the pack ends before the blob does (truncated: {} of the {} bytes \
+                         from offset {start} are there)",
+                        d.len(),
+                        end - start
+                    )
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let plain = enc.and_then(|enc| open_blob(w.repo.key(), b, enc).map_err(|e| e.to_string()));
+        let plain = match plain {
+            Ok(p) => Ok(p),
+            // A damaged or missing copy: any other pack that holds the blob will do.
+            Err(e) => w
+                .repo
+                .load_blob(&b.id, BlobType::Data)
+                .map_err(|_| format!("data blob {} in pack {pack}: {e}", b.id)),
+        };
+        match plain {
+            Ok(p) => write_blob(w, b, &p),
+            Err(e) => {
+                for t in targets(w, &b.id) {
+                    let slot = &w.slots[t.file];
+                    slot.damaged(|| e.clone());
+                    slot.blob_done(w.progress);
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            let plain =
-                enc.and_then(|enc| open_blob(w.repo.key(), b, enc).map_err(|e| e.to_string()));
-            let plain = match plain {
-                Ok(p) => Ok(p),
-                // A damaged or missing copy: any other pack that holds the blob will do.
-                Err(e) => w
-                    .repo
-                    .load_blob(&b.id, BlobType::Data)
-                    .map_err(|_| format!("data blob {} in pack {pack}: {e}", b.id)),
-            };
-            match plain {
-                Ok(p) => write_blob(w, b, &p),
-                Err(e) => {
-                    for t in targets(w, &b.id) {
-                        let slot = &w.slots[t.file];
-                        slot.damaged(|| e.clone());
-                        slot.blob_done(w.progress);
-                    }
-                    problems.push(e);
-                }
+                problems.push(e);
             }
         }
     }

@@ -434,12 +434,11 @@ impl Source for Postgres {
                         path: std::env::temp_dir(),
                         source,
                     })?;
-                let n = std::io::copy(&mut files.reader(&file)?, tmp.as_file_mut()).map_err(
-                    |source| SourceError::Io {
+                let n = coffer_archiver::copy_stream(files.reader(&file)?, tmp.as_file_mut())
+                    .map_err(|source| SourceError::Io {
                         path: tmp.path().to_path_buf(),
                         source,
-                    },
-                )?;
+                    })?;
                 report.steps.push(format!(
                     "spooled the dump ({}) to {} for pg_restore --jobs {jobs}",
                     coffer_config::units::bytes(n),

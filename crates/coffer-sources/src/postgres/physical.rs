@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
-use coffer_archiver::FileReader;
+use coffer_archiver::Progress;
 use coffer_repo::Repository;
 
 use super::archive::{self, Archived, BaseBackup};
@@ -292,6 +292,8 @@ pub struct PitrRequest {
     pub keep_archive_mode: bool,
     /// Directory of pg_verifybackup (default: PATH).
     pub bin_dir: Option<String>,
+    /// Where the base backup's bytes are counted as they are laid out.
+    pub progress: Arc<Progress>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
@@ -356,8 +358,9 @@ pub fn restore(
 
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let files = SnapshotFiles::open(Arc::clone(&repo), base.snap.clone())?;
-    let reader = FileReader::new(Arc::clone(&repo), files.node(BASE_FILE)?);
+    let files = SnapshotFiles::open(Arc::clone(&repo), base.snap.clone())?
+        .with_progress(Arc::clone(&req.progress));
+    let reader = files.reader(BASE_FILE)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut tar = tar::Archive::new(reader);

@@ -143,6 +143,7 @@ impl ScratchCluster {
             ),
             keep_archive_mode: false,
             bin_dir: Some(c.inner.bin.to_string_lossy().into_owned()),
+            progress: Arc::default(),
         };
         let mut report = super::physical::restore(repo, base, archive, &req)?;
         // The hint on how to start it is for a person; this cluster is started below.

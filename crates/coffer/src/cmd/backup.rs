@@ -156,6 +156,13 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         .expect("repository not shared yet")
         .set_compression(compression);
     let _lock = g.lock(&repo, false)?;
+    // A source's first stream starts now, so that its server prepares (Redis forks and saves
+    // before the RDB's first byte) while the index loads. Not before the lock: a stream held
+    // unread while a lock is awaited would be dropped by the server.
+    if source.is_some() && !stream_list.is_empty() {
+        let first = stream_list.remove(0);
+        stream_list.insert(0, first.start_early(16 << 20));
+    }
     repo.load_index().context("loading the index")?;
 
     let host = a

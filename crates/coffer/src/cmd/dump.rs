@@ -1,9 +1,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::bail;
-use coffer_archiver::find_node;
-use coffer_repo::pack::BlobType;
+use anyhow::{bail, Context};
+use coffer_archiver::{copy_stream, find_node, FileReader};
 use coffer_repo::tree::NodeType;
 
 use crate::cmd::{open_snapshot, SnapshotFilter};
@@ -29,11 +28,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    // Blob by blob: memory stays at one chunk whatever the file size.
-    for id in node.content.as_deref().unwrap_or(&[]) {
-        let data = repo.load_blob(id, BlobType::Data)?;
-        out.write_all(&data)?;
-    }
+    // The same read-ahead pipeline as restores into pg_restore: bounded memory, in order.
+    let reader = FileReader::new(repo, &node);
+    copy_stream(reader, &mut out)
+        .with_context(|| format!("{} from snapshot {}", a.path, snap.id.short()))?;
     out.flush()?;
     Ok(0)
 }

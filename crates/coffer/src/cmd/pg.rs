@@ -14,7 +14,7 @@ use coffer_sources::postgres::prefetch;
 use coffer_sources::postgres::wal;
 
 use crate::global::GlobalOpts;
-use crate::ui::bytes;
+use crate::ui::{self, bytes, Reporter};
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
@@ -333,15 +333,23 @@ pub fn run(g: &GlobalOpts, c: PgCommand) -> anyhow::Result<i32> {
         restore_command: restore_command(g, &a.source, base.system_identifier)?,
         keep_archive_mode: a.keep_archive_mode,
         bin_dir: None,
+        progress: Arc::default(),
     };
-    let report =
-        physical::restore(Arc::clone(&repo), &base, &archive, &req).with_context(|| {
-            format!(
-                "restoring source {:?} into {}",
-                a.source,
-                a.target.display()
-            )
-        })?;
+    let report = {
+        let _shown = Reporter::start(
+            ui::mode(g.json, g.quiet),
+            Arc::clone(&req.progress),
+            "restore",
+        );
+        physical::restore(Arc::clone(&repo), &base, &archive, &req)
+    }
+    .with_context(|| {
+        format!(
+            "restoring source {:?} into {}",
+            a.source,
+            a.target.display()
+        )
+    })?;
     super::restore::print_report(
         g,
         serde_json::json!({

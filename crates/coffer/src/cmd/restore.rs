@@ -112,7 +112,9 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         );
     }
     let started = Instant::now();
-    let files = coffer_sources::SnapshotFiles::open(Arc::clone(&repo), snap.clone())?;
+    let progress = Arc::new(Progress::default());
+    let files = coffer_sources::SnapshotFiles::open(Arc::clone(&repo), snap.clone())?
+        .with_progress(Arc::clone(&progress));
     let req = coffer_sources::RestoreRequest {
         target: a.target.clone(),
         to_database: a.to_database.clone(),
@@ -127,7 +129,11 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--to-url: {e}"))?,
     };
-    let report = src.restore(&files, &req).with_context(|| {
+    let report = {
+        let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");
+        src.restore(&files, &req)
+    }
+    .with_context(|| {
         format!(
             "restoring source {name:?} from snapshot {}",
             snap.id.short()
@@ -241,13 +247,18 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             threads: a.threads.max(1),
             keep_damaged: a.keep_damaged,
         };
-        let r = restore(
-            Arc::clone(&repo),
-            &snap.snap,
-            &opts,
-            Arc::new(Progress::default()),
-            cancel_flag(),
-        )?;
+        let progress = Arc::new(Progress::default());
+        let r = {
+            let _shown =
+                Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "restore");
+            restore(
+                Arc::clone(&repo),
+                &snap.snap,
+                &opts,
+                progress,
+                cancel_flag(),
+            )?
+        };
         errors += r.errors.len();
         damaged += r.damaged.len();
         report_damaged(g, &r.damaged);

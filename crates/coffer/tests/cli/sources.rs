@@ -865,6 +865,16 @@ fn redis_backup_and_restores() {
     let r = run(&mut s.coffer(["--json", "restore", "--source", "cache", "--scratch"])).ok();
     let checks = &r.summary()["checks"];
     assert!(checks.to_string().contains("502"), "{checks}");
+    // Progress as status lines, the last one with the final counts.
+    let status: Vec<_> = r
+        .json_lines()
+        .into_iter()
+        .filter(|v| v["message_type"] == "status")
+        .collect();
+    let last = status.last().expect("restore --json prints status lines");
+    assert!(last["total_bytes"].as_u64().unwrap() > 0, "{last}");
+    assert_eq!(last["bytes_restored"], last["total_bytes"], "{last}");
+    assert_eq!(last["files_restored"], 1, "{last}");
 
     let dir = s.dir.join("rdb");
     run(&mut s.coffer([
