@@ -6,6 +6,8 @@
 // A test fails by panicking: unwrap is how these say what they expect.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use coffer_chunker::ChunkReader;
 use coffer_repo::backend::Location;
 use coffer_repo::pack::BlobType;
 use coffer_repo::{Id, InitOptions, Repository};
+use common::Noise;
 
 /// Returns reads of pseudo-random length, from 1 byte to 700 KiB.
 struct Jagged {
@@ -41,17 +44,8 @@ impl Read for Jagged {
 /// repeated stretch (the second copy's chunks are deduplicated, so their buffers go straight
 /// back to the pool).
 fn sample() -> Vec<u8> {
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut random = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
+    let mut noise = Noise(0x9e3779b97f4a7c15);
+    let mut random = |n: usize| noise.bytes(n);
     let mut data = random(13 << 20);
     data.extend(std::iter::repeat_n(0u8, 9 << 20));
     let again = data[..6 << 20].to_vec();

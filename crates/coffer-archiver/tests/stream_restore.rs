@@ -7,6 +7,8 @@
 // A test fails by panicking: unwrap is how these say what they expect.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,20 +21,12 @@ use coffer_repo::backend::Location;
 use coffer_repo::pack::BlobType;
 use coffer_repo::tree::Node;
 use coffer_repo::{InitOptions, Repository};
+use common::Noise;
 
 /// Random bytes with a repeated stretch, so that one blob appears twice in the content.
 fn random_sample() -> Vec<u8> {
-    let mut state = 0x2545f4914f6cdd1du64;
-    let mut random = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
+    let mut noise = Noise(0x2545f4914f6cdd1d);
+    let mut random = |n: usize| noise.bytes(n);
     let mut data = random(7 << 20);
     let again = data[2 << 20..5 << 20].to_vec();
     data.extend(again);

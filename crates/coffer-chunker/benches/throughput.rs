@@ -1,5 +1,6 @@
-//! Throughput of the chunker on pseudo-random data (plain `std::time`, no
-//! criterion): `cargo bench -p coffer-chunker`.
+//! Throughput of the chunker on pseudo-random data, or on the file named by `CHUNK_FILE`
+//! (plain `std::time`, no criterion): `cargo bench -p coffer-chunker`. `bench/limit.sh`
+//! uses the file form for a stream's chunking stage.
 //!
 //! Prints the best of several runs by wall clock and, on Linux, by on-CPU
 //! time of the thread (from `/proc/thread-self/schedstat`), which is less
@@ -64,7 +65,11 @@ fn main() {
     // `cargo test --benches` runs this without `--bench`: keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let (size, runs) = if quick { (16 << 20, 3) } else { (64 << 20, 30) };
-    let data = random_data(size, 42);
+    let (data, runs) = match std::env::var_os("CHUNK_FILE") {
+        Some(f) => (std::fs::read(f).unwrap(), 3),
+        None => (random_data(size, 42), runs),
+    };
+    let size = data.len();
     let pol = Pol(0x3DA3358B4DC173);
 
     measure("next_boundary, whole buffer", size, runs, || {

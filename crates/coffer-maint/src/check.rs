@@ -12,10 +12,11 @@
 //! When something is damaged, the report names the damaged packs and blobs and, by walking
 //! the snapshots again, every snapshot and file that depends on them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use coffer_repo::backend::FileType;
+use coffer_repo::index::PackOrder;
 use coffer_repo::pack::{header_start, open_blob, read_header_tail, BlobType, PackedBlob};
 use coffer_repo::snapshot::{Snapshot, SnapshotWithId};
 use coffer_repo::{Id, IdHasher, RepoError, Repository};
@@ -219,22 +220,15 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
         .collect();
     // Index entries per pack, each blob position once (a pack may be named by two index
     // files after an interrupted prune; that is fine).
-    let mut per_pack: HashMap<Id, BTreeMap<u32, PackedBlob>> = HashMap::new();
-    for loc in repo.index().iter() {
-        per_pack
-            .entry(loc.pack)
-            .or_default()
-            .insert(loc.blob.offset, loc.blob);
-    }
-    report.packs = per_pack.len() as u64;
+    let order = repo.index().by_pack();
+    report.packs = order.len() as u64;
     let mut missing_packs: HashSet<Id> = HashSet::new();
     // Blobs that storage no longer holds: all of a missing pack's, and those past the end of
     // a truncated one. What they cost is mapped to snapshots and files below.
     let mut lost: Vec<(Id, PackedBlob)> = Vec::new();
-    let mut sorted: Vec<_> = per_pack.keys().copied().collect();
-    sorted.sort();
-    for pack in &sorted {
-        let blobs: Vec<PackedBlob> = per_pack[pack].values().copied().collect();
+    for k in 0..order.len() {
+        let pack = &order.pack(k);
+        let blobs = repo.index().pack_blobs(&order, k);
         let want = blobs.iter().map(|b| b.length as u64).sum::<u64>() + header_size(&blobs);
         match stored.get(pack) {
             None => {
@@ -275,7 +269,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
     }
     let mut unreferenced: Vec<Id> = stored
         .keys()
-        .filter(|p| !per_pack.contains_key(p))
+        .filter(|p| order.find(p).is_none())
         .copied()
         .collect();
     unreferenced.sort();
@@ -364,21 +358,24 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &Progress) -> Res
         }
     }
     if let Some(subset) = opts.read_data {
-        let candidates: Vec<(Id, u64)> = sorted
-            .iter()
+        let candidates: Vec<(Id, u64)> = (0..order.len())
+            .map(|k| order.pack(k))
             .filter(|p| !missing_packs.contains(p))
-            .map(|p| (*p, stored[p]))
+            .map(|p| (p, stored[&p]))
             .collect();
         let chosen = subset.select(candidates);
         let total: u64 = chosen.iter().map(|(_, s)| s).sum();
         progress.phase("reading packs", chosen.len() as u64, total);
-        let damaged = read_packs(repo, &chosen, &per_pack, &mut report, progress)?;
+        let damaged = read_packs(repo, &chosen, &order, &mut report, progress)?;
         for d in damaged {
             for b in &d.blobs {
                 // Which type the damaged blob had decides where it hurts.
-                let is_tree = per_pack[&d.pack]
-                    .values()
-                    .any(|pb| pb.id == *b && pb.kind == BlobType::Tree);
+                let is_tree = order.find(&d.pack).is_some_and(|k| {
+                    repo.index()
+                        .pack_blobs(&order, k)
+                        .iter()
+                        .any(|pb| pb.id == *b && pb.kind == BlobType::Tree)
+                });
                 if is_tree {
                     // Only lost if no other copy exists.
                     if repo.index().lookup_all(b, BlobType::Tree).len() <= 1 {
@@ -428,7 +425,7 @@ struct PackResult {
 fn read_packs(
     repo: &Repository,
     chosen: &[(Id, u64)],
-    per_pack: &HashMap<Id, BTreeMap<u32, PackedBlob>>,
+    order: &PackOrder,
     report: &mut CheckReport,
     progress: &Progress,
 ) -> Result<Vec<DamagedPack>> {
@@ -436,7 +433,11 @@ fn read_packs(
         if progress.cancelled() {
             return Err(RepoError::Invalid("interrupted".into()));
         }
-        let r = check_pack(repo, pack, *size, &per_pack[pack]);
+        let indexed = order
+            .find(pack)
+            .map(|k| repo.index().pack_blobs(order, k))
+            .unwrap_or_default();
+        let r = check_pack(repo, pack, *size, &indexed);
         progress.add(1, r.bytes);
         Ok(r)
     });
@@ -461,13 +462,8 @@ const SEGMENT: u64 = 4 << 20;
 
 /// Reads a pack of `size` bytes (its listed size) in segments: each is added to the pack's
 /// hash while its blobs are decrypted, decompressed and hashed on every core.
-fn check_pack(
-    repo: &Repository,
-    pack: &Id,
-    size: u64,
-    indexed: &BTreeMap<u32, PackedBlob>,
-) -> PackResult {
-    let blobs: Vec<&PackedBlob> = indexed.values().collect();
+fn check_pack(repo: &Repository, pack: &Id, size: u64, indexed: &[PackedBlob]) -> PackResult {
+    let blobs: Vec<&PackedBlob> = indexed.iter().collect();
     let mut results: Vec<Option<Result<(), String>>> = vec![None; blobs.len()];
     let blobs_end = blobs
         .iter()

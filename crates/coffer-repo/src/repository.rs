@@ -269,29 +269,33 @@ impl Repository {
             return Ok(());
         }
         let ids = self.backend.list_ids(FileType::Index)?;
-        let files = self.parallel_map(&ids, |id| {
-            match self.load_json::<IndexFile>(FileType::Index, id) {
-                Ok(f) => Ok(Ok(f)),
-                Err(RepoError::File { reason, .. }) => Ok(Err(reason)),
-                Err(e) => Err(e),
-            }
-        })?;
         let mut damaged = Vec::new();
-        let mut idx = self.index.write();
-        for (id, f) in ids.iter().zip(&files) {
-            match f {
-                Ok(f) => idx.add_file(f),
-                // One damaged index file must not stop a restore: the blobs it lists look
-                // missing (and name the files that need them) until `repair index`.
-                Err(reason) => {
-                    tracing::warn!(
-                        "index file {} is damaged and skipped ({reason}): the blobs it lists look missing until `coffer repair index` rebuilds the index",
-                        id.short()
-                    );
-                    damaged.push((*id, reason.clone()));
+        let mut guard = self.index.write();
+        let idx: &mut MasterIndex = &mut guard;
+        self.parallel_in_order(
+            &ids,
+            |id| match self.load_json::<IndexFile>(FileType::Index, id) {
+                Ok(f) => Ok((*id, Ok(f))),
+                Err(RepoError::File { reason, .. }) => Ok((*id, Err(reason))),
+                Err(e) => Err(e),
+            },
+            |(id, f)| {
+                match f {
+                    Ok(f) => idx.add_file(&f),
+                    // One damaged index file must not stop a restore: the blobs it lists look
+                    // missing (and name the files that need them) until `repair index`.
+                    Err(reason) => {
+                        tracing::warn!(
+                            "index file {} is damaged and skipped ({reason}): the blobs it lists look missing until `coffer repair index` rebuilds the index",
+                            id.short()
+                        );
+                        damaged.push((id, reason));
+                    }
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
+        let idx = &mut guard;
         idx.shrink_to_fit();
         *self.damaged_index.lock() = damaged;
         self.index_loaded.store(true, Ordering::Release);
@@ -313,18 +317,22 @@ impl Repository {
     pub fn load_index_tolerant(&self) -> Result<Vec<(Id, RepoError)>> {
         use std::sync::atomic::Ordering;
         let ids = self.backend.list_ids(FileType::Index)?;
-        let files = self.parallel_map(&ids, |id| {
-            Ok(self.load_json::<IndexFile>(FileType::Index, id))
-        })?;
         let mut bad = Vec::new();
-        let mut idx = self.index.write();
-        *idx = MasterIndex::new();
-        for (id, f) in ids.iter().zip(files) {
-            match f {
-                Ok(f) => idx.add_file(&f),
-                Err(e) => bad.push((*id, e)),
-            }
-        }
+        let mut guard = self.index.write();
+        *guard = MasterIndex::new();
+        let idx: &mut MasterIndex = &mut guard;
+        self.parallel_in_order(
+            &ids,
+            |id| Ok((*id, self.load_json::<IndexFile>(FileType::Index, id))),
+            |(id, f)| {
+                match f {
+                    Ok(f) => idx.add_file(&f),
+                    Err(e) => bad.push((id, e)),
+                }
+                Ok(())
+            },
+        )?;
+        let idx = &mut guard;
         idx.shrink_to_fit();
         *self.damaged_index.lock() = bad.iter().map(|(id, e)| (*id, e.to_string())).collect();
         self.index_loaded.store(true, Ordering::Release);
@@ -346,44 +354,99 @@ impl Repository {
         items: &[T],
         f: impl Fn(&T) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
+        let mut out = Vec::with_capacity(items.len());
+        self.parallel_in_order(items, f, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `f` over `items` on a few threads and hands each result to `consume` in item order
+    /// as soon as it and every one before it are done. Workers stay at most a small window
+    /// ahead of `consume`, so only a few results are held at once: the index of a repository
+    /// with millions of blobs loads without first holding every parsed index file. Stops at
+    /// the first error of either.
+    pub fn parallel_in_order<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+        consume: impl FnMut(R) -> Result<()> + Send,
+    ) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let threads = if self.backend.location().is_local() {
             4
         } else {
             16
         };
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<parking_lot::Mutex<Option<Result<R>>>> = items
-            .iter()
-            .map(|_| parking_lot::Mutex::new(None))
-            .collect();
+        let window = 2 * threads;
+        struct Merge<R, C> {
+            done: usize,
+            ready: std::collections::BTreeMap<usize, R>,
+            consume: C,
+            error: Option<RepoError>,
+        }
+        let merge = parking_lot::Mutex::new(Merge {
+            done: 0,
+            ready: Default::default(),
+            consume,
+            error: None,
+        });
+        let progressed = parking_lot::Condvar::new();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             for _ in 0..threads.min(items.len()) {
                 s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= items.len() {
                         break;
                     }
+                    {
+                        let mut m = merge.lock();
+                        while i >= m.done + window && !stop.load(Ordering::Relaxed) {
+                            progressed.wait(&mut m);
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let r = f(&items[i]);
-                    let failed = r.is_err();
-                    *results[i].lock() = Some(r);
-                    if failed {
-                        next.store(items.len(), std::sync::atomic::Ordering::Relaxed);
+                    let mut m = merge.lock();
+                    match r {
+                        Ok(v) => {
+                            m.ready.insert(i, v);
+                        }
+                        Err(e) => {
+                            m.error.get_or_insert(e);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = m.done;
+                        let Some(v) = m.ready.remove(&k) else { break };
+                        m.done += 1;
+                        if let Err(e) = (m.consume)(v) {
+                            m.error.get_or_insert(e);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    drop(m);
+                    progressed.notify_all();
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
                 });
             }
         });
-        let mut out = Vec::with_capacity(items.len());
-        for r in results {
-            match r.into_inner() {
-                Some(Ok(v)) => out.push(v),
-                Some(Err(e)) => return Err(e),
-                None => {}
-            }
+        let m = merge.into_inner();
+        if let Some(e) = m.error {
+            return Err(e);
         }
-        if out.len() != items.len() {
+        if m.done != items.len() {
             return Err(RepoError::Invalid("parallel load stopped early".into()));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Read access to the in-memory index.

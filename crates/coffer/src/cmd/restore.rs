@@ -247,18 +247,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             threads: a.threads.max(1),
             keep_damaged: a.keep_damaged,
         };
-        let progress = Arc::new(Progress::default());
-        let r = {
-            let _shown =
-                Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "restore");
-            restore(
-                Arc::clone(&repo),
-                &snap.snap,
-                &opts,
-                progress,
-                cancel_flag(),
-            )?
-        };
+        let r = restore_shown(g, &repo, &snap.snap, &opts)?;
         errors += r.errors.len();
         damaged += r.damaged.len();
         report_damaged(g, &r.damaged);
@@ -449,18 +438,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             )
         );
     }
-    let progress = Arc::new(Progress::default());
     let started = Instant::now();
-    let r = {
-        let _r = Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "restore");
-        restore(
-            Arc::clone(&repo),
-            &snap.snap,
-            &opts,
-            progress,
-            cancel_flag(),
-        )?
-    };
+    let r = restore_shown(g, &repo, &snap.snap, &opts)?;
     let secs = started.elapsed().as_secs_f64();
     for e in &r.errors {
         if g.json {
@@ -547,4 +526,16 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         .into());
     }
     partial_includes(&r.unmatched_includes, a.partial)
+}
+
+/// Restores `snap` with the progress shown (a bar, or `status` lines with `--json`).
+fn restore_shown(
+    g: &GlobalOpts,
+    repo: &Arc<coffer_repo::Repository>,
+    snap: &coffer_repo::snapshot::Snapshot,
+    opts: &RestoreOptions,
+) -> Result<coffer_archiver::RestoreResult, coffer_archiver::RestoreError> {
+    let progress = Arc::new(Progress::default());
+    let _shown = Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "restore");
+    restore(Arc::clone(repo), snap, opts, progress, cancel_flag())
 }
