@@ -47,6 +47,10 @@ use crate::stream::StreamSource;
 /// Adds fields to a snapshot's JSON just before it is saved.
 pub type Finalize = Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>) + Send>;
 
+/// Called just before the snapshot is saved; an error stops the backup without one (a
+/// deferred repository lock's second look, [`coffer_repo::lock::LockGuard::confirm`]).
+pub type Confirm = Box<dyn FnOnce() -> Result<(), RepoError> + Send>;
+
 /// What to back up and how.
 pub struct BackupOptions {
     /// Files and directories (made absolute).
@@ -80,6 +84,8 @@ pub struct BackupOptions {
     /// Called with `extra` just before the snapshot is saved, when everything else succeeded:
     /// a source adds what it learnt while its streams ran (positions reached, sizes).
     pub finalize: Option<Finalize>,
+    /// Must pass before the snapshot is saved.
+    pub confirm: Option<Confirm>,
 }
 
 impl Default for BackupOptions {
@@ -102,6 +108,7 @@ impl Default for BackupOptions {
             upload_threads: 2,
             extra: serde_json::Map::new(),
             finalize: None,
+            confirm: None,
         }
     }
 }
@@ -602,6 +609,9 @@ pub fn backup(
     let mut snapshot = snapshot;
     if let Some(f) = opts.finalize.take() {
         f(&mut snapshot.extra);
+    }
+    if let Some(c) = opts.confirm.take() {
+        c()?;
     }
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     let warnings = std::mem::take(&mut *ctx.warnings.lock());

@@ -111,3 +111,41 @@ fn jagged_reads_give_reference_chunks_and_round_trip() {
     }
     assert!(restored == *data, "restored bytes differ");
 }
+
+/// A repository lock whose second look found a racing prune stops the backup at the commit:
+/// the data was read and stored, but no snapshot refers to it.
+#[test]
+fn failed_lock_confirmation_leaves_no_snapshot() {
+    std::env::set_var("COFFER_KDF_N", "1024");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loc = Location::Local(dir.path().join("repo"));
+    let repo = Arc::new(Repository::init(&loc, "pw", &InitOptions::default()).expect("init"));
+    let lock = Arc::new(coffer_repo::lock::LockGuard::acquire_deferred(&repo).unwrap());
+    // A prune that wrote its exclusive lock at the same moment.
+    repo.save_json(
+        coffer_repo::backend::FileType::Lock,
+        &coffer_repo::lock::LockFile::new(true),
+    )
+    .unwrap();
+    let opts = BackupOptions {
+        streams: vec![StreamSource::reader(
+            "data.bin",
+            std::io::Cursor::new(Noise(3).bytes(3 << 20)),
+        )],
+        confirm: Some({
+            let lock = Arc::clone(&lock);
+            Box::new(move || lock.confirm())
+        }),
+        ..Default::default()
+    };
+    let Err(err) = backup(
+        Arc::clone(&repo),
+        opts,
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+    ) else {
+        panic!("the backup must fail");
+    };
+    assert!(err.to_string().contains("locked"), "{err}");
+    assert!(repo.snapshots().unwrap().is_empty());
+}

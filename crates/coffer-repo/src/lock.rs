@@ -2,6 +2,15 @@
 //! `restic prune` (which takes an exclusive one) never deletes packs it is writing; the lock is
 //! refreshed every 5 minutes, and a lock older than 30 minutes, or held by a dead process on
 //! this host, is stale and ignored (restic's rules).
+//!
+//! restic's protocol writes the lock, waits 200 ms and looks again for a competitor that
+//! raced it. An exclusive lock (prune) waits idle: it is about to delete. A shared one can
+//! take the second look on a thread while its holder works ([`LockGuard::acquire_deferred`]):
+//! a shared holder deletes nothing, and what it writes before it commits (packs, index files
+//! of those packs) is harmless if the second look finds a competitor, exactly as after an
+//! interrupted backup. It calls [`LockGuard::confirm`] before it commits a snapshot. A
+//! competitor seen at the second look is given the time to withdraw (it follows the same
+//! protocol and sees ours), so a racing prune costs the backup a moment, not its work.
 
 use std::sync::Arc;
 
@@ -16,6 +25,13 @@ use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::repository::Repository;
 use crate::sysinfo;
+
+/// restic's wait between writing a lock and looking again for a competitor.
+const RACE_WINDOW: Duration = Duration::from_millis(200);
+
+/// How long a racing competitor's lock may take to withdraw after our second look: its own
+/// race window plus a listing.
+const WITHDRAW_WITHIN: Duration = Duration::from_millis(1000);
 
 /// A lock older than this is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -43,7 +59,8 @@ pub struct LockFile {
 }
 
 impl LockFile {
-    fn new(exclusive: bool) -> LockFile {
+    /// A lock file for this process, written now.
+    pub fn new(exclusive: bool) -> LockFile {
         let (uid, gid) = sysinfo::uid_gid();
         LockFile {
             time: Local::now().fixed_offset(),
@@ -123,6 +140,8 @@ pub struct LockGuard {
     exclusive: bool,
     stop: Option<std::sync::mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    /// The second look for a competitor, when it runs on a thread (a deferred shared lock).
+    second_look: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
 }
 
 impl LockGuard {
@@ -131,11 +150,47 @@ impl LockGuard {
         conflict(repo, exclusive, None)?;
         let id = repo.save_json(FileType::Lock, &LockFile::new(exclusive))?;
         // restic's protocol: write, wait, and look again for a competitor that raced us.
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(RACE_WINDOW);
         if let Err(e) = conflict(repo, exclusive, Some(id)) {
             let _ = repo.backend().remove(FileType::Lock, &id.to_hex());
             return Err(e);
         }
+        LockGuard::hold(repo, exclusive, id, None)
+    }
+
+    /// Takes a shared lock whose second look for a racing competitor runs on a thread after
+    /// the race window, while the caller works; [`LockGuard::confirm`] waits for it. The
+    /// caller may read and write packs meanwhile, but must confirm before it commits a
+    /// snapshot or reports success.
+    pub fn acquire_deferred(repo: &Arc<Repository>) -> Result<LockGuard> {
+        conflict(repo, false, None)?;
+        let id = repo.save_json(FileType::Lock, &LockFile::new(false))?;
+        let r = Arc::clone(repo);
+        let look = std::thread::Builder::new()
+            .name("coffer-lock-check".into())
+            .spawn(move || second_look(&r, id))
+            .map_err(|e| RepoError::Invalid(format!("starting the lock check: {e}")))?;
+        LockGuard::hold(repo, false, id, Some(look))
+    }
+
+    /// Waits for a deferred lock's second look (at most the race window) and fails if it
+    /// found a competitor; then the caller must stop without committing. Instant for a lock
+    /// taken by [`LockGuard::acquire`] or already confirmed.
+    pub fn confirm(&self) -> Result<()> {
+        let Some(look) = self.second_look.lock().take() else {
+            return Ok(());
+        };
+        look.join()
+            .unwrap_or_else(|_| Err(RepoError::Invalid("the lock check panicked".into())))
+    }
+
+    /// Starts refreshing lock `id`.
+    fn hold(
+        repo: &Arc<Repository>,
+        exclusive: bool,
+        id: Id,
+        second_look: Option<std::thread::JoinHandle<Result<()>>>,
+    ) -> Result<LockGuard> {
         let current = Arc::new(Mutex::new(id));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let r = Arc::clone(repo);
@@ -164,6 +219,7 @@ impl LockGuard {
             exclusive,
             stop: Some(tx),
             refresher: Some(refresher),
+            second_look: Mutex::new(second_look),
         })
     }
 
@@ -174,17 +230,12 @@ impl LockGuard {
         exclusive: bool,
         wait: Duration,
     ) -> Result<LockGuard> {
-        let deadline = std::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(250);
-        loop {
-            match LockGuard::acquire(repo, exclusive) {
-                Err(RepoError::Locked { .. }) if std::time::Instant::now() + pause < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(10));
-                }
-                r => return r,
-            }
-        }
+        retry_locked(wait, || LockGuard::acquire(repo, exclusive))
+    }
+
+    /// [`LockGuard::acquire_deferred`], waiting up to `wait` for exclusive locks to go away.
+    pub fn acquire_wait_deferred(repo: &Arc<Repository>, wait: Duration) -> Result<LockGuard> {
+        retry_locked(wait, || LockGuard::acquire_deferred(repo))
     }
 
     /// Fails if the lock file is gone or was last written so long ago that other clients
@@ -221,8 +272,45 @@ impl LockGuard {
     }
 }
 
+/// A deferred shared lock's second look, a race window after it was written. A prune that
+/// wrote its exclusive lock in the same moment follows the same protocol: its own second
+/// look finds ours and it withdraws. So a conflicting lock seen now is given the time to
+/// withdraw; one that stays did not see ours (a slow listing) and goes ahead, and then the
+/// holder of the shared lock must stop.
+fn second_look(repo: &Repository, ours: Id) -> Result<()> {
+    std::thread::sleep(RACE_WINDOW);
+    let deadline = std::time::Instant::now() + WITHDRAW_WITHIN;
+    loop {
+        match conflict(repo, false, Some(ours)) {
+            Err(RepoError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Calls `take` until it succeeds or fails otherwise than with a held lock, or `wait` runs
+/// out. Polls with a growing interval capped at 10 s.
+fn retry_locked(wait: Duration, take: impl Fn() -> Result<LockGuard>) -> Result<LockGuard> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match take() {
+            Err(RepoError::Locked { .. }) if std::time::Instant::now() + pause < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(look) = self.second_look.get_mut().take() {
+            let _ = look.join();
+        }
         drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
@@ -231,5 +319,80 @@ impl Drop for LockGuard {
         if let Err(e) = self.repo.backend().remove(FileType::Lock, &id.to_hex()) {
             tracing::warn!(lock = %id, error = %e, "could not remove lock file");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::backend::Location;
+    use crate::repository::InitOptions;
+
+    fn repo(dir: &std::path::Path) -> Arc<Repository> {
+        let opts = InitOptions {
+            kdf_n: 1 << 10,
+            ..Default::default()
+        };
+        let loc = Location::parse(dir.to_str().unwrap()).unwrap();
+        Arc::new(Repository::init(&loc, "pw", &opts).unwrap())
+    }
+
+    #[test]
+    fn deferred_lock_confirms_and_excludes_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(&dir.path().join("repo"));
+        let started = std::time::Instant::now();
+        let lock = LockGuard::acquire_deferred(&repo).unwrap();
+        // The caller works during the race window instead of waiting it out.
+        assert!(started.elapsed() < RACE_WINDOW);
+        assert!(matches!(
+            LockGuard::acquire(&repo, true),
+            Err(RepoError::Locked { .. })
+        ));
+        lock.confirm().unwrap();
+        lock.confirm().unwrap();
+        drop(lock);
+        assert!(list_locks(&repo).unwrap().is_empty());
+    }
+
+    /// A deferred shared lock, and the exclusive lock of a prune that wrote it at the same
+    /// moment.
+    fn raced(repo: &Arc<Repository>) -> (LockGuard, Id) {
+        let lock = LockGuard::acquire_deferred(repo).unwrap();
+        let racer = repo
+            .save_json(FileType::Lock, &LockFile::new(true))
+            .unwrap();
+        (lock, racer)
+    }
+
+    #[test]
+    fn deferred_lock_outlasts_a_racing_prune_that_withdraws() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(&dir.path().join("repo"));
+        // The prune sees ours at its own second look and withdraws.
+        let (lock, racer) = raced(&repo);
+        std::thread::sleep(RACE_WINDOW + Duration::from_millis(100));
+        repo.backend()
+            .remove(FileType::Lock, &racer.to_hex())
+            .unwrap();
+        lock.confirm().unwrap();
+    }
+
+    #[test]
+    fn deferred_lock_fails_confirmation_when_an_exclusive_lock_raced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(&dir.path().join("repo"));
+        // The prune does not see ours (a slow listing) and goes ahead.
+        let (lock, racer) = raced(&repo);
+        assert!(matches!(lock.confirm(), Err(RepoError::Locked { .. })));
+        drop(lock);
+        let left: Vec<Id> = list_locks(&repo)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.0)
+            .collect();
+        assert_eq!(left, vec![racer]);
     }
 }

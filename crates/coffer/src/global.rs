@@ -220,6 +220,18 @@ impl GlobalOpts {
         )?)
     }
 
+    /// Takes a shared lock whose second look for a racing prune runs while the caller works
+    /// (see `LockGuard::acquire_deferred`): the caller confirms it before committing.
+    pub fn lock_deferred(
+        &self,
+        repo: &Arc<Repository>,
+    ) -> anyhow::Result<coffer_repo::lock::LockGuard> {
+        let wait = self.retry_lock.unwrap_or_default();
+        Ok(coffer_repo::lock::LockGuard::acquire_wait_deferred(
+            repo, wait,
+        )?)
+    }
+
     /// Opens the repository.
     pub fn open(&self) -> anyhow::Result<Arc<Repository>> {
         let t = self.target(false)?;

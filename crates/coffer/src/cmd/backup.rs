@@ -155,7 +155,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     Arc::get_mut(&mut repo)
         .expect("repository not shared yet")
         .set_compression(compression);
-    let _lock = g.lock(&repo, false)?;
+    let lock = Arc::new(g.lock_deferred(&repo)?);
     // A source's first stream starts now, so that its server prepares (Redis forks and saves
     // before the RDB's first byte) while the index loads. Not before the lock: a stream held
     // unread while a lock is awaited would be dropped by the server.
@@ -219,6 +219,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         one_file_system: a.one_file_system,
         tags,
         finalize,
+        confirm: Some({
+            let lock = Arc::clone(&lock);
+            Box::new(move || lock.confirm())
+        }),
         host,
         parent,
         time,

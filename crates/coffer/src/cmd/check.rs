@@ -32,7 +32,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         (None, false) => None,
     };
     let repo = g.open()?;
-    let _lock = g.lock(&repo, false)?;
+    // Check changes nothing: the lock's race check runs while it works.
+    let lock = g.lock_deferred(&repo)?;
     let progress = Arc::new(Progress::default());
     ui::cancel_on_signal(&progress);
     let report = {
@@ -46,6 +47,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
             &progress,
         )?
     };
+    lock.confirm()?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["message_type"] = "summary".into();

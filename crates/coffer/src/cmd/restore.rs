@@ -73,7 +73,9 @@ pub struct Args {
 fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     let (src, repo_name) = super::sources::load(g, name)?;
     let repo = g.open_named(repo_name.as_deref())?;
-    let _lock = g.lock(&repo, false)?;
+    // A restore commits nothing: the lock's race check runs while it works, and is
+    // confirmed before success is reported.
+    let lock = g.lock_deferred(&repo)?;
     let snap = match &a.run {
         Some(id) => {
             let plan = plan_run(g, &repo, id, Some(name))?;
@@ -131,7 +133,10 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
     };
     let report = {
         let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");
-        src.restore(&files, &req)
+        src.restore(&files, &req).and_then(|r| {
+            lock.confirm()?;
+            Ok(r)
+        })
     }
     .with_context(|| {
         format!(
@@ -214,7 +219,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
         cfg.job.iter().find(|j| j.name == job)?.repository.clone()
     });
     let repo = g.open_named(job_repo.as_deref())?;
-    let _lock = g.lock(&repo, false)?;
+    let lock = g.lock_deferred(&repo)?;
     let mut plan = plan_run(g, &repo, id, None)?;
     plan.found.retain(|s| a.filter.matches(&s.snapshot.snap));
     for m in &plan.missing {
@@ -248,6 +253,7 @@ fn run_whole(g: &GlobalOpts, a: Args, id: &str) -> anyhow::Result<i32> {
             keep_damaged: a.keep_damaged,
         };
         let r = restore_shown(g, &repo, &snap.snap, &opts)?;
+        lock.confirm()?;
         errors += r.errors.len();
         damaged += r.damaged.len();
         report_damaged(g, &r.damaged);
@@ -414,7 +420,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         bail!("restore needs --target DIR (or --source NAME to restore a configured source)");
     };
     let repo = g.open()?;
-    let _lock = g.lock(&repo, false)?;
+    let lock = g.lock_deferred(&repo)?;
     let spec = a.snapshot.as_deref().unwrap_or("latest");
     let snap = repo.find_snapshot(spec, |s| a.filter.matches(s))?;
     let opts = RestoreOptions {
@@ -440,6 +446,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
     let started = Instant::now();
     let r = restore_shown(g, &repo, &snap.snap, &opts)?;
+    lock.confirm()?;
     let secs = started.elapsed().as_secs_f64();
     for e in &r.errors {
         if g.json {
