@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use coffer_archiver::{backup, BackupOptions, Progress, StreamSource};
 use coffer_chunker::ChunkReader;
-use coffer_repo::backend::Location;
 use coffer_repo::pack::BlobType;
-use coffer_repo::{Id, InitOptions, Repository};
-use common::Noise;
+use coffer_repo::{Id, Repository};
+use common::{new_repo, Noise};
 
 /// Returns reads of pseudo-random length, from 1 byte to 700 KiB.
 struct Jagged {
@@ -67,10 +66,8 @@ fn file_content(repo: &Repository, tree: &Id, name: &str) -> Vec<Id> {
 
 #[test]
 fn jagged_reads_give_reference_chunks_and_round_trip() {
-    std::env::set_var("COFFER_KDF_N", "1024");
     let dir = tempfile::tempdir().expect("tempdir");
-    let loc = Location::Local(dir.path().join("repo"));
-    let repo = Arc::new(Repository::init(&loc, "pw", &InitOptions::default()).expect("init"));
+    let repo = new_repo(dir.path());
     let data = Arc::new(sample());
 
     let want: Vec<Id> = ChunkReader::new(&data[..], repo.config().chunker_polynomial)
@@ -116,10 +113,8 @@ fn jagged_reads_give_reference_chunks_and_round_trip() {
 /// the data was read and stored, but no snapshot refers to it.
 #[test]
 fn failed_lock_confirmation_leaves_no_snapshot() {
-    std::env::set_var("COFFER_KDF_N", "1024");
     let dir = tempfile::tempdir().expect("tempdir");
-    let loc = Location::Local(dir.path().join("repo"));
-    let repo = Arc::new(Repository::init(&loc, "pw", &InitOptions::default()).expect("init"));
+    let repo = new_repo(dir.path());
     let lock = Arc::new(coffer_repo::lock::LockGuard::acquire_deferred(&repo).unwrap());
     // A prune that wrote its exclusive lock at the same moment.
     repo.save_json(

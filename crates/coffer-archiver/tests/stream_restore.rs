@@ -17,11 +17,10 @@ use coffer_archiver::filter::PatternSet;
 use coffer_archiver::{
     backup, restore, BackupOptions, FileReader, Progress, RestoreOptions, StreamSource,
 };
-use coffer_repo::backend::Location;
 use coffer_repo::pack::BlobType;
 use coffer_repo::tree::Node;
-use coffer_repo::{InitOptions, Repository};
-use common::Noise;
+use coffer_repo::Repository;
+use common::{new_repo, Noise};
 
 /// Random bytes with a repeated stretch, so that one blob appears twice in the content.
 fn random_sample() -> Vec<u8> {
@@ -54,10 +53,8 @@ struct Fixture {
 }
 
 fn stored(data: &[u8]) -> Fixture {
-    std::env::set_var("COFFER_KDF_N", "1024");
     let dir = tempfile::tempdir().unwrap();
-    let loc = Location::Local(dir.path().join("repo"));
-    let repo = Arc::new(Repository::init(&loc, "pw", &InitOptions::default()).unwrap());
+    let repo = new_repo(dir.path());
     let opts = BackupOptions {
         streams: vec![StreamSource::reader(
             "big.dump",

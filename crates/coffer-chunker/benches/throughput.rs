@@ -66,7 +66,13 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let (size, runs) = if quick { (16 << 20, 3) } else { (64 << 20, 30) };
     let (data, runs) = match std::env::var_os("CHUNK_FILE") {
-        Some(f) => (std::fs::read(f).unwrap(), 3),
+        Some(f) => match std::fs::read(&f) {
+            Ok(d) => (d, 3),
+            Err(e) => {
+                eprintln!("CHUNK_FILE {}: {e}", f.to_string_lossy());
+                std::process::exit(2);
+            }
+        },
         None => (random_data(size, 42), runs),
     };
     let size = data.len();

@@ -32,7 +32,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (repo, password, blobs, snapshots, per_pack) = match args.as_slice() {
+    let (repo, password, blobs, snapshots, per_pack): (_, _, _, _, usize) = match args.as_slice() {
         [r, p, b, s] => (r, p, b, s, 16),
         [r, p, b, s, n] => (r, p, b, s, n.parse()?),
         _ => {
@@ -43,7 +43,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let blobs: u64 = blobs.parse()?;
     let snapshots: u64 = snapshots.parse()?;
-    let per_pack: usize = per_pack;
     let repo = Arc::new(Repository::open(&Location::parse(repo)?, password)?);
     repo.load_index()?;
     // A sealed blob here is about 90 bytes (48 of text, 16 of nonce, 16 of MAC, and more

@@ -95,10 +95,14 @@ impl Entries {
     }
 
     fn push(&mut self, e: Entry) {
-        if self.len.is_multiple_of(BLOCK) {
-            self.blocks.push(Vec::with_capacity(BLOCK));
+        match self.blocks.last_mut() {
+            Some(b) if !self.len.is_multiple_of(BLOCK) => b.push(e),
+            _ => {
+                let mut b = Vec::with_capacity(BLOCK);
+                b.push(e);
+                self.blocks.push(b);
+            }
         }
-        self.blocks.last_mut().expect("a block").push(e);
         self.len += 1;
     }
 
