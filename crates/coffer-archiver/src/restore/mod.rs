@@ -1,18 +1,19 @@
-//! The restorer. It plans first (walk the snapshot, apply include/exclude, map every data blob
-//! to the file offsets that need it), then restores segment by segment on several threads
-//! ([`packs`]): each pack is cut into segments of a few MiB, each blob is decrypted, verified
-//! and written with `pwrite` to every place it belongs, so one large file spread over a few
-//! packs is decoded and written in parallel like many small ones. Memory is bounded by the number of threads times
-//! the segment size, whatever the file sizes. All-zero blobs are skipped in fresh files,
-//! which keeps sparse files sparse. Owners, modes and times are applied last, directories
-//! deepest first.
+//! The restorer. It plans first (walk the snapshot, apply include/exclude), then fills the
+//! files ([`fill`]: every data blob mapped to the offsets that need it) segment by segment on
+//! several threads ([`packs`]): each pack is cut into segments of a few MiB, each blob is
+//! decrypted, verified and written with `pwrite` to every place it belongs, so one large file
+//! spread over a few packs is decoded and written in parallel like many small ones. Memory is
+//! bounded by the number of threads times the segment size, whatever the file sizes.
+//! All-zero blobs are skipped in fresh files, which keeps sparse files sparse. Owners, modes
+//! and times are applied last, directories deepest first.
 //!
 //! Damage costs only what is damaged: a file whose data cannot all be read (a damaged or
-//! missing blob, a truncated pack) or written (a full disk) is removed, or kept as
-//! `NAME.damaged` with `keep_damaged`, and named in [`RestoreResult::damaged`]; every other
-//! file is restored exactly and counted in [`RestoreResult::files`]. Not guaranteed: an
-//! interrupted restore leaves partial files.
+//! missing blob, a truncated pack) or written (a full disk, after [`fill`] has retried what
+//! did not fit) is removed, or kept as `NAME.damaged` with `keep_damaged`, and named in
+//! [`RestoreResult::damaged`]; every other file is restored exactly and counted in
+//! [`RestoreResult::files`]. Not guaranteed: an interrupted restore leaves partial files.
 
+mod fill;
 mod packs;
 mod verify;
 
@@ -21,17 +22,14 @@ pub(crate) use packs::SEGMENT;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use coffer_repo::pack::{BlobType, PackedBlob};
 use coffer_repo::snapshot::Snapshot;
 use coffer_repo::tree::{Node, NodeType};
-use coffer_repo::{Id, RepoError, Repository};
-
-use packs::{FileSlot, Target, Work};
+use coffer_repo::{RepoError, Repository};
 
 use crate::filter::PatternSet;
 use crate::metadata;
@@ -234,50 +232,7 @@ pub fn restore(
     }
     result.dirs = plan.dirs.len() as u64;
 
-    // Map blobs to where they go.
-    let mut slots = Vec::with_capacity(plan.files.len());
-    let mut wanted: HashMap<Id, Vec<Target>> = HashMap::new();
-    let mut pack_order: Vec<Id> = Vec::new();
-    let mut packs: HashMap<Id, Vec<PackedBlob>> = HashMap::new();
-    {
-        let idx = repo.index();
-        for (p, node) in &plan.files {
-            let file = slots.len();
-            let content = node.content.clone().unwrap_or_default();
-            let mut offset = 0u64;
-            let mut missing = None;
-            for id in &content {
-                let Some(loc) = idx.lookup(id, BlobType::Data) else {
-                    missing = Some(format!("data blob {id} is not in the index"));
-                    break;
-                };
-                let targets = wanted.entry(*id).or_default();
-                if targets.is_empty() {
-                    let list = packs.entry(loc.pack).or_insert_with(|| {
-                        pack_order.push(loc.pack);
-                        Vec::new()
-                    });
-                    list.push(loc.blob);
-                }
-                targets.push(Target { file, offset });
-                offset += loc.blob.data_length() as u64;
-            }
-            let slot = FileSlot::new(
-                dest(&opts.target, p),
-                node.size.max(offset),
-                if missing.is_some() { 0 } else { content.len() },
-            );
-            if let Some(m) = missing {
-                for id in &content {
-                    if let Some(t) = wanted.get_mut(id) {
-                        t.retain(|t| t.file != file);
-                    }
-                }
-                slot.damaged(|| m);
-            }
-            slots.push(slot);
-        }
-    }
+    let slots = fill::slots(&repo, &plan.files, |p| dest(&opts.target, p));
     progress
         .total_files
         .store(slots.len() as u64, Ordering::Relaxed);
@@ -296,41 +251,23 @@ pub fn restore(
         }
     }
 
-    let units: Vec<(Id, Vec<PackedBlob>)> = pack_order
-        .iter()
-        .filter_map(|id| packs.remove(id).map(|b| (*id, b)))
-        .flat_map(|(id, blobs)| packs::segments(blobs).into_iter().map(move |s| (id, s)))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let bytes = AtomicU64::new(0);
     let threads = opts.threads.max(1);
-    let work = Work {
+    fill::Filler {
         repo: &repo,
-        wanted: &wanted,
+        files: &plan.files,
         slots: &slots,
         progress: &progress,
-        bytes: &bytes,
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                if cancel.load(Ordering::Relaxed) {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((pack, seg)) = units.get(i) else {
-                    return;
-                };
-                for e in packs::restore_segment(&work, pack, seg) {
-                    tracing::warn!("{e}");
-                }
-            });
-        }
-    });
+        threads,
+        cancel: &cancel,
+    }
+    .fill_all();
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);
     }
-    result.bytes = bytes.load(Ordering::Relaxed);
+    result.bytes = slots
+        .iter()
+        .map(|s| s.written.load(Ordering::Relaxed))
+        .sum();
 
     // What could not be restored exactly is not left looking complete.
     let mut good = vec![true; slots.len()];

@@ -7,13 +7,16 @@
 //! truncated pack, a flipped byte, a pack that is gone) is tried from any other pack that
 //! holds it, and otherwise marks only the files that need it as damaged; every other blob
 //! of the same pack and segment is still restored. A write that fails (a full disk) marks
-//! its file damaged the same way. Nothing here panics on what storage returns.
+//! its file damaged the same way, and one that failed for lack of space is flagged so that
+//! [`super::fill`] can try it again once the space is freed. Nothing here panics on what
+//! storage returns.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,6 +35,11 @@ pub(super) struct FileSlot {
     pub handle: Mutex<Option<Arc<File>>>,
     /// Why the file cannot be restored exactly (the first reason found).
     pub damage: Mutex<Option<String>>,
+    /// A write failed because the disk (or the quota) was full: worth another try once
+    /// other files have given their space back.
+    pub no_space: AtomicBool,
+    /// Bytes written into the file so far.
+    pub written: AtomicU64,
 }
 
 impl FileSlot {
@@ -42,7 +50,30 @@ impl FileSlot {
             remaining: AtomicUsize::new(blobs),
             handle: Mutex::new(None),
             damage: Mutex::new(None),
+            no_space: AtomicBool::new(false),
+            written: AtomicU64::new(0),
         }
+    }
+
+    /// Forgets a failed attempt (closing and removing what it wrote) so that the file's
+    /// `blobs` can be restored again; returns the bytes the attempt had written.
+    pub fn reset(&self, blobs: usize) -> u64 {
+        self.handle.lock().take();
+        let _ = std::fs::remove_file(&self.path);
+        *self.damage.lock() = None;
+        self.no_space.store(false, Ordering::Relaxed);
+        self.remaining.store(blobs, Ordering::Relaxed);
+        self.written.swap(0, Ordering::Relaxed)
+    }
+
+    fn write_failed(&self, offset: u64, e: &io::Error) {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) {
+            self.no_space.store(true, Ordering::Relaxed);
+        }
+        self.damaged(|| format!("writing at offset {offset}: {e}"));
     }
 
     /// Records why the file is not exact (the first reason wins).
@@ -57,7 +88,7 @@ impl FileSlot {
         self.damage.lock().is_some()
     }
 
-    fn open(&self) -> Result<Arc<File>, String> {
+    fn open(&self) -> io::Result<Arc<File>> {
         let mut h = self.handle.lock();
         if let Some(f) = h.as_ref() {
             return Ok(Arc::clone(f));
@@ -68,15 +99,14 @@ impl FileSlot {
             .create(true)
             .truncate(true)
             .open(&self.path)
-            .and_then(|f| f.set_len(self.size).map(|_| f))
-            .map_err(|e| e.to_string())?;
+            .and_then(|f| f.set_len(self.size).map(|_| f))?;
         let f = Arc::new(f);
         *h = Some(Arc::clone(&f));
         Ok(f)
     }
 
     /// One blob of this file is done (written or given up on).
-    fn blob_done(&self, progress: &Progress) {
+    pub fn blob_done(&self, progress: &Progress) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.handle.lock().take();
             if !self.is_damaged() {
@@ -98,7 +128,6 @@ pub(super) struct Work<'a> {
     pub wanted: &'a HashMap<Id, Vec<Target>>,
     pub slots: &'a [FileSlot],
     pub progress: &'a Progress,
-    pub bytes: &'a AtomicU64,
 }
 
 /// The most one unit of work spans, encrypted (one read) or plain (what it decodes to).
@@ -198,15 +227,16 @@ fn write_blob(w: &Work<'_>, b: &PackedBlob, plain: &[u8]) {
                 if zero {
                     Ok(())
                 } else {
-                    f.write_all_at(plain, t.offset).map_err(|e| e.to_string())
+                    f.write_all_at(plain, t.offset)
                 }
             });
             match written {
                 Ok(()) => {
-                    w.bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                    w.progress.add_bytes(plain.len() as u64);
+                    let n = plain.len() as u64;
+                    slot.written.fetch_add(n, Ordering::Relaxed);
+                    w.progress.add_bytes(n);
                 }
-                Err(e) => slot.damaged(|| format!("writing at offset {}: {e}", t.offset)),
+                Err(e) => slot.write_failed(t.offset, &e),
             }
         }
         slot.blob_done(w.progress);
