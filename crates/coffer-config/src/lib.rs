@@ -25,6 +25,7 @@ mod env;
 pub mod jobs;
 mod load;
 pub mod rules;
+pub mod schedule;
 pub mod secrets;
 pub mod suggest;
 pub mod units;
