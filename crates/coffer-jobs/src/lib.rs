@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod copy;
+pub mod protocol;
 mod retention;
 pub mod run_restore;
 mod source;

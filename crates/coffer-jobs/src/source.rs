@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use coffer_catalog::SourceResult;
 
+use crate::protocol::BackupMessage;
 use crate::RunOptions;
 
 /// What a source's child process reported.
@@ -105,7 +106,7 @@ pub fn backup_source(
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .filter_map(|l| BackupMessage::parse(&l))
             .collect::<Vec<_>>()
     });
     let err_reader = std::thread::spawn(move || {
@@ -139,18 +140,15 @@ pub fn backup_source(
     let stderr = err_reader.join().unwrap_or_default();
     out.duration_seconds = started.elapsed().as_secs_f64();
     for l in &lines {
-        if l["message_type"] == "error" {
-            if let Some(m) = l["error"]["message"].as_str() {
-                out.warnings.push(m.to_string());
+        match l {
+            BackupMessage::Error { error, .. } => out.warnings.push(error.message.clone()),
+            BackupMessage::Summary(s) => {
+                out.snapshot_id = Some(s.snapshot_id.clone());
+                out.source_bytes = s.total_bytes_processed;
+                out.stored_bytes = s.data_added_packed;
+                out.files = s.total_files_processed;
             }
         }
-    }
-    let summary = lines.iter().rev().find(|l| l["message_type"] == "summary");
-    if let Some(s) = summary {
-        out.snapshot_id = s["snapshot_id"].as_str().map(str::to_string);
-        out.source_bytes = s["total_bytes_processed"].as_u64().unwrap_or(0);
-        out.stored_bytes = s["data_added_packed"].as_u64().unwrap_or(0);
-        out.files = s["total_files_processed"].as_u64().unwrap_or(0);
     }
     match code {
         0 if out.snapshot_id.is_some() => out.status = "SUCCESS".into(),

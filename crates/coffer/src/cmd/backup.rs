@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use coffer_archiver::filter::{read_pattern_file, PatternSet};
 use coffer_archiver::{backup, BackupOptions, Progress, StreamSource};
+use coffer_jobs::protocol::{BackupMessage, BackupSummary, ErrorText};
 use coffer_repo::pack::Compression;
 
 use crate::global::{cancel_flag, GlobalOpts, PartialFailure};
@@ -238,36 +239,34 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let secs = started.elapsed().as_secs_f64();
     for w in &result.warnings {
         if g.json {
-            println!(
-                "{}",
-                serde_json::json!({"message_type": "error", "error": {"message": w}, "during": "archival"})
-            );
+            let m = BackupMessage::Error {
+                error: ErrorText { message: w.clone() },
+                during: "archival".into(),
+            };
+            println!("{}", m.to_line());
         } else {
             eprintln!("warning: {w}");
         }
     }
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "message_type": "summary",
-                "files_new": s.files_new,
-                "files_changed": s.files_changed,
-                "files_unmodified": s.files_unmodified,
-                "dirs_new": s.dirs_new,
-                "dirs_changed": s.dirs_changed,
-                "dirs_unmodified": s.dirs_unmodified,
-                "data_blobs": s.data_blobs,
-                "tree_blobs": s.tree_blobs,
-                "data_added": s.data_added,
-                "data_added_packed": s.data_added_packed,
-                "total_files_processed": s.total_files_processed,
-                "total_bytes_processed": s.total_bytes_processed,
-                "total_duration": secs,
-                "snapshot_id": result.snapshot_id.to_hex(),
-                "warnings": result.warnings.len(),
-            })
-        );
+        let m = BackupMessage::Summary(BackupSummary {
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unmodified,
+            dirs_new: s.dirs_new,
+            dirs_changed: s.dirs_changed,
+            dirs_unmodified: s.dirs_unmodified,
+            data_blobs: s.data_blobs,
+            tree_blobs: s.tree_blobs,
+            data_added: s.data_added,
+            data_added_packed: s.data_added_packed,
+            total_files_processed: s.total_files_processed,
+            total_bytes_processed: s.total_bytes_processed,
+            total_duration: secs,
+            snapshot_id: result.snapshot_id.to_hex(),
+            warnings: result.warnings.len() as u64,
+        });
+        println!("{}", m.to_line());
     } else if !g.quiet {
         println!(
             "Files:       {:>6} new, {:>6} changed, {:>6} unmodified",
