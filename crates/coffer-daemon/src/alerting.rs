@@ -22,8 +22,9 @@ use coffer_config::Config;
 use parking_lot::{Condvar, Mutex};
 
 use crate::metrics::Metrics;
+use crate::observe::RunObserver;
+use crate::queue::Heartbeat;
 use crate::repos::Repos;
-use crate::scheduler::Scheduler;
 use crate::DaemonError;
 
 /// Wakes the alerting thread.
@@ -55,6 +56,13 @@ impl Poke {
     }
 }
 
+/// Every finished run is evaluated at once (a failure reaches its channels within a second).
+impl RunObserver for Poke {
+    fn run_finished(&self, _: coffer_catalog::RunKind, _: Option<&coffer_catalog::Run>) {
+        self.poke();
+    }
+}
+
 /// Everything the thread reads.
 pub struct Inputs {
     /// The config.
@@ -63,8 +71,8 @@ pub struct Inputs {
     pub catalog: PathBuf,
     /// Storage figures.
     pub repos: Arc<Repos>,
-    /// Its heartbeat.
-    pub scheduler: Arc<Scheduler>,
+    /// The scheduler's heartbeat.
+    pub heartbeat: Arc<Heartbeat>,
     /// Alert gauges and notification counters.
     pub metrics: Arc<Metrics>,
     /// Set on shutdown.
@@ -108,7 +116,7 @@ pub fn start(inputs: Inputs, poke: Arc<Poke>) -> Result<Option<JoinHandle<()>>, 
                         last_verify: None,
                     })
                     .collect();
-                let heartbeat = inputs.scheduler.view().heartbeat;
+                let heartbeat = inputs.heartbeat.last();
                 match alerter.evaluate(&mut catalog, now, repos, heartbeat) {
                     Ok(ev) => {
                         inputs.metrics.alerting(&ev, alerter.engine().alerts());

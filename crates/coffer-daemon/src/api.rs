@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use coffer_catalog::{Catalog, RunKind, Status};
 use coffer_config::Config;
@@ -35,7 +35,7 @@ use coffer_jobs::Trigger;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::auth::{Caller, Tokens};
+use crate::auth::{Access, Caller, Tokens};
 use crate::repos::Repos;
 use crate::scheduler::Scheduler;
 
@@ -52,8 +52,6 @@ pub struct State {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The repositories' figures.
     pub repos: Arc<Repos>,
-    /// Who may call what.
-    pub tokens: Arc<Tokens>,
     /// Wakes the alerting thread (after an ack or a silence).
     pub poke: Arc<crate::alerting::Poke>,
     /// The audit trail.
@@ -90,40 +88,75 @@ where
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// The routes.
-pub fn router(state: State) -> Router {
-    Router::new()
-        .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/-/ready", get(|| async { "OK\n" }))
-        .route("/metrics", get(metrics))
-        .route("/api/status", get(status))
-        .route("/api/jobs", get(jobs))
-        .route("/api/jobs/{name}", get(job))
-        .route("/api/jobs/{name}/run", post(run_job))
-        .route("/api/jobs/{name}/pause", post(pause))
-        .route("/api/jobs/{name}/resume", post(resume))
-        .route("/api/jobs/{name}/verify", post(verify_job))
-        .route("/api/scenarios", get(scenarios))
-        .route("/api/scenarios/{name}/drill", post(drill))
-        .route("/api/runs", get(runs))
-        .route("/api/repositories", get(repositories))
-        .route("/api/metrics", get(metrics_json))
-        .route("/api/audit", get(audit))
-        .route("/api/alerts", get(alerts))
-        .route("/api/alerts/{id}/acknowledge", post(acknowledge))
-        .route("/api/silences", get(silences).post(add_silence))
-        .route("/api/silences/{id}", delete(expire_silence))
-        .route("/api/deliveries", get(deliveries))
+/// Every route: its path, its handlers and, for a route that changes something, the action
+/// the audit trail records a call as (its target is the path's `{...}` parameter). The one
+/// route table: the router and the access guard are both built from it.
+fn routes() -> Vec<(&'static str, MethodRouter<State>, Option<&'static str>)> {
+    vec![
+        ("/-/healthy", get(|| async { "OK\n" }), None),
+        ("/-/ready", get(|| async { "OK\n" }), None),
+        ("/metrics", get(metrics), None),
+        ("/api/status", get(status), None),
+        ("/api/jobs", get(jobs), None),
+        ("/api/jobs/{name}", get(job), None),
+        ("/api/jobs/{name}/run", post(run_job), Some("job.run")),
+        ("/api/jobs/{name}/pause", post(pause), Some("job.pause")),
+        ("/api/jobs/{name}/resume", post(resume), Some("job.resume")),
+        (
+            "/api/jobs/{name}/verify",
+            post(verify_job),
+            Some("job.verify"),
+        ),
+        ("/api/scenarios", get(scenarios), None),
+        ("/api/scenarios/{name}/drill", post(drill), Some("dr.drill")),
+        ("/api/runs", get(runs), None),
+        ("/api/repositories", get(repositories), None),
+        ("/api/metrics", get(metrics_json), None),
+        ("/api/audit", get(audit), None),
+        ("/api/alerts", get(alerts), None),
+        (
+            "/api/alerts/{id}/acknowledge",
+            post(acknowledge),
+            Some("alert.ack"),
+        ),
+        (
+            "/api/silences",
+            get(silences).post(add_silence),
+            Some("silence.add"),
+        ),
+        (
+            "/api/silences/{id}",
+            delete(expire_silence),
+            Some("silence.expire"),
+        ),
+        ("/api/deliveries", get(deliveries), None),
+    ]
+}
+
+/// The routes, behind the access guard of `tokens`.
+pub fn router(state: State, tokens: Arc<Tokens>) -> Router {
+    let table = routes();
+    let access = Access {
+        tokens,
+        catalog: Arc::clone(&state.catalog),
+        auditor: Arc::clone(&state.auditor),
+        actions: Arc::new(
+            table
+                .iter()
+                .filter_map(|(p, _, a)| Some((*p, (*a)?)))
+                .collect(),
+        ),
+    };
+    table
+        .into_iter()
+        .fold(Router::new(), |r, (path, handlers, _)| r.route(path, handlers))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "no such endpoint (see /api/status, /api/jobs, /api/runs, /api/repositories, /api/alerts, /api/silences, /api/metrics, /metrics)".into(),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::guard,
-        ))
+        .layer(axum::middleware::from_fn_with_state(access, crate::auth::guard))
         .with_state(state)
 }
 

@@ -10,20 +10,36 @@
 //! - Every POST is recorded in the catalog's audit table with its caller (`token:NAME` or
 //!   `anonymous`), the action, the target, the outcome (HTTP status) and the peer address.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State as AxState};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State as AxState};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use coffer_catalog::AuditEntry;
+use coffer_catalog::{AuditEntry, Catalog};
 use coffer_config::{Config, Role};
+use parking_lot::Mutex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::api::State;
 use crate::DaemonError;
+
+/// What the guard needs: the tokens, where to record calls, and the audit action of each
+/// route that changes something (from the API's route table, by route path).
+#[derive(Clone)]
+pub struct Access {
+    /// Who may call what.
+    pub tokens: Arc<Tokens>,
+    /// Where calls are recorded.
+    pub catalog: Arc<Mutex<Catalog>>,
+    /// The audit trail.
+    pub auditor: Arc<coffer_jobs::audit::Auditor>,
+    /// Route path (`/api/jobs/{name}/run`) to action (`job.run`).
+    pub actions: Arc<HashMap<&'static str, &'static str>>,
+}
 
 /// One accepted token.
 struct Token {
@@ -125,8 +141,14 @@ fn deny(code: StatusCode, message: &str) -> Response {
 }
 
 /// The middleware: checks the token and role, and records mutating calls.
-pub async fn guard(AxState(s): AxState<State>, mut req: Request, next: Next) -> Response {
+pub async fn guard(AxState(s): AxState<Access>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    let (action, target) = action_of(
+        &s.actions,
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str()),
+        req.method(),
+        &path,
+    );
     let method = req.method().clone();
     let origin = req
         .extensions()
@@ -159,7 +181,7 @@ pub async fn guard(AxState(s): AxState<State>, mut req: Request, next: Next) -> 
         let Some(tok) = s.tokens.find(presented) else {
             tracing::warn!(path = %path, origin = ?origin, "API call with an unknown token refused");
             if method != Method::GET {
-                record(&s, "unknown-token", &method, &path, "401", origin);
+                record(&s, "unknown-token", &action, &target, "401", origin);
             }
             return deny(StatusCode::UNAUTHORIZED, "unknown token");
         };
@@ -167,8 +189,8 @@ pub async fn guard(AxState(s): AxState<State>, mut req: Request, next: Next) -> 
             record(
                 &s,
                 &format!("token:{}", tok.name),
-                &method,
-                &path,
+                &action,
+                &target,
                 "403",
                 origin,
             );
@@ -192,44 +214,51 @@ pub async fn guard(AxState(s): AxState<State>, mut req: Request, next: Next) -> 
         } else {
             resp.status().as_u16().to_string()
         };
-        record(&s, &actor, &method, &path, &outcome, origin);
+        record(&s, &actor, &action, &target, &outcome, origin);
     }
     resp
 }
 
-/// `POST /api/jobs/x/run` → action `job.run`, target `x`.
-fn action_of(method: &Method, path: &str) -> (String, String) {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["api", "jobs", name, verb] => (format!("job.{verb}"), (*name).to_string()),
-        ["api", "scenarios", name, "drill"] => ("dr.drill".into(), (*name).to_string()),
-        ["api", "alerts", id, "acknowledge"] => ("alert.ack".into(), (*id).to_string()),
-        ["api", "silences"] => ("silence.add".into(), String::new()),
-        ["api", "silences", id] => ("silence.expire".into(), (*id).to_string()),
-        _ => (format!("{} {path}", method.as_str()), String::new()),
-    }
+/// The action and target a call is recorded as: `POST /api/jobs/x/run` (route
+/// `/api/jobs/{name}/run`) is action `job.run`, target `x`. A call no route declares an
+/// action for is recorded by its method and path.
+fn action_of(
+    actions: &HashMap<&'static str, &'static str>,
+    route: Option<&str>,
+    method: &Method,
+    path: &str,
+) -> (String, String) {
+    let Some((route, action)) = route.and_then(|r| Some((r, *actions.get(r)?))) else {
+        return (format!("{} {path}", method.as_str()), String::new());
+    };
+    let target = route
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(r, _)| r.starts_with('{'))
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    (action.to_string(), target)
 }
 
 fn record(
-    s: &State,
+    s: &Access,
     actor: &str,
-    method: &Method,
-    path: &str,
+    action: &str,
+    target: &str,
     outcome: &str,
     origin: Option<String>,
 ) {
-    let (action, target) = action_of(method, path);
     tracing::info!(event = "audit", actor, action = %action, target = %target, outcome, origin = ?origin, "API call");
     let e = AuditEntry {
         time: chrono::Utc::now(),
         actor: actor.to_string(),
-        action,
-        target,
+        action: action.to_string(),
+        target: target.to_string(),
         outcome: outcome.to_string(),
         origin,
     };
-    let catalog = std::sync::Arc::clone(&s.catalog);
-    let auditor = std::sync::Arc::clone(&s.auditor);
+    let catalog = Arc::clone(&s.catalog);
+    let auditor = Arc::clone(&s.auditor);
     // Off the async threads, like every catalog call of the API.
     tokio::task::spawn_blocking(move || auditor.record(&catalog.lock(), &e));
 }
@@ -240,9 +269,19 @@ mod tests {
 
     #[test]
     fn actions_and_digests() {
+        let actions = HashMap::from([("/api/jobs/{name}/pause", "job.pause")]);
         assert_eq!(
-            action_of(&Method::POST, "/api/jobs/nightly/pause"),
+            action_of(
+                &actions,
+                Some("/api/jobs/{name}/pause"),
+                &Method::POST,
+                "/api/jobs/nightly/pause"
+            ),
             ("job.pause".to_string(), "nightly".to_string())
+        );
+        assert_eq!(
+            action_of(&actions, None, &Method::POST, "/api/nothing"),
+            ("POST /api/nothing".to_string(), String::new())
         );
         let a = digest("0123456789abcdef");
         assert!(same(&a, &digest("0123456789abcdef")));

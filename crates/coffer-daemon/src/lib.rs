@@ -20,53 +20,25 @@
 //! SIGINT/SIGTERM stop scheduling, cancel running runs (their process groups are killed and
 //! the runs end FAILED "cancelled") and return.
 
-pub mod alerting;
-pub mod api;
-pub mod auth;
-pub mod metrics;
-pub mod repos;
-pub mod scheduler;
+mod alerting;
+mod api;
+mod auth;
+mod error;
+mod metrics;
+mod observe;
+mod queue;
+mod repos;
+mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use coffer_catalog::{Catalog, CatalogError};
+use coffer_catalog::Catalog;
 use coffer_config::Config;
 
-/// Why the daemon could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// The catalog failed.
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    /// The listen address is unusable.
-    #[error("listen address {addr}: {message}")]
-    Listen {
-        /// The address.
-        addr: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A token could not be read.
-    #[error("[[server.token]] {name:?}: {message}")]
-    Token {
-        /// The token's name.
-        name: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The metrics could not be set up.
-    #[error("setting up /metrics: {0}")]
-    Metrics(prometheus::Error),
-    /// The alert rules or channels could not be set up.
-    #[error("alerting: {0}")]
-    Alerting(String),
-    /// The async runtime could not start.
-    #[error("starting the HTTP server: {0}")]
-    Runtime(std::io::Error),
-}
+pub use error::DaemonError;
 
 /// How the daemon runs.
 pub struct ServeOptions {
@@ -129,13 +101,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         );
     }
     let poke = Arc::new(alerting::Poke::default());
+    let heartbeat = Arc::new(queue::Heartbeat::default());
     let sched = scheduler::Scheduler::start(
         Arc::clone(&opts.config),
         scheduler::Observers {
-            metrics: Arc::clone(&metrics),
-            repos: Arc::clone(&repos),
-            poke: Arc::clone(&poke),
+            runs: vec![
+                Arc::clone(&repos) as Arc<dyn observe::RunObserver>,
+                Arc::clone(&poke) as _,
+                Arc::clone(&metrics) as _,
+            ],
             auditor: Arc::clone(&auditor),
+            heartbeat: Arc::clone(&heartbeat),
         },
         opts.catalog.clone(),
         opts.exe.clone(),
@@ -146,7 +122,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
             config: Arc::clone(&opts.config),
             catalog: opts.catalog.clone(),
             repos: Arc::clone(&repos),
-            scheduler: Arc::clone(&sched),
+            heartbeat,
             metrics: Arc::clone(&metrics),
             shutdown: Arc::clone(&opts.shutdown),
         },
@@ -167,7 +143,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         scheduler: Arc::clone(&sched),
         metrics,
         repos,
-        tokens,
         poke,
         auditor,
     };
@@ -190,7 +165,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), DaemonError> {
         eprintln!("coffer serve: listening on http://{addr} (/metrics, /api/status, /api/runs, /-/healthy)");
         axum::serve(
             listener,
-            api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+            api::router(state, tokens).into_make_service_with_connect_info::<SocketAddr>(),
         )
             .with_graceful_shutdown(async move {
                 while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {

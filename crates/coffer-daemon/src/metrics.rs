@@ -16,8 +16,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::observe::RunObserver;
+use crate::queue::QueueView;
 use crate::repos::RepoStats;
-use crate::scheduler::QueueView;
 
 /// The daemon's metrics.
 pub struct Metrics {
@@ -633,6 +634,14 @@ impl Metrics {
         }
         if let Some(h) = queue.heartbeat {
             self.heartbeat.set(ts(h));
+        }
+    }
+}
+
+impl RunObserver for Metrics {
+    fn run_finished(&self, _: RunKind, run: Option<&Run>) {
+        if let Some(r) = run {
+            self.finished(r);
         }
     }
 }

@@ -20,6 +20,8 @@ use coffer_repo::Repository;
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
+use crate::observe::RunObserver;
+
 /// One repository's figures.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RepoStats {
@@ -198,4 +200,13 @@ fn measure(
         Err(e) => s.error = Some(e.to_string()),
     }
     s
+}
+
+/// A finished backup or verify may have changed what a repository holds; a drill only reads.
+impl RunObserver for Repos {
+    fn run_finished(&self, kind: coffer_catalog::RunKind, _: Option<&coffer_catalog::Run>) {
+        if kind != coffer_catalog::RunKind::Drill {
+            self.touch();
+        }
+    }
 }

@@ -13,6 +13,8 @@ use coffer_config::{Config, Misfire};
 use coffer_jobs::{RunOptions, Trigger};
 use parking_lot::{Condvar, Mutex};
 
+use crate::observe::RunObserver;
+use crate::queue::{Heartbeat, QueueView};
 use crate::DaemonError;
 
 struct Queued {
@@ -35,9 +37,7 @@ struct Queue {
 /// The queue, its workers and the scheduling thread.
 pub struct Scheduler {
     config: Arc<Config>,
-    metrics: Arc<crate::metrics::Metrics>,
-    repos: Arc<crate::repos::Repos>,
-    poke: Arc<crate::alerting::Poke>,
+    observers: Vec<Arc<dyn RunObserver>>,
     auditor: Arc<coffer_jobs::audit::Auditor>,
     /// For the QUEUED rows (enqueue is called from the API and the scheduling thread).
     catalog: Mutex<Catalog>,
@@ -45,40 +45,19 @@ pub struct Scheduler {
     wake: Condvar,
     shutdown: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    heartbeat: Mutex<Option<DateTime<Utc>>>,
-}
-
-/// What the API shows of the queue.
-#[derive(serde::Serialize)]
-pub struct QueueView {
-    /// Jobs waiting for a worker, in the order they will run.
-    pub queued: Vec<String>,
-    /// Jobs running now.
-    pub running: Vec<String>,
-    /// Jobs whose verify waits for a worker.
-    pub verify_queued: Vec<String>,
-    /// Jobs whose verify runs now.
-    pub verify_running: Vec<String>,
-    /// Scenarios whose drill waits for a worker.
-    pub drill_queued: Vec<String>,
-    /// Scenarios whose drill runs now.
-    pub drill_running: Vec<String>,
-    /// The scheduler's last tick.
-    pub heartbeat: Option<DateTime<Utc>>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 const HEARTBEAT: &str = "scheduler_heartbeat";
 
 /// What a finished run is reported to.
 pub struct Observers {
-    /// Run counters.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Refreshed after each run.
-    pub repos: Arc<crate::repos::Repos>,
-    /// Evaluates the alert rules after each run.
-    pub poke: Arc<crate::alerting::Poke>,
-    /// Records each run.
+    /// Told about every finished run, in this order.
+    pub runs: Vec<Arc<dyn RunObserver>>,
+    /// Records each run in the audit trail.
     pub auditor: Arc<coffer_jobs::audit::Auditor>,
+    /// Where the scheduling thread beats.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Scheduler {
@@ -91,23 +70,20 @@ impl Scheduler {
         shutdown: Arc<AtomicBool>,
     ) -> Result<Arc<Scheduler>, DaemonError> {
         let Observers {
-            metrics,
-            repos,
-            poke,
+            runs: observers,
             auditor,
+            heartbeat,
         } = observers;
         let s = Arc::new(Scheduler {
             config: Arc::clone(&config),
-            metrics,
-            repos,
-            poke,
+            observers,
             auditor,
             catalog: Mutex::new(Catalog::open(&catalog)?),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             shutdown,
             threads: Mutex::new(Vec::new()),
-            heartbeat: Mutex::new(None),
+            heartbeat,
         });
         let mut threads = Vec::new();
         for n in 0..config.server.max_concurrent_jobs {
@@ -238,7 +214,7 @@ impl Scheduler {
             verify_running,
             drill_queued,
             drill_running,
-            heartbeat: *self.heartbeat.lock(),
+            heartbeat: self.heartbeat.last(),
         }
     }
 
@@ -339,7 +315,7 @@ impl Scheduler {
                     next_drill[i] = coffer_config::jobs::next_occurrence(sch, None, now);
                 }
             }
-            *self.heartbeat.lock() = Some(now);
+            self.heartbeat.beat(now);
             // The stored heartbeat dates a crash for misfire detection and tells `coffer
             // alerts check` that the daemon lives: every 10 s (a third of the heartbeat
             // timeout when that is shorter) is enough, and spares the disk a write a second.
@@ -396,12 +372,12 @@ impl Scheduler {
                 item
             };
             if item.kind == RunKind::Drill {
-                self.drill(&item, &cat);
+                let run = self.drill(&item, &cat);
                 self.queue
                     .lock()
                     .running
                     .remove(&(item.job.clone(), item.kind));
-                self.poke.poke();
+                self.finished(item.kind, run.as_ref());
             } else if let Some(job) = self.config.job.iter().find(|j| j.name == item.job) {
                 let opts = RunOptions {
                     exe: exe.clone(),
@@ -443,13 +419,11 @@ impl Scheduler {
                     .lock()
                     .running
                     .remove(&(item.job.clone(), item.kind));
-                self.repos.touch();
-                self.poke.poke();
+                self.finished(item.kind, result.as_ref().ok());
                 match result {
                     Ok(r) => {
                         // Detached: the worker does not wait for the monitor.
                         drop(pings.finish(&r));
-                        self.metrics.finished(&r);
                         self.auditor.record(
                             &cat,
                             &coffer_catalog::AuditEntry {
@@ -479,13 +453,19 @@ impl Scheduler {
         }
     }
 
-    /// Runs a queued drill, records it, and audits it.
-    fn drill(&self, item: &Queued, cat: &Catalog) {
+    fn finished(&self, kind: RunKind, run: Option<&Run>) {
+        for o in &self.observers {
+            o.run_finished(kind, run);
+        }
+    }
+
+    /// Runs a queued drill, records it, and audits it; returns its row.
+    fn drill(&self, item: &Queued, cat: &Catalog) -> Option<Run> {
         let scenario = match self.config.find_scenario(&item.job) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(scenario = %item.job, error = %e, "drill not started");
-                return;
+                return None;
             }
         };
         let open = |r: &coffer_config::RepositoryConfig| {
@@ -536,10 +516,144 @@ impl Scheduler {
                     },
                 );
                 tracing::info!(run = %r.id, scenario = %r.job, status = %r.status, seconds = r.duration_seconds.unwrap_or_default(), "drill finished");
+                Some(r)
             }
             Err(e) => {
-                tracing::error!(scenario = %item.job, error = %e, "drill could not be recorded")
+                tracing::error!(scenario = %item.job, error = %e, "drill could not be recorded");
+                None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
+
+    /// Records what it is told.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(RunKind, Option<Status>)>>);
+
+    impl RunObserver for Recorder {
+        fn run_finished(&self, kind: RunKind, run: Option<&Run>) {
+            self.0.lock().push((kind, run.map(|r| r.status)));
+        }
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A job queued through the API runs once on a worker (a second request while it is
+    /// queued or running is refused), every observer hears of its final row once, in order,
+    /// and the scheduling thread beats.
+    #[test]
+    fn a_queued_run_reaches_every_observer_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        // Stands in for the coffer binary each source runs in: a backup that fails slowly.
+        let exe = d.join("fake-coffer");
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nsleep 1\necho 'Fatal: the fake backup failed' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = d.join("coffer.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"[server]
+catalog = "{d}/catalog.db"
+
+[audit]
+key_file = "{d}/keys/audit.key"
+
+[[repository]]
+name = "local"
+url = "{d}/repo"
+password = "test"
+
+[[source]]
+name = "files"
+type = "files"
+paths = ["{d}/data"]
+
+[[job]]
+name = "nightly"
+sources = ["files"]
+schedule = "0 2 * * *"
+retries = 0
+"#,
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let config = Arc::new(Config::load(&path).unwrap());
+        std::env::set_var("COFFER_KDF_N", "1024");
+        coffer_repo::Repository::init(
+            &coffer_repo::backend::Location::Local(d.join("repo")),
+            "test",
+            &coffer_repo::InitOptions::default(),
+        )
+        .unwrap();
+        let catalog = d.join("catalog.db");
+        let auditor = Arc::new(coffer_jobs::audit::Auditor::open(&config, &catalog).unwrap());
+        let (first, second) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let heartbeat = Arc::new(Heartbeat::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let s = Scheduler::start(
+            Arc::clone(&config),
+            Observers {
+                runs: vec![
+                    Arc::clone(&first) as Arc<dyn RunObserver>,
+                    Arc::clone(&second) as _,
+                ],
+                auditor,
+                heartbeat: Arc::clone(&heartbeat),
+            },
+            catalog.clone(),
+            exe,
+            Arc::clone(&shutdown),
+        )
+        .unwrap();
+
+        assert!(s.enqueue("nightly", RunKind::Backup, Trigger::Api));
+        assert!(!s.enqueue("nightly", RunKind::Backup, Trigger::Api));
+        let v = s.view();
+        assert_eq!(v.queued.len() + v.running.len(), 1, "{v:?}");
+        wait_for("the run to finish", || !second.0.lock().is_empty());
+        let want = vec![(RunKind::Backup, Some(Status::Failed))];
+        assert_eq!(*first.0.lock(), want);
+        assert_eq!(*second.0.lock(), want);
+        // The queue is free before observers hear of the run.
+        let v = s.view();
+        assert!(v.queued.is_empty() && v.running.is_empty(), "{v:?}");
+        wait_for("a heartbeat", || heartbeat.last().is_some());
+        assert_eq!(s.view().heartbeat, heartbeat.last());
+
+        shutdown.store(true, Ordering::Relaxed);
+        s.join();
+        assert_eq!(first.0.lock().len(), 1);
+        let runs = Catalog::open(&catalog)
+            .unwrap()
+            .list_kind(Some("nightly"), Some(RunKind::Backup), 10)
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, Status::Failed);
+        assert!(
+            runs[0].errors.join(" ").contains("the fake backup failed"),
+            "{:?}",
+            runs[0].errors
+        );
     }
 }
