@@ -7,7 +7,7 @@
 //! grants, so restoring it keeps accounts that exist). The dumps name no database, so a dump
 //! restores into any database name.
 //!
-//! Physical (`mariadb_physical.rs`): `mariadb-backup --backup --stream=xbstream` (Debian package
+//! Physical ([`physical`]): `mariadb-backup --backup --stream=xbstream` (Debian package
 //! `mariadb-backup`) copies the whole server's data directory, streamed into the repository as
 //! `backup.xbstream`; the manifest records the InnoDB checkpoint LSN and, when the binary log
 //! is on, the binlog file, position and GTID the copy is consistent with. It has to run on the
@@ -50,11 +50,8 @@ use std::time::Instant;
 use coffer_config::EnvString;
 use serde::Deserialize;
 
-#[path = "mariadb_physical.rs"]
 mod physical;
-#[path = "mariadb_rows.rs"]
 mod rows;
-#[path = "mariadb_scratch.rs"]
 pub mod scratch;
 
 use crate::{
