@@ -6,78 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use coffer_alerts::{build, fingerprint, AlertStatus, Notification, Options, Severity};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn alertmanager(dir: &Path) -> (Server, u16) {
-    let port = free_port();
-    let cfg = dir.join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("alertmanager.log")).unwrap())
-        .spawn()
-        .expect("starting prometheus-alertmanager (scripts/test-deps installs it)");
-    let s = Server(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "alertmanager did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (s, port)
-}
-
-/// The alerts amtool lists for `backup_job=nightly`.
-fn query(port: u16) -> Vec<serde_json::Value> {
-    let out = Command::new("amtool")
-        .args(["alert", "query", "-o", "json"])
-        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
-        .arg("backup_job=nightly")
-        .output()
-        .expect("amtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use coffer_testkit::{alertmanager, amtool_query};
 
 #[test]
 fn pushed_alert_is_active_until_resolved() {
@@ -114,7 +46,7 @@ fn pushed_alert_is_active_until_resolved() {
     };
     let d = channel.send(std::slice::from_ref(&n)).unwrap();
     assert_eq!((d.attempts, d.status), (1, Some(200)));
-    let got = query(port);
+    let got = amtool_query(port, "backup_job=nightly");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["labels"]["alertname"], "BackupFailed");
     assert_eq!(got[0]["labels"]["severity"], "high");
@@ -133,7 +65,7 @@ fn pushed_alert_is_active_until_resolved() {
     n.ends_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
     channel.send(&[n]).unwrap();
     assert!(
-        query(port).is_empty(),
+        amtool_query(port, "backup_job=nightly").is_empty(),
         "still listed after the resolved push"
     );
 }

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -54,14 +53,6 @@ fn shared_server() {
     });
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A private redis-server on a free port, killed when dropped.
 struct Private {
     child: Child,
@@ -72,7 +63,7 @@ struct Private {
 impl Private {
     fn start(extra: &[&str]) -> Private {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = coffer_testkit::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -454,7 +445,7 @@ fn redis_wrong_password_is_reported() {
 
 #[test]
 fn redis_unreachable_server_is_reported() {
-    let port = free_port();
+    let port = coffer_testkit::free_port();
     let e = source(&format!("redis://127.0.0.1:{port}/"))
         .backup(&Manifest::default())
         .err()

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::alerts::{alertmanager, amtool_query, closed_port, Receiver};
-use crate::daemon_api::free_port;
+use coffer_testkit::{alertmanager, amtool_query, free_port};
+
+use crate::alerts::Receiver;
 use crate::jobs::{http, json_get, Daemon, Lab};
 use crate::util::{run, wait_until};
 
@@ -90,7 +91,7 @@ fn quiet_for(r: &Receiver, path: &str, name: &str, d: Duration, why: &str) {
 #[test]
 fn failure_escalation_repeat_silence_ack_and_resolve() {
     let recv = Receiver::start();
-    let dead = closed_port();
+    let dead = free_port();
     let flag_dir = crate::util::tempdir("coffer-alert-flag-");
     let flag = flag_dir.path().join("fail");
     std::fs::write(&flag, "1").unwrap();

@@ -7,7 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use coffer_testkit::{alertmanager, amtool_query, free_port, wait_for_port, Server};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,28 +135,6 @@ fn serve(s: TcpStream, got: &Mutex<Vec<Req>>) -> std::io::Result<()> {
     s.flush()
 }
 
-/// A loopback port nothing listens on.
-pub(crate) fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A child process killed when the test ends.
-pub(crate) struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(what: &str, port: u16) {
-    wait_until(what, Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-}
-
 /// A python3 that can import aiosmtpd: the one on PATH (pip), else Debian's
 /// (python3-aiosmtpd) when PATH starts with another interpreter (pyenv).
 fn python_with_aiosmtpd() -> &'static str {
@@ -172,7 +152,7 @@ fn python_with_aiosmtpd() -> &'static str {
 
 /// aiosmtpd writing every message into a Maildir.
 fn smtp_server(dir: &Path) -> (Server, u16, PathBuf) {
-    let port = closed_port();
+    let port = free_port();
     let maildir = dir.join("mail");
     let child = Command::new(python_with_aiosmtpd())
         .args(["-m", "aiosmtpd", "-n", "-l"])
@@ -186,51 +166,6 @@ fn smtp_server(dir: &Path) -> (Server, u16, PathBuf) {
     let s = Server(child);
     wait_for_port("aiosmtpd", port);
     (s, port, maildir)
-}
-
-/// The active alerts `amtool alert query MATCHER` shows.
-pub(crate) fn amtool_query(port: u16, matcher: &str) -> Vec<Value> {
-    let out = Command::new("amtool")
-        .args(["alert", "query", "-o", "json"])
-        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
-        .arg(matcher)
-        .output()
-        .expect("amtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// Debian's prometheus-alertmanager with an empty route.
-pub(crate) fn alertmanager(dir: &Path) -> (Server, u16) {
-    let port = closed_port();
-    let cfg = dir.join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let data = dir.join("am-data");
-    std::fs::create_dir_all(&data).unwrap();
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("alertmanager.log")).unwrap())
-        .spawn()
-        .expect("starting prometheus-alertmanager (scripts/test-deps installs it)");
-    let s = Server(child);
-    wait_for_port("alertmanager", port);
-    (s, port)
 }
 
 fn keys(v: &Value) -> BTreeSet<&str> {
@@ -320,7 +255,7 @@ fn alert_test_reaches_every_channel_with_exact_payloads_and_signatures() {
     let rx = Receiver::start();
     let (_smtp, smtp_port, maildir) = smtp_server(dir);
     let (_am, am_port) = alertmanager(dir);
-    let dead = closed_port();
+    let dead = free_port();
     let config = dir.join("coffer.toml");
     std::fs::write(
         &config,

@@ -8,16 +8,10 @@ use std::time::Duration;
 
 use sha2::Digest;
 
+use coffer_testkit::free_port;
+
 use crate::jobs::{http, http_as, http_raw, json_get, Daemon, Lab};
 use crate::util::{run, wait_until, Repo, S3_KEY, S3_SECRET};
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 const VIEWER: &str = "viewer-token-0123456789";
 const OPS: &str = "ops-token-0123456789abcdef";

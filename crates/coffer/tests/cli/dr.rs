@@ -81,7 +81,7 @@ fn assess_follows_server_and_backup_age() {
     std::fs::create_dir_all(d.join("redis")).unwrap();
     std::fs::write(d.join("data/app.conf"), "x = 1\n").unwrap();
     std::fs::write(d.join("pw"), "dr-test-password\n").unwrap();
-    let port = crate::daemon_api::free_port();
+    let port = coffer_testkit::free_port();
     site.write(port, "1h");
     let mut redis = start_redis(port, &d.join("redis"));
     run(&mut site.coffer(&["init"])).ok();

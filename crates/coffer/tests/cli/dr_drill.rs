@@ -114,7 +114,7 @@ fn port_of(message: &str) -> Option<u16> {
 /// that order, each checked, the report written, the run recorded, and nothing left behind.
 #[test]
 fn drill_of_a_full_disaster_passes_and_leaves_nothing() {
-    let redis_port = crate::daemon_api::free_port();
+    let redis_port = coffer_testkit::free_port();
     let site = Site::new(
         "drill_full",
         &format!(
@@ -297,7 +297,7 @@ fn the_daemon_drills_on_schedule_and_on_request() {
          [[scenario]]\nname = \"files_often\"\nrto = \"5m\"\ndrill_schedule = \"*/2 * * * * *\"\nsteps = [ { restore = \"files\" } ]\n",
     );
     run(&mut lab.coffer(["backup", "--source", "files"])).ok();
-    let port = crate::daemon_api::free_port();
+    let port = coffer_testkit::free_port();
     let daemon = Daemon::start(&lab, port, "daemon.log");
     let (code, body) = http(port, "POST", "/api/scenarios/files_now/drill");
     assert_eq!(code, 202, "{body}");

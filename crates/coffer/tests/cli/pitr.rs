@@ -17,13 +17,6 @@ fn pg_bin() -> PathBuf {
         .expect("PostgreSQL server binaries (initdb, pg_ctl, pgbench): run scripts/test-deps")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A scratch directory owned by postgres holding the repository, config, coffer binary and
 /// clusters.
 struct Lab {
@@ -228,7 +221,7 @@ impl Lab {
             .args(["pg", "restore", "--source", "pg-phys", "--target"])
             .arg(&dir))
         .ok();
-        let new_port = free_port();
+        let new_port = coffer_testkit::free_port();
         self.start(&dir, new_port);
         wait_until(
             &format!("the restore in {name} to promote"),
@@ -263,7 +256,7 @@ fn log_of(data: &Path) -> String {
 #[test]
 fn postgres_point_in_time_recovery() {
     let mut lab = Lab::new();
-    let port = free_port();
+    let port = coffer_testkit::free_port();
     let data = lab.cluster("primary", port);
     run(lab.coffer(port).arg("init")).ok();
 
@@ -506,7 +499,7 @@ fn postgres_point_in_time_recovery() {
         r.describe()
     );
     assert_eq!(s["checks"]["manifest_verified"], true, "{}", r.describe());
-    let port2 = free_port();
+    let port2 = coffer_testkit::free_port();
     lab.start(&restored, port2);
     wait_until(
         "the restored cluster to promote",
@@ -611,7 +604,7 @@ fn postgres_point_in_time_recovery() {
 #[test]
 fn postgres_password_auth_and_parallel_restore() {
     let mut lab = Lab::new();
-    let port = free_port();
+    let port = coffer_testkit::free_port();
     lab.cluster_with("secured", port, Some("s3cret pw"));
     run(lab.coffer(port).arg("init")).ok();
     let toml = lab.dir.join("coffer.toml");
@@ -698,7 +691,7 @@ fn postgres_password_auth_and_parallel_restore() {
 #[test]
 fn drill_of_a_physical_source_replays_to_the_chosen_point() {
     let mut lab = Lab::new();
-    let port = free_port();
+    let port = coffer_testkit::free_port();
     lab.cluster("primary", port);
     run(lab.coffer(port).arg("init")).ok();
     lab.psql(

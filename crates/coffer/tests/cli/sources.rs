@@ -895,7 +895,7 @@ fn redis_backup_and_restores() {
     );
 
     // Into a running server: a redis-server of this test's own, empty, then not empty.
-    let port = crate::daemon_api::free_port();
+    let port = coffer_testkit::free_port();
     let data = s.dir.join("target-redis");
     std::fs::create_dir_all(&data).unwrap();
     let mut server = Command::new("redis-server")

@@ -1150,16 +1150,6 @@ pub struct S3Server {
 
 static S3: OnceLock<S3Server> = OnceLock::new();
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
 fn http_answers(port: u16) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
@@ -1197,7 +1187,7 @@ pub fn s3_server() -> &'static S3Server {
             ),
         )
         .expect("identities");
-        let p = free_ports(8);
+        let p = coffer_testkit::free_ports(8);
         let _ = WEED_PORTS.set(p.clone());
         let log = dir.join("weed.log");
         let args: Vec<String> = vec![
