@@ -3,6 +3,7 @@
 //! Status lines (progress) share the stream and are not part of the protocol: a reader skips
 //! every line that is not one of these.
 
+use coffer_repo::snapshot::SnapshotSummary;
 use serde::{Deserialize, Serialize};
 
 /// One line of a backup's JSON output, told apart by its `message_type`.
@@ -27,33 +28,13 @@ pub struct ErrorText {
     pub message: String,
 }
 
-/// What a backup did, restic's summary fields plus the count of warnings.
+/// What a backup did: the snapshot's statistics under restic's field names, with the time it
+/// took, the snapshot made and the count of warnings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupSummary {
-    /// Files not in the parent snapshot.
-    pub files_new: u64,
-    /// Files changed since the parent.
-    pub files_changed: u64,
-    /// Files reused from the parent unread.
-    pub files_unmodified: u64,
-    /// Directories not in the parent.
-    pub dirs_new: u64,
-    /// Directories changed since the parent.
-    pub dirs_changed: u64,
-    /// Directories unchanged.
-    pub dirs_unmodified: u64,
-    /// Data blobs added.
-    pub data_blobs: u64,
-    /// Tree blobs added.
-    pub tree_blobs: u64,
-    /// Bytes added before compression.
-    pub data_added: u64,
-    /// Bytes added as stored (compressed, encrypted).
-    pub data_added_packed: u64,
-    /// Files read or reused.
-    pub total_files_processed: u64,
-    /// Bytes of those files.
-    pub total_bytes_processed: u64,
+    /// The statistics recorded with the snapshot.
+    #[serde(flatten)]
+    pub stats: SnapshotSummary,
     /// Seconds the backup took.
     pub total_duration: f64,
     /// The snapshot saved, in hex.
@@ -82,14 +63,23 @@ mod tests {
     #[test]
     fn lines_round_trip_and_others_are_skipped() {
         let s = BackupMessage::Summary(BackupSummary {
-            files_new: 3,
-            total_bytes_processed: 1 << 40,
+            stats: SnapshotSummary {
+                files_new: 3,
+                total_bytes_processed: 1 << 40,
+                ..Default::default()
+            },
             total_duration: 1.5,
             snapshot_id: "ab".repeat(32),
             ..Default::default()
         });
         let line = s.to_line();
         assert!(line.starts_with(r#"{"message_type":"summary","#), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["total_bytes_processed"],
+            1u64 << 40,
+            "restic's flat field names"
+        );
         assert_eq!(BackupMessage::parse(&line), Some(s));
         let e = BackupMessage::Error {
             error: ErrorText {

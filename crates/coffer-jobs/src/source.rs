@@ -144,9 +144,9 @@ pub fn backup_source(
             BackupMessage::Error { error, .. } => out.warnings.push(error.message.clone()),
             BackupMessage::Summary(s) => {
                 out.snapshot_id = Some(s.snapshot_id.clone());
-                out.source_bytes = s.total_bytes_processed;
-                out.stored_bytes = s.data_added_packed;
-                out.files = s.total_files_processed;
+                out.source_bytes = s.stats.total_bytes_processed;
+                out.stored_bytes = s.stats.data_added_packed;
+                out.files = s.stats.total_files_processed;
             }
         }
     }

@@ -250,18 +250,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     }
     if g.json {
         let m = BackupMessage::Summary(BackupSummary {
-            files_new: s.files_new,
-            files_changed: s.files_changed,
-            files_unmodified: s.files_unmodified,
-            dirs_new: s.dirs_new,
-            dirs_changed: s.dirs_changed,
-            dirs_unmodified: s.dirs_unmodified,
-            data_blobs: s.data_blobs,
-            tree_blobs: s.tree_blobs,
-            data_added: s.data_added,
-            data_added_packed: s.data_added_packed,
-            total_files_processed: s.total_files_processed,
-            total_bytes_processed: s.total_bytes_processed,
+            stats: s.clone(),
             total_duration: secs,
             snapshot_id: result.snapshot_id.to_hex(),
             warnings: result.warnings.len() as u64,
