@@ -1,6 +1,7 @@
-//! `coffer.toml`, the configuration file: repositories and sources today, jobs and alerting
-//! channels as the daemon grows. Owns parsing and validation only; what a source does with
-//! its settings belongs to `coffer-sources`.
+//! `coffer.toml`, the configuration file: repositories, sources, jobs, the daemon's server,
+//! alerting (rules, channels), audit and disaster-recovery scenarios, and the translation of
+//! job schedules for systemd and cron ([`schedule`]). Owns parsing and validation only; what
+//! a source does with its settings belongs to `coffer-sources`.
 //!
 //! ```toml
 //! [[repository]]

@@ -1,7 +1,7 @@
 //! Running a `[[job]]`: back up its sources into its repository, retry what failed with
 //! exponential backoff, cancel a run that outlives `max_runtime`, apply the job's retention
 //! after a good run (never after a failed one), and record every step in the run catalog.
-//! `coffer job run` calls [`run_job`] directly; the daemon's scheduler will call it from its
+//! `coffer job run` calls [`run_job`] directly; the daemon's scheduler calls it from its
 //! worker pool.
 //!
 //! A run's state moves RUNNING → (RETRY → RUNNING)* → SUCCESS | WARNING | FAILED; a job that is

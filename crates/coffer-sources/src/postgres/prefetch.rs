@@ -1,5 +1,5 @@
 //! WAL prefetch for `wal-fetch`: recovery asks for one segment at a time, and each request
-//! used to cost a process, a repository open and a listing of every snapshot (about 0.3 s,
+//! alone costs a process, a repository open and a listing of every snapshot (about 0.3 s,
 //! against 0.05 s to read a 16 MiB segment). When a request misses, the segments that follow
 //! it on the same timeline are fetched in the same process into a spool directory beside
 //! `pg_wal` (`pg_wal/.coffer-prefetch/<system id>/`), each checked against its recorded
