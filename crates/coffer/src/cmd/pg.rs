@@ -77,22 +77,29 @@ pub struct RestoreArgs {
     pub keep_archive_mode: bool,
 }
 
+/// Opens the source's repository under a shared lock. A reader (`deferred`) does not idle
+/// through the lock's race window: its second look runs while it reads, and it confirms the
+/// lock before it reports success.
 fn open(
     g: &GlobalOpts,
     source: &str,
+    deferred: bool,
 ) -> anyhow::Result<(Arc<coffer_repo::Repository>, coffer_repo::lock::LockGuard)> {
     let (src, repo_name) = super::sources::load(g, source)?;
     if src.extra_tags().iter().all(|t| t != archive::BASE_TAG) {
         bail!("source {source:?} is not a physical PostgreSQL source (type = \"postgres\", mode = \"physical\")");
     }
     let repo = g.open_named(repo_name.as_deref())?;
-    let lock = g.lock(&repo, false)?;
+    let lock = match deferred {
+        true => g.lock_deferred(&repo)?,
+        false => g.lock(&repo, false)?,
+    };
     Ok((repo, lock))
 }
 
 pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let (repo, _lock) = open(g, &a.source)?;
+    let (repo, _lock) = open(g, &a.source, false)?;
     repo.load_index().context("loading the index")?;
     // archive_command runs in the data directory: its pg_control says which cluster is
     // archiving.
@@ -169,7 +176,7 @@ pub fn fetch(g: &GlobalOpts, a: FetchArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let (repo, _lock) = open(g, &a.source)?;
+    let (repo, lock) = open(g, &a.source, true)?;
     repo.load_index().context("loading the index")?;
     let outcome = match ahead {
         Some(sysid) => prefetch::fetch_ahead(
@@ -189,6 +196,13 @@ pub fn fetch(g: &GlobalOpts, a: FetchArgs) -> anyhow::Result<i32> {
         None => archive::fetch(Arc::clone(&repo), &a.source, &a.name, &a.dest, a.system_id),
     }
     .with_context(|| format!("wal-fetch {} (source {:?})", a.name, a.source))?;
+    if let Err(e) = lock.confirm() {
+        // PostgreSQL asks again; a segment is not handed over under a lock that lost a race.
+        if matches!(outcome, FetchOutcome::Restored { .. }) {
+            let _ = std::fs::remove_file(&a.dest);
+        }
+        return Err(e).with_context(|| format!("wal-fetch {} (source {:?})", a.name, a.source));
+    }
     match outcome {
         FetchOutcome::Restored { snapshot, bytes: n } => {
             if g.json {
@@ -296,7 +310,7 @@ pub fn run(g: &GlobalOpts, c: PgCommand) -> anyhow::Result<i32> {
         (None, None) => RecoveryTarget::Latest,
     };
     let started = Instant::now();
-    let (repo, _lock) = open(g, &a.source)?;
+    let (repo, lock) = open(g, &a.source, true)?;
     let snaps = repo.snapshots()?;
     let bases = archive::base_backups(&snaps, &a.source);
     let base = if a.snapshot == "latest" {
@@ -350,6 +364,8 @@ pub fn run(g: &GlobalOpts, c: PgCommand) -> anyhow::Result<i32> {
             a.target.display()
         )
     })?;
+    lock.confirm()
+        .with_context(|| format!("restoring source {:?}", a.source))?;
     super::restore::print_report(
         g,
         serde_json::json!({
