@@ -43,6 +43,22 @@ impl Progress {
         c.push_str(s);
     }
 
+    /// Starts counting afresh (the next step of a recovery reuses the counters).
+    pub fn reset(&self) {
+        for c in [
+            &self.files_done,
+            &self.dirs_done,
+            &self.bytes_done,
+            &self.total_files,
+            &self.total_bytes,
+            &self.errors,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.scan_finished.store(false, Ordering::Relaxed);
+        self.current.lock().clear();
+    }
+
     /// A consistent-enough copy of the counters.
     pub fn snapshot(&self) -> ProgressSnapshot {
         ProgressSnapshot {

@@ -488,6 +488,7 @@ impl Scheduler {
                 cat,
                 item.trigger.as_str(),
                 &self.shutdown,
+                &Arc::default(),
                 &mut |r| tracing::info!(run = %r.id, scenario = %r.job, "drill started"),
                 &mut |p, r| tracing::info!(scenario = %plan.scenario, step = p.number, status = %r.status, seconds = r.seconds, "drill step"),
             )

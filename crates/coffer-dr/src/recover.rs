@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use coffer_archiver::Progress;
 use coffer_catalog::{RecoveryResult, StepResult};
 use coffer_config::dr::{parse_tcp, Scenario, Step};
 use coffer_config::{units, Config, SourceEntry};
@@ -349,6 +350,7 @@ pub fn execute(
     plan: &RecoverPlan,
     open: &Opener<'_>,
     from: usize,
+    progress: &Arc<Progress>,
     on_step: &mut dyn FnMut(&PlannedStep, &StepResult),
 ) -> (RecoveryResult, bool) {
     let started = Instant::now();
@@ -365,7 +367,7 @@ pub fn execute(
         let (status, message) = if p.number < from {
             ("SKIPPED", "before --from-step".to_string())
         } else {
-            match run_step(cfg, p, open) {
+            match run_step(cfg, p, open, progress) {
                 Ok(m) => ("SUCCESS", m),
                 Err(m) => ("FAILED", m),
             }
@@ -387,13 +389,18 @@ pub fn execute(
     (out, ok)
 }
 
-fn run_step(cfg: &Config, p: &PlannedStep, open: &Opener<'_>) -> Result<String, String> {
+fn run_step(
+    cfg: &Config,
+    p: &PlannedStep,
+    open: &Opener<'_>,
+    progress: &Arc<Progress>,
+) -> Result<String, String> {
     let limit = Duration::from_secs(p.timeout_seconds);
     match &p.config {
         Step::Run(r) => run_command(&r.run, limit),
         Step::Restore(r) => {
             let started = Instant::now();
-            let msg = restore(cfg, p, r, open)?;
+            let msg = restore(cfg, p, r, open, progress)?;
             let took = started.elapsed();
             if took > limit {
                 return Err(format!(
@@ -449,10 +456,11 @@ fn restore(
     p: &PlannedStep,
     r: &coffer_config::dr::RestoreStep,
     open: &Opener<'_>,
+    progress: &Arc<Progress>,
 ) -> Result<String, String> {
     let e = source_entry(cfg, &r.restore)?;
     let snap = p.snapshot.as_ref().ok_or("no snapshot was planned")?;
-    let (files, _lock) = open_snapshot(cfg, snap, open)?;
+    let (files, _lock) = open_snapshot(cfg, snap, open, progress)?;
     let source = coffer_sources::build(cfg, e).map_err(|e| e.to_string())?;
     let into = into(e, r);
     let req = coffer_sources::RestoreRequest {
@@ -483,11 +491,12 @@ fn restore(
 }
 
 /// The planned snapshot, its repository's index loaded, under a shared lock held as long as
-/// the guard lives.
+/// the guard lives; what its readers deliver is counted in `progress`.
 pub(crate) fn open_snapshot(
     cfg: &Config,
     snap: &PlannedSnapshot,
     open: &Opener<'_>,
+    progress: &Arc<Progress>,
 ) -> Result<(coffer_sources::SnapshotFiles, LockGuard), String> {
     let repo_cfg = cfg
         .repository
@@ -501,8 +510,9 @@ pub(crate) fn open_snapshot(
         .find_snapshot(&snap.id, |_| true)
         .map_err(|e| e.to_string())?;
     repo.load_index().map_err(|e| e.to_string())?;
-    let files =
-        coffer_sources::SnapshotFiles::open(Arc::clone(&repo), found).map_err(|e| e.to_string())?;
+    let files = coffer_sources::SnapshotFiles::open(Arc::clone(&repo), found)
+        .map_err(|e| e.to_string())?
+        .with_progress(Arc::clone(progress));
     Ok((files, lock))
 }
 

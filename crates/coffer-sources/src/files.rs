@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use coffer_archiver::filter::PatternSet;
-use coffer_archiver::{restore, Progress, RestoreOptions};
+use coffer_archiver::{restore, RestoreOptions};
 use serde::Deserialize;
 
 use crate::{
@@ -107,7 +107,7 @@ impl Source for Files {
             Arc::clone(&files.repo),
             &files.snapshot.snap,
             &opts,
-            Arc::new(Progress::default()),
+            Arc::clone(&files.progress),
             Arc::new(AtomicBool::new(false)),
         )
         .map_err(|e| SourceError::Usage(format!("restoring into {}: {e}", target.display())))?;

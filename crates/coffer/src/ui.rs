@@ -139,6 +139,46 @@ pub fn mode(json: bool, quiet: bool) -> Mode {
     }
 }
 
+/// The progress of a run of steps (a recovery, a drill) on a terminal: the display of the step
+/// under way, stopped while a finished step's line is printed and started afresh for the
+/// next. Text mode only: with `--json` the run's report is the whole output.
+pub struct StepsReporter {
+    mode: Mode,
+    progress: Arc<Progress>,
+    shown: Option<Reporter>,
+}
+
+impl StepsReporter {
+    /// Shows the first step's progress.
+    pub fn start(json: bool, quiet: bool) -> StepsReporter {
+        let mode = if json { Mode::None } else { mode(false, quiet) };
+        let progress = Arc::new(Progress::default());
+        let shown = Some(Reporter::start(mode, Arc::clone(&progress), "restore"));
+        StepsReporter {
+            mode,
+            progress,
+            shown,
+        }
+    }
+
+    /// The counters the steps update.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// A step ended: clears the display, lets `print` say so, and shows the next step's.
+    pub fn step_done(&mut self, print: impl FnOnce()) {
+        drop(self.shown.take());
+        print();
+        self.progress.reset();
+        self.shown = Some(Reporter::start(
+            self.mode,
+            Arc::clone(&self.progress),
+            "restore",
+        ));
+    }
+}
+
 /// Reports progress until dropped.
 pub struct Reporter {
     stop: Arc<AtomicBool>,

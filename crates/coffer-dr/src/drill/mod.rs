@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use coffer_archiver::Progress;
 use coffer_catalog::{Catalog, CheckResult, RecoveryResult, Run, RunKind, Status, StepResult};
 use coffer_config::dr::{RestoreStep, Step};
 use coffer_config::{units, Config, SourceEntry};
@@ -283,6 +284,7 @@ pub fn execute(
     plan: &RecoverPlan,
     open: &Opener<'_>,
     cancel: &AtomicBool,
+    progress: &Arc<Progress>,
     on_step: &mut dyn FnMut(&PlannedStep, &StepResult),
 ) -> Executed {
     let started = Instant::now();
@@ -321,12 +323,13 @@ pub fn execute(
             break;
         }
         let t = Instant::now();
-        let (status, message) = match run_step(cfg, p, open, &mut scratch, &mut out.checks) {
-            _ if cancel.load(Ordering::SeqCst) => ("FAILED", INTERRUPTED.to_string()),
-            Ok(Some(m)) => ("SUCCESS", m),
-            Ok(None) => ("SKIPPED", skip_reason(&p.config)),
-            Err(m) => ("FAILED", m),
-        };
+        let (status, message) =
+            match run_step(cfg, p, open, progress, &mut scratch, &mut out.checks) {
+                _ if cancel.load(Ordering::SeqCst) => ("FAILED", INTERRUPTED.to_string()),
+                Ok(Some(m)) => ("SUCCESS", m),
+                Ok(None) => ("SKIPPED", skip_reason(&p.config)),
+                Err(m) => ("FAILED", m),
+            };
         let r = StepResult {
             step: p.step.clone(),
             status: status.into(),
@@ -388,6 +391,7 @@ fn run_step(
     cfg: &Config,
     p: &PlannedStep,
     open: &Opener<'_>,
+    progress: &Arc<Progress>,
     scratch: &mut Scratch,
     checks: &mut Vec<CheckResult>,
 ) -> Result<Option<String>, String> {
@@ -397,7 +401,7 @@ fn run_step(
         Step::Run(_) | Step::WaitFor(_) => Ok(None),
         Step::Restore(r) => {
             let t = Instant::now();
-            let msg = restore(cfg, p, r, open, scratch, checks)?;
+            let msg = restore(cfg, p, r, open, progress, scratch, checks)?;
             if t.elapsed() > limit {
                 return Err(format!(
                     "{msg}; but it took {}, over its timeout of {}",
@@ -472,12 +476,13 @@ fn restore(
     p: &PlannedStep,
     r: &RestoreStep,
     open: &Opener<'_>,
+    progress: &Arc<Progress>,
     scratch: &mut Scratch,
     checks: &mut Vec<CheckResult>,
 ) -> Result<String, String> {
     let e = recover::source_entry(cfg, &r.restore)?;
     let snap = p.snapshot.as_ref().ok_or("no snapshot was planned")?;
-    let (files, _lock) = recover::open_snapshot(cfg, snap, open)?;
+    let (files, _lock) = recover::open_snapshot(cfg, snap, open, progress)?;
     let mut check = Checker {
         checks,
         step: p.number,
@@ -886,6 +891,7 @@ pub fn run(
     cat: &Catalog,
     trigger: &str,
     cancel: &AtomicBool,
+    progress: &Arc<Progress>,
     on_start: &mut dyn FnMut(&Run),
     on_step: &mut dyn FnMut(&PlannedStep, &StepResult),
 ) -> Result<Recorded, String> {
@@ -893,7 +899,7 @@ pub fn run(
     cat.insert(&mut record).map_err(|e| e.to_string())?;
     on_start(&record);
     let started = record.started.with_timezone(&Utc);
-    let executed = execute(cfg, plan, open, cancel, on_step);
+    let executed = execute(cfg, plan, open, cancel, progress, on_step);
     let report = report(&record.id, plan, started, &executed);
     let files = crate::report::write(&reports_dir(cfg), &report);
     let mut result = executed.result;

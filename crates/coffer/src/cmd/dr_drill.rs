@@ -42,13 +42,16 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
     let total = plan.steps.len();
     let cancel = Arc::new(AtomicBool::new(false));
     let signalled = Arc::new(AtomicI32::new(0));
-    let mut recorded = drill::run(
+    let mut shown = crate::ui::StepsReporter::start(g.json, g.quiet);
+    let progress = Arc::clone(shown.progress());
+    let recorded = drill::run(
         cfg,
         &plan,
         &open,
         &cat,
         "manual",
         &cancel,
+        &progress,
         &mut |r| {
             audit(cfg, &cat, "dr.drill", &plan.scenario, "started");
             on_signal_cancel(
@@ -59,23 +62,26 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
             );
         },
         &mut |p, r| {
-            if text {
-                println!(
-                    "step {}/{total} {}: {} ({:.1}s){}",
-                    p.number,
-                    r.status,
-                    p.step,
-                    r.seconds,
-                    if r.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!("\n    {}", r.message)
-                    }
-                );
-            }
+            shown.step_done(|| {
+                if text {
+                    println!(
+                        "step {}/{total} {}: {} ({:.1}s){}",
+                        p.number,
+                        r.status,
+                        p.step,
+                        r.seconds,
+                        if r.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\n    {}", r.message)
+                        }
+                    );
+                }
+            })
         },
-    )
-    .map_err(anyhow::Error::msg)?;
+    );
+    drop(shown);
+    let mut recorded = recorded.map_err(anyhow::Error::msg)?;
     let sig = signalled.load(Ordering::SeqCst);
     if sig != 0 {
         recorded

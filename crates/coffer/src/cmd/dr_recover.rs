@@ -3,6 +3,7 @@
 //! stopped and how to continue.
 
 use std::io::{IsTerminal, Write as _};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
@@ -49,21 +50,25 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
     audit(cfg, &cat, "dr.recover", &plan.scenario, "started");
     let total = plan.steps.len();
     let text = !g.json && !g.quiet;
-    let (result, ok) = recover::execute(cfg, &plan, &open, a.from_step, &mut |p, r| {
-        if text {
-            println!(
-                "step {}/{total} {}: {} ({:.1}s){}",
-                p.number,
-                r.status,
-                p.step,
-                r.seconds,
-                if r.message.is_empty() {
-                    String::new()
-                } else {
-                    format!("\n    {}", r.message)
-                }
-            );
-        }
+    let mut shown = crate::ui::StepsReporter::start(g.json, g.quiet);
+    let progress = Arc::clone(shown.progress());
+    let (result, ok) = recover::execute(cfg, &plan, &open, a.from_step, &progress, &mut |p, r| {
+        shown.step_done(|| {
+            if text {
+                println!(
+                    "step {}/{total} {}: {} ({:.1}s){}",
+                    p.number,
+                    r.status,
+                    p.step,
+                    r.seconds,
+                    if r.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n    {}", r.message)
+                    }
+                );
+            }
+        });
         audit(
             cfg,
             &cat,
@@ -76,6 +81,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
             },
         );
     });
+    drop(shown);
     let rto_met = result.rto_seconds <= result.rto_target_seconds as f64;
     record.ended = Some(Utc::now());
     record.duration_seconds = Some(result.rto_seconds);

@@ -337,7 +337,8 @@ fn command_and_files_sources() {
     write(&tree.join("skip.tmp"), b"x");
     run(&mut s.coffer(["backup", "--source", "tree"])).ok();
     let target = s.dir.join("tree-restore");
-    run(&mut s.coffer([
+    let r = run(&mut s.coffer([
+        "--json",
         "restore",
         "--source",
         "tree",
@@ -345,6 +346,16 @@ fn command_and_files_sources() {
         target.to_str().unwrap(),
     ]))
     .ok();
+    // The files source counts what it restores: the last status line has every byte.
+    let last = r
+        .json_lines()
+        .into_iter()
+        .rfind(|v| v["message_type"] == "status")
+        .unwrap_or_else(|| panic!("no status line: {}", r.describe()));
+    assert!(
+        last["bytes_restored"].as_u64().unwrap_or(0) >= 3 << 20,
+        "{last}"
+    );
     let got = restored_path(&target, &tree);
     assert!(!got.join("skip.tmp").exists());
     for sub in ["a", "conf"] {
