@@ -13,7 +13,7 @@ use coffer_config::Config;
 use coffer_dr::drill;
 
 use super::dr::DrillArgs;
-use super::dr_recover::{catalog_unless_dry, choice, show_plan};
+use super::dr_recover::{catalog_unless_dry, choice, print_step, show_plan};
 use super::job::{audit, catalog_path};
 use crate::global::GlobalOpts;
 
@@ -64,18 +64,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: DrillArgs) -> anyhow::Result<i32> {
         &mut |p, r| {
             shown.step_done(|| {
                 if text {
-                    println!(
-                        "step {}/{total} {}: {} ({:.1}s){}",
-                        p.number,
-                        r.status,
-                        p.step,
-                        r.seconds,
-                        if r.message.is_empty() {
-                            String::new()
-                        } else {
-                            format!("\n    {}", r.message)
-                        }
-                    );
+                    print_step(p, r, total);
                 }
             })
         },

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use coffer_catalog::{RunKind, Status};
+use coffer_catalog::{RunKind, Status, StepResult};
 use coffer_config::units::short_duration;
 use coffer_config::Config;
-use coffer_dr::recover::{self, Choice, RecoverPlan};
+use coffer_dr::recover::{self, Choice, PlannedStep, RecoverPlan};
 
 use super::dr::RecoverArgs;
 use super::job::{audit, catalog, catalog_path};
@@ -55,18 +55,7 @@ pub fn run(g: &GlobalOpts, cfg: &Config, a: RecoverArgs) -> anyhow::Result<i32> 
     let (result, ok) = recover::execute(cfg, &plan, &open, a.from_step, &progress, &mut |p, r| {
         shown.step_done(|| {
             if text {
-                println!(
-                    "step {}/{total} {}: {} ({:.1}s){}",
-                    p.number,
-                    r.status,
-                    p.step,
-                    r.seconds,
-                    if r.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!("\n    {}", r.message)
-                    }
-                );
+                print_step(p, r, total);
             }
         });
         audit(
@@ -305,4 +294,20 @@ pub(super) fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
         }
     }
     bail!("--at {s:?}: use RFC 3339 (2026-12-01T06:00:00Z) or \"YYYY-MM-DD HH:MM[:SS]\" in local time")
+}
+
+/// A finished step, as recover and drill print it: `step 2/5 SUCCESS: restore db (3.1s)`.
+pub(super) fn print_step(p: &PlannedStep, r: &StepResult, total: usize) {
+    println!(
+        "step {}/{total} {}: {} ({:.1}s){}",
+        p.number,
+        r.status,
+        p.step,
+        r.seconds,
+        if r.message.is_empty() {
+            String::new()
+        } else {
+            format!("\n    {}", r.message)
+        }
+    );
 }
