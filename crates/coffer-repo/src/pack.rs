@@ -181,11 +181,14 @@ pub fn open_blob(key: &Key, blob: &PackedBlob, enc: &[u8]) -> Result<Vec<u8>, Bl
     Ok(plain)
 }
 
-/// Accumulates encrypted blobs into one pack.
+/// Accumulates encrypted blobs into one pack. The bytes stay in memory unless the caller
+/// takes them out with [`PackWriter::take_pending`] as it goes (a pack spooled to a file).
 #[derive(Default)]
 pub struct PackWriter {
     buf: Vec<u8>,
     blobs: Vec<PackedBlob>,
+    // Bytes already taken out: offsets continue after them.
+    taken: usize,
 }
 
 impl PackWriter {
@@ -194,6 +197,7 @@ impl PackWriter {
         PackWriter {
             buf: Vec::with_capacity(capacity),
             blobs: Vec::new(),
+            taken: 0,
         }
     }
 
@@ -203,12 +207,22 @@ impl PackWriter {
         PackWriter {
             buf,
             blobs: Vec::new(),
+            taken: 0,
         }
     }
 
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.taken + self.buf.len()
+    }
+
+    /// The bytes added since the last call, which the caller must store in order; they are
+    /// dropped from memory once `f` returns Ok.
+    pub fn take_pending<E>(&mut self, f: impl FnOnce(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        f(&self.buf)?;
+        self.taken += self.buf.len();
+        self.buf.clear();
+        Ok(())
     }
 
     /// True if no blob was added.
@@ -223,7 +237,7 @@ impl PackWriter {
 
     /// Appends an already sealed blob.
     pub fn add_sealed(&mut self, id: Id, kind: BlobType, sealed: &[u8], uncompressed: Option<u32>) {
-        let offset = self.buf.len() as u32;
+        let offset = self.len() as u32;
         self.buf.extend_from_slice(sealed);
         self.blobs.push(PackedBlob {
             id,
@@ -244,13 +258,13 @@ impl PackWriter {
         payload: &[u8],
         uncompressed: Option<u32>,
     ) -> PackedBlob {
-        let offset = self.buf.len() as u32;
+        let offset = self.len() as u32;
         key.encrypt_into(payload, &mut self.buf);
         let b = PackedBlob {
             id,
             kind,
             offset,
-            length: self.buf.len() as u32 - offset,
+            length: self.len() as u32 - offset,
             uncompressed_length: uncompressed,
         };
         self.blobs.push(b);
@@ -271,7 +285,24 @@ impl PackWriter {
     }
 
     /// Appends the encrypted header; returns the pack bytes, its id and its blobs.
-    pub fn finish(mut self, key: &Key) -> (Vec<u8>, Id, Vec<PackedBlob>) {
+    ///
+    /// # Panics
+    /// When bytes were taken out with [`PackWriter::take_pending`]: use
+    /// [`PackWriter::finish_pending`] then.
+    pub fn finish(self, key: &Key) -> (Vec<u8>, Id, Vec<PackedBlob>) {
+        assert_eq!(
+            self.taken, 0,
+            "finish() on a pack whose bytes were taken out"
+        );
+        let (buf, blobs) = self.finish_pending(key);
+        let id = Id::hash(&buf);
+        (buf, id, blobs)
+    }
+
+    /// Appends the encrypted header; returns the bytes not yet taken out (the last of the
+    /// pack) and its blobs. The pack's id is the hash of every byte, which the caller who
+    /// stored them computes.
+    pub fn finish_pending(mut self, key: &Key) -> (Vec<u8>, Vec<PackedBlob>) {
         let mut header = Vec::with_capacity(self.blobs.len() * 41);
         for b in &self.blobs {
             let t = match (b.kind, b.uncompressed_length.is_some()) {
@@ -291,8 +322,7 @@ impl PackWriter {
         key.encrypt_into(&header, &mut self.buf);
         let hlen = (self.buf.len() - before) as u32;
         self.buf.extend_from_slice(&hlen.to_le_bytes());
-        let id = Id::hash(&self.buf);
-        (self.buf, id, self.blobs)
+        (self.buf, self.blobs)
     }
 }
 

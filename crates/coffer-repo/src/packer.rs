@@ -1,6 +1,8 @@
 //! The write path for blobs: [`Packer`] deduplicates against the index and against blobs in
 //! flight, gathers sealed blobs into data and tree packs of at least 16 MiB, uploads finished
-//! packs on a few threads, and writes index files for what is durable. Crash ordering: a blob
+//! packs on a few threads, and writes index files for what is durable. In a local repository
+//! a pack goes to its file blob by blob ([`Spool`]) and is only synced and renamed at the
+//! end; for remote storage it is built in memory and uploaded whole. Crash ordering: a blob
 //! is indexed only after its pack is stored, and an index file is written only for stored
 //! packs, so an interrupted run leaves at worst unreferenced packs, which `restic check`
 //! reports as harmless and `prune` removes.
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::backend::FileType;
+use crate::backend::{FileType, Spool};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
@@ -44,10 +46,22 @@ pub struct PackerStats {
     pub index_files: u64,
 }
 
+/// A finished pack's bytes: in memory with their id, or in a file not yet named.
+enum Body {
+    Memory { bytes: Vec<u8>, id: Id },
+    Spooled(Spool),
+}
+
 struct Upload {
-    bytes: Vec<u8>,
-    id: Id,
+    body: Body,
     blobs: Vec<PackedBlob>,
+}
+
+/// The pack being filled for one blob type.
+#[derive(Default)]
+struct OpenPack {
+    w: PackWriter,
+    spool: Option<Spool>,
 }
 
 struct PendingIndex {
@@ -103,30 +117,37 @@ impl Shared {
     }
 
     fn stored(&self, up: Upload) -> Result<()> {
-        let n = up.bytes.len() as u64;
-        // The buffer comes back to the pool when the backend lets go of it.
-        let bytes = bytes::Bytes::from_owner(Recycled {
-            buf: up.bytes,
-            pool: Arc::clone(&self.spare),
-        });
-        self.repo
-            .backend()
-            .write(FileType::Pack, &up.id.to_hex(), bytes)?;
+        let (id, n) = match up.body {
+            Body::Memory { bytes, id } => {
+                let n = bytes.len() as u64;
+                // The buffer comes back to the pool when the backend lets go of it.
+                let bytes = bytes::Bytes::from_owner(Recycled {
+                    buf: bytes,
+                    pool: Arc::clone(&self.spare),
+                });
+                self.repo
+                    .backend()
+                    .write(FileType::Pack, &id.to_hex(), bytes)?;
+                (id, n)
+            }
+            Body::Spooled(spool) => self.repo.backend().commit(spool)?,
+        };
+        let up_blobs = up.blobs;
         self.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
         self.packs.fetch_add(1, Ordering::Relaxed);
         {
             // Index first, then forget the pending entry: a lookup holding `pending` never
             // misses a blob in between.
             let mut pending = self.pending.lock();
-            self.repo.index_add_pack(up.id, &up.blobs);
-            for b in &up.blobs {
+            self.repo.index_add_pack(id, &up_blobs);
+            for b in &up_blobs {
                 pending.remove(&(b.id, b.kind));
             }
         }
         let full = {
             let mut idx = self.index.lock();
-            idx.file.packs.push(IndexPack::new(up.id, &up.blobs));
-            idx.blobs += up.blobs.len();
+            idx.file.packs.push(IndexPack::new(id, &up_blobs));
+            idx.blobs += up_blobs.len();
             if idx.blobs >= INDEX_MAX_BLOBS || idx.since.elapsed() >= INDEX_MAX_AGE {
                 Some(take_index(&mut idx))
             } else {
@@ -158,7 +179,7 @@ fn take_index(idx: &mut PendingIndex) -> IndexFile {
 /// Packs and uploads blobs for one writer (a backup, a copy, a WAL push).
 pub struct Packer {
     shared: Arc<Shared>,
-    open: [Mutex<PackWriter>; 2],
+    open: [Mutex<OpenPack>; 2],
     pack_size: usize,
     tx: Mutex<Option<Sender<Upload>>>,
     uploaders: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -222,8 +243,8 @@ impl Packer {
         Packer {
             shared,
             open: [
-                Mutex::new(PackWriter::default()),
-                Mutex::new(PackWriter::default()),
+                Mutex::new(OpenPack::default()),
+                Mutex::new(OpenPack::default()),
             ],
             pack_size,
             tx: Mutex::new(Some(tx)),
@@ -301,18 +322,27 @@ impl Packer {
     ) -> Result<()> {
         self.check()?;
         let (stored, full) = {
-            let mut w = self.open[slot(kind)].lock();
-            if w.is_empty() {
-                let spare = self.shared.spare.lock().pop();
-                *w = match spare {
-                    Some(buf) => PackWriter::with_buffer(buf),
-                    None => PackWriter::with_capacity(self.pack_size + (9 << 20)),
-                };
+            let mut open = self.open[slot(kind)].lock();
+            let OpenPack { w, spool } = &mut *open;
+            if w.is_empty() && spool.is_none() {
+                match self.shared.repo.backend().spool() {
+                    Some(s) => *spool = Some(s?),
+                    None => {
+                        let spare = self.shared.spare.lock().pop();
+                        *w = match spare {
+                            Some(buf) => PackWriter::with_buffer(buf),
+                            None => PackWriter::with_capacity(self.pack_size + (9 << 20)),
+                        };
+                    }
+                }
             }
-            let stored = add(&mut w);
+            let stored = add(w);
+            if let Some(s) = spool.as_mut() {
+                w.take_pending(|b| s.append(b))?;
+            }
             (
                 stored,
-                (w.len() >= self.pack_size).then(|| std::mem::take(&mut *w)),
+                (w.len() >= self.pack_size).then(|| std::mem::take(&mut *open)),
             )
         };
         match kind {
@@ -329,15 +359,32 @@ impl Packer {
         Ok(())
     }
 
-    fn send(&self, w: PackWriter) -> Result<()> {
-        if w.is_empty() {
+    fn send(&self, open: OpenPack) -> Result<()> {
+        if open.w.is_empty() {
             return Ok(());
         }
-        let (bytes, id, blobs) = w.finish(self.shared.repo.key());
+        let key = self.shared.repo.key();
+        let up = match open.spool {
+            Some(mut spool) => {
+                let (tail, blobs) = open.w.finish_pending(key);
+                spool.append(&tail)?;
+                Upload {
+                    body: Body::Spooled(spool),
+                    blobs,
+                }
+            }
+            None => {
+                let (bytes, id, blobs) = open.w.finish(key);
+                Upload {
+                    body: Body::Memory { bytes, id },
+                    blobs,
+                }
+            }
+        };
         let tx = self.tx.lock().clone();
         match tx {
             Some(tx) => tx
-                .send(Upload { bytes, id, blobs })
+                .send(up)
                 .map_err(|_| RepoError::Invalid("upload threads stopped".into()))?,
             None => return Err(RepoError::Invalid("packer already flushed".into())),
         }
@@ -399,5 +446,95 @@ impl Drop for Packer {
         for t in self.uploaders.lock().drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::backend::{Location, LOCAL_TMP_DIR};
+    use crate::repository::InitOptions;
+
+    fn repo(dir: &std::path::Path) -> Arc<Repository> {
+        let opts = InitOptions {
+            kdf_n: 1 << 10,
+            ..Default::default()
+        };
+        let loc = Location::parse(dir.to_str().unwrap()).unwrap();
+        Arc::new(Repository::init(&loc, "pw", &opts).unwrap())
+    }
+
+    fn temporary(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.join(LOCAL_TMP_DIR))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    fn blob(i: u32) -> Vec<u8> {
+        // Incompressible (xorshift), so that packs fill at the size of their blobs.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(i + 1);
+        (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spooled_packs_are_named_by_their_bytes_and_hold_every_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = repo(&root);
+        let packer = Packer::new(Arc::clone(&repo), 1 << 20, 2);
+        let mut ids = Vec::new();
+        for i in 0..13 {
+            let (id, new) = packer.save_blob(BlobType::Data, &blob(i)).unwrap();
+            assert!(new);
+            ids.push(id);
+        }
+        packer.save_blob(BlobType::Tree, b"{\"nodes\":[]}").unwrap();
+        let stats = packer.flush().unwrap();
+        // 13 blobs of ~300 kB in packs of at least 1 MiB: 3 full data packs of 4 blobs, one
+        // with the last blob, and one tree pack.
+        assert_eq!(stats.packs, 5);
+        assert!(temporary(&root).is_empty(), "{:?}", temporary(&root));
+        for id in repo.backend().list_ids(FileType::Pack).unwrap() {
+            let bytes = repo.backend().read(FileType::Pack, &id.to_hex()).unwrap();
+            assert_eq!(
+                Id::hash(&bytes),
+                id,
+                "a pack's name is the hash of its bytes"
+            );
+        }
+        let reopened =
+            Repository::open(&Location::parse(root.to_str().unwrap()).unwrap(), "pw").unwrap();
+        reopened.load_index().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                reopened.load_blob(id, BlobType::Data).unwrap(),
+                blob(i as u32)
+            );
+        }
+    }
+
+    #[test]
+    fn an_abandoned_packer_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = repo(&root);
+        let packer = Packer::new(Arc::clone(&repo), 16 << 20, 1);
+        packer.save_blob(BlobType::Data, &blob(1)).unwrap();
+        assert_eq!(temporary(&root).len(), 1, "the open pack is spooled");
+        // A spool in use survives the sweep of another writer, whatever its age.
+        repo.backend().sweep_temporary(Duration::ZERO);
+        assert_eq!(temporary(&root).len(), 1);
+        drop(packer);
+        assert!(temporary(&root).is_empty());
+        assert!(repo.backend().list_ids(FileType::Pack).unwrap().is_empty());
     }
 }

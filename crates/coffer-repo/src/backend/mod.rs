@@ -8,8 +8,10 @@
 //! tree blob), which tripled the time of an unchanged re-backup.
 
 mod location;
+mod spool;
 
 pub use location::{Location, LocationError};
+pub use spool::Spool;
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -143,6 +145,27 @@ fn read_at(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<Vec
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     Ok(buf)
+}
+
+/// True if a live writer holds the file's lock (see [`Spool`]).
+fn in_use(path: &std::path::Path) -> bool {
+    std::fs::File::open(path)
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// A local file operation's failure in the shape of OpenDAL's.
+fn io_error(location: &str, op: &'static str, path: &str, e: std::io::Error) -> BackendError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Unexpected,
+    };
+    BackendError {
+        op,
+        path: path.to_string(),
+        location: location.to_string(),
+        cause: Box::new(opendal::Error::new(kind, e.to_string())),
+    }
 }
 
 impl BackendError {
@@ -299,12 +322,7 @@ impl Backend {
     }
 
     fn io_error(&self, op: &'static str, path: &str, e: std::io::Error) -> BackendError {
-        let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            _ => ErrorKind::Unexpected,
-        };
-        self.error(op, path, opendal::Error::new(kind, e.to_string()))
+        io_error(&self.location.to_string(), op, path, e)
     }
 
     /// Reads a whole file.
@@ -371,7 +389,7 @@ impl Backend {
     }
 
     /// Removes temporary files that writers killed mid-write left in a local repository
-    /// (older than `age`, so writes in progress elsewhere are not touched).
+    /// (older than `age` and not locked, so writes in progress elsewhere are not touched).
     pub fn sweep_temporary(&self, age: Duration) {
         let Location::Local(root) = &self.location else {
             return;
@@ -386,7 +404,7 @@ impl Backend {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|el| el >= age);
-            if old {
+            if old && !in_use(&e.path()) {
                 match std::fs::remove_file(e.path()) {
                     Ok(()) => {
                         tracing::info!(file = %e.path().display(), "removed leftover temporary file")
