@@ -110,27 +110,25 @@ fn jagged_reads_give_reference_chunks_and_round_trip() {
 }
 
 /// A repository lock whose second look found a racing prune stops the backup at the commit:
-/// the data was read and stored, but no snapshot refers to it.
+/// the data was read and stored, but no snapshot refers to it. (The lock's own tests race a
+/// real prune's lock; here the confirmation reports what such a race reports.)
 #[test]
 fn failed_lock_confirmation_leaves_no_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = new_repo(dir.path());
-    let lock = Arc::new(coffer_repo::lock::LockGuard::acquire_deferred(&repo).unwrap());
-    // A prune that wrote its exclusive lock at the same moment.
-    repo.save_json(
-        coffer_repo::backend::FileType::Lock,
-        &coffer_repo::lock::LockFile::new(true),
-    )
-    .unwrap();
+    let location = repo.backend().location().to_string();
     let opts = BackupOptions {
         streams: vec![StreamSource::reader(
             "data.bin",
             std::io::Cursor::new(Noise(3).bytes(3 << 20)),
         )],
-        confirm: Some({
-            let lock = Arc::clone(&lock);
-            Box::new(move || lock.confirm())
-        }),
+        confirm: Some(Box::new(move || {
+            Err(coffer_repo::RepoError::Locked {
+                location: location.clone(),
+                kind: " exclusively",
+                holder: "a racing prune".into(),
+            })
+        })),
         ..Default::default()
     };
     let Err(err) = backup(

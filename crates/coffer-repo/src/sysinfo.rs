@@ -14,6 +14,18 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// The filesystem type (`statfs`'s `f_type` magic number) of the filesystem holding `path`.
+pub fn filesystem_type(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid statfs; c is NUL-terminated and outlives the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    // f_type's C type differs between architectures; the magic numbers fit in 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then_some(st.f_type as u64 & 0xFFFF_FFFF)
+}
+
 /// The name of the current user, or the numeric uid.
 pub fn username() -> String {
     // SAFETY: getuid cannot fail.

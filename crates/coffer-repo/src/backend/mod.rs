@@ -415,6 +415,31 @@ impl Backend {
         }
     }
 
+    /// True when a file written is at once visible to every other process's listing: a
+    /// local filesystem of one kernel. Network filesystems cache directory listings (NFS for
+    /// seconds), and object stores may list late, so they are not.
+    pub fn lists_writes_at_once(&self) -> bool {
+        // ext2/3/4, XFS, Btrfs, tmpfs, ZFS, overlayfs, F2FS, bcachefs, ReiserFS, JFS.
+        const LOCAL: [u64; 10] = [
+            0xEF53,
+            0x5846_5342,
+            0x9123_683E,
+            0x0102_1994,
+            0x2FC1_2FC1,
+            0x794C_7630,
+            0xF2F5_2010,
+            0xCA45_1A4E,
+            0x5265_4973,
+            0x3153_464A,
+        ];
+        match &self.location {
+            Location::Local(root) => {
+                crate::sysinfo::filesystem_type(root).is_some_and(|t| LOCAL.contains(&t))
+            }
+            Location::S3 { .. } => false,
+        }
+    }
+
     /// Size of a file, or None if it does not exist.
     pub fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
         let p = t.path(name);
