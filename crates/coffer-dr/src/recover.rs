@@ -465,8 +465,15 @@ fn restore(
     let into = into(e, r);
     let req = coffer_sources::RestoreRequest {
         target: match e.kind.as_str() {
-            "redis" => None,
+            "redis" | "kafka" => None,
             _ => into.as_ref().map(PathBuf::from),
+        },
+        // A Kafka step's `into` names the brokers to produce into.
+        to_brokers: match e.kind.as_str() {
+            "kafka" => into
+                .as_ref()
+                .map(|b| b.split(',').map(|s| s.trim().to_string()).collect()),
+            _ => None,
         },
         to_database: r.to_database.clone(),
         database: r.database.clone(),
@@ -481,6 +488,7 @@ fn restore(
                 .map_err(|e| format!("to_url: {e}"))?,
             _ => None,
         },
+        ..Default::default()
     };
     let report = source.restore(&files, &req).map_err(|e| e.to_string())?;
     let mut msg = format!("restored snapshot {} of {:?}", snap.short_id, r.restore);

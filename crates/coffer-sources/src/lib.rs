@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod files;
+pub mod kafka;
 mod manifest;
 pub mod mariadb;
 pub mod postgres;
@@ -108,6 +109,16 @@ pub struct RestoreRequest {
     pub jobs: Option<usize>,
     /// Load into this running server instead of the source's files (Redis: a `redis://` URL).
     pub to_url: Option<String>,
+    /// Produce into these brokers instead of the source's own (Kafka, `host:port`).
+    pub to_brokers: Option<Vec<String>>,
+    /// Restore only these topics (Kafka; empty: every topic in the snapshot).
+    pub topics: Vec<String>,
+    /// Restore topic FROM as TO (Kafka).
+    pub renames: Vec<(String, String)>,
+    /// Leave consumer-group offsets alone (Kafka).
+    pub no_groups: bool,
+    /// Add to topics that already hold records (Kafka).
+    pub append: bool,
 }
 
 /// What a restore did, for the CLI to print.
@@ -229,7 +240,7 @@ pub trait Source: Send + Sync {
 
 /// Builds the source a `[[source]]` entry declares; errors name the file, line and key.
 pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, SourceError> {
-    const TYPES: [&str; 5] = ["postgres", "mariadb", "redis", "files", "command"];
+    const TYPES: [&str; 6] = ["postgres", "mariadb", "redis", "kafka", "files", "command"];
     Ok(match entry.kind.as_str() {
         "postgres" => postgres::build(&entry.name, cfg.source_settings(entry)?)?,
         "mariadb" | "mysql" => Box::new(mariadb::Mariadb::new(
@@ -237,6 +248,7 @@ pub fn build(cfg: &Config, entry: &SourceEntry) -> Result<Box<dyn Source>, Sourc
             cfg.source_settings(entry)?,
         )?),
         "redis" => Box::new(redis::Redis::new(&entry.name, cfg.source_settings(entry)?)?),
+        "kafka" => Box::new(kafka::Kafka::new(&entry.name, cfg.source_settings(entry)?)?),
         "files" => Box::new(files::Files::new(&entry.name, cfg.source_settings(entry)?)?),
         "command" => Box::new(command::CommandSource::new(
             &entry.name,

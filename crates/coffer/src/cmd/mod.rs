@@ -173,6 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 (Some(t), _, _) => format!(" to {}", t.display()),
                 (None, Some(d), _) => format!(" to database {d}"),
                 (None, None, Some(u)) => format!(" to {}", coffer_config::redact_url(u)),
+                _ if !a.to_brokers.is_empty() => format!(" to {}", a.to_brokers.join(",")),
                 _ => String::new(),
             };
             let target = a_target(g, Some(format!("{what}{to}")));

