@@ -11,10 +11,35 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+/// The one version of each API coffer speaks: all are in Kafka 3.0 and later (OffsetFetch v8
+/// is the newest), and in tansu.
+pub const VERSIONS: [(ApiKey, i16); 11] = [
+    (ApiKey::Metadata, 9),
+    (ApiKey::FindCoordinator, 4),
+    (ApiKey::Fetch, 11),
+    (ApiKey::ListOffsets, 5),
+    (ApiKey::ListGroups, 3),
+    (ApiKey::OffsetFetch, 8),
+    (ApiKey::DescribeConfigs, 1),
+    (ApiKey::CreateTopics, 5),
+    (ApiKey::InitProducerId, 4),
+    (ApiKey::Produce, 8),
+    (ApiKey::OffsetCommit, 8),
+];
+
+/// The version coffer speaks of `key`.
+pub fn version(key: ApiKey) -> i16 {
+    VERSIONS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(0, |(_, v)| *v)
+}
 
 /// What a failed call says: which broker, which request, what happened.
 pub type Result<T> = std::result::Result<T, String>;
@@ -56,8 +81,50 @@ impl Conn {
         &self.addr
     }
 
-    /// Sends `req` as API `key` version `version` and reads its response.
-    pub fn call<Q, R>(&mut self, key: ApiKey, version: i16, req: &Q) -> Result<R>
+    /// Sends `req` as API `key` (in the version of [`VERSIONS`]) and reads its response.
+    pub fn call<Q, R>(&mut self, key: ApiKey, req: &Q) -> Result<R>
+    where
+        Q: Encodable + HeaderVersion,
+        R: Decodable + HeaderVersion,
+    {
+        self.call_version(key, version(key), req)
+    }
+
+    /// Checks that the broker speaks every version coffer uses; the error lists the ones it
+    /// does not.
+    fn check_versions(&mut self) -> Result<()> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("coffer"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = self.call_version(ApiKey::ApiVersions, 3, &req)?;
+        if resp.error_code != 0 {
+            return Err(format!(
+                "broker {}: ApiVersions: {} (coffer needs Kafka 3.0 or later)",
+                self.addr,
+                error_name(resp.error_code)
+            ));
+        }
+        let missing: Vec<String> = VERSIONS
+            .iter()
+            .filter(|(k, v)| {
+                !resp
+                    .api_keys
+                    .iter()
+                    .any(|a| a.api_key == *k as i16 && a.min_version <= *v && *v <= a.max_version)
+            })
+            .map(|(k, v)| format!("{k:?} v{v}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "broker {} does not speak {}, which coffer uses: it needs a broker compatible with Kafka 3.0 or later",
+                self.addr,
+                missing.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn call_version<Q, R>(&mut self, key: ApiKey, version: i16, req: &Q) -> Result<R>
     where
         Q: Encodable + HeaderVersion,
         R: Decodable + HeaderVersion,
@@ -155,6 +222,7 @@ impl Cluster {
             conns: HashMap::new(),
             cluster_id: None,
         };
+        c.any()?.check_versions()?;
         c.metadata(Some(&[]))?;
         Ok(c)
     }
@@ -168,7 +236,7 @@ impl Cluster {
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
-        let md: MetadataResponse = self.any()?.call(ApiKey::Metadata, 9, &req)?;
+        let md: MetadataResponse = self.any()?.call(ApiKey::Metadata, &req)?;
         for b in &md.brokers {
             self.brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
@@ -225,7 +293,7 @@ impl Cluster {
         let req = FindCoordinatorRequest::default()
             .with_key_type(0)
             .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
-        let resp: FindCoordinatorResponse = self.any()?.call(ApiKey::FindCoordinator, 4, &req)?;
+        let resp: FindCoordinatorResponse = self.any()?.call(ApiKey::FindCoordinator, &req)?;
         let c = resp
             .coordinators
             .first()

@@ -64,7 +64,7 @@ pub fn fetch_one(
                 .with_partition_max_bytes(max_bytes)])]);
     let conn = cluster.node(leader)?;
     let addr = conn.addr().to_string();
-    let resp: FetchResponse = match conn.call(ApiKey::Fetch, 11, &req) {
+    let resp: FetchResponse = match conn.call(ApiKey::Fetch, &req) {
         Ok(r) => r,
         Err(e) => {
             cluster.forget(&addr);
@@ -158,7 +158,7 @@ pub fn list_offset(
                 .with_partition_index(partition)
                 .with_current_leader_epoch(-1)
                 .with_timestamp(at)])]);
-    let resp: ListOffsetsResponse = cluster.node(leader)?.call(ApiKey::ListOffsets, 5, &req)?;
+    let resp: ListOffsetsResponse = cluster.node(leader)?.call(ApiKey::ListOffsets, &req)?;
     let p = resp
         .topics
         .iter()

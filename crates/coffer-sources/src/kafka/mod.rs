@@ -332,7 +332,7 @@ impl Kafka {
     ) -> Result<Value, SourceError> {
         let listed: ListGroupsResponse = cluster
             .any()
-            .and_then(|c| c.call(ApiKey::ListGroups, 3, &ListGroupsRequest::default()))
+            .and_then(|c| c.call(ApiKey::ListGroups, &ListGroupsRequest::default()))
             .map_err(|e| self.server_err(e))?;
         if listed.error_code != 0 {
             return Err(
@@ -356,7 +356,7 @@ impl Kafka {
                     .with_topics(None)]);
             let resp: OffsetFetchResponse = cluster
                 .coordinator(&g)
-                .and_then(|c| c.call(ApiKey::OffsetFetch, 8, &req))
+                .and_then(|c| c.call(ApiKey::OffsetFetch, &req))
                 .map_err(|e| self.server_err(e))?;
             let mut offsets: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
             for rg in &resp.groups {
@@ -405,7 +405,7 @@ fn topic_configs(
             })
             .collect(),
     );
-    let resp: DescribeConfigsResponse = cluster.any()?.call(ApiKey::DescribeConfigs, 1, &req)?;
+    let resp: DescribeConfigsResponse = cluster.any()?.call(ApiKey::DescribeConfigs, &req)?;
     let mut out = BTreeMap::new();
     for r in resp.results {
         if r.error_code != 0 {

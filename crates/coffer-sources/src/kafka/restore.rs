@@ -203,7 +203,7 @@ pub(super) fn restore(
             .with_timeout_ms(30_000);
         let resp: CreateTopicsResponse = cluster
             .any()
-            .and_then(|c| c.call(ApiKey::CreateTopics, 5, &creq))
+            .and_then(|c| c.call(ApiKey::CreateTopics, &creq))
             .map_err(err)?;
         for r in &resp.topics {
             if r.error_code != 0 {
@@ -232,7 +232,6 @@ pub(super) fn restore(
         .and_then(|c| {
             c.call(
                 ApiKey::InitProducerId,
-                4,
                 &InitProducerIdRequest::default()
                     .with_transactional_id(None)
                     .with_transaction_timeout_ms(60_000)
@@ -428,10 +427,10 @@ impl PartitionSink<'_> {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(self.partition)
                     .with_records(Some(bytes.into()))])]);
-        let resp: ProduceResponse =
-            self.cluster
-                .node(self.leader)?
-                .call(ApiKey::Produce, 8, &req)?;
+        let resp: ProduceResponse = self
+            .cluster
+            .node(self.leader)?
+            .call(ApiKey::Produce, &req)?;
         let p = resp
             .responses
             .iter()
@@ -552,10 +551,9 @@ fn commit(
                 })
                 .collect(),
         );
-    let resp: OffsetCommitResponse =
-        cluster
-            .coordinator(group)?
-            .call(ApiKey::OffsetCommit, 8, &req)?;
+    let resp: OffsetCommitResponse = cluster
+        .coordinator(group)?
+        .call(ApiKey::OffsetCommit, &req)?;
     for t in &resp.topics {
         for p in &t.partitions {
             if p.error_code != 0 {

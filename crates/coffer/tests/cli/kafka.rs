@@ -109,6 +109,17 @@ for spec in sys.argv[2:]:
 print(json.dumps(out))
 "#;
 
+/// Adds source `events` on the brokers at `port` (and `extra` settings) to the setup's config.
+fn add_source(s: &crate::sources::Setup, port: u16, extra: &str) {
+    let path = s.dir.join("coffer.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{port}\"]\n{extra}"),
+    )
+    .unwrap();
+}
+
 /// Records without their offsets (a restore into a topic that had records moves them).
 fn contents(records: &Value) -> Vec<Value> {
     records
@@ -124,14 +135,7 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
     let s = setup("coffer-kafka-", "");
     let (_a, pa) = broker(&s.dir, "source");
     python(&s.dir, PRODUCE, &[&pa.to_string()]);
-    let config = std::fs::read_to_string(s.dir.join("coffer.toml")).unwrap();
-    std::fs::write(
-        s.dir.join("coffer.toml"),
-        format!(
-            "{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{pa}\"]\n"
-        ),
-    )
-    .unwrap();
+    add_source(&s, pa, "");
 
     let r = run(&mut s.coffer(["--json", "backup", "--source", "events"])).ok();
     // A segment per partition and the manifest.
@@ -274,12 +278,7 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
 fn kafka_backup_of_a_broker_that_is_gone_fails_without_a_snapshot() {
     let s = setup("coffer-kafka-gone-", "");
     let port = free_port();
-    let config = std::fs::read_to_string(s.dir.join("coffer.toml")).unwrap();
-    std::fs::write(
-        s.dir.join("coffer.toml"),
-        format!("{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{port}\"]\ntimeout = 2\n"),
-    )
-    .unwrap();
+    add_source(&s, port, "timeout = 2\n");
     let r = run(&mut s.coffer(["backup", "--source", "events"]));
     assert!(!r.status.success(), "{}", r.describe());
     assert!(
