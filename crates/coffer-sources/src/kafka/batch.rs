@@ -90,6 +90,10 @@ pub fn decode(mut data: &[u8], aborted: &Aborted) -> Result<Decoded, BatchError>
         }
         let batch = &data[..total];
         data = &data[total..];
+        // The magic byte sits at the same place in every message format.
+        if batch.len() < 17 {
+            return Err(malformed(base, "shorter than a batch header"));
+        }
         let magic = batch[16] as i8;
         if magic != 2 {
             return Err(BatchError::OldFormat(base));
@@ -404,6 +408,31 @@ mod tests {
         let n = b.len();
         b[n - 3] ^= 1;
         assert!(matches!(decode(&b, &[]), Err(BatchError::Crc(0))));
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_not_panics() {
+        // A batch length of 0, 4 and 40: shorter than any header.
+        for len in [0i32, 4, 40] {
+            let mut b = vec![0u8; 8];
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend(std::iter::repeat_n(2u8, len as usize + 8));
+            assert!(decode(&b, &[]).is_err(), "length {len}");
+        }
+        // A record count far beyond the bytes.
+        let r = rec(0, Some(b"k"), Some(b"v"));
+        let mut b = encode(
+            &[&r],
+            Producer {
+                id: -1,
+                epoch: -1,
+                sequence: -1,
+            },
+        );
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(decode(&b, &[]), Err(BatchError::Malformed { .. })));
     }
 
     #[test]
