@@ -290,6 +290,15 @@ pub struct Producer {
     pub sequence: i32,
 }
 
+impl Producer {
+    /// A producer that is not idempotent: the broker does not deduplicate its batches.
+    pub const NONE: Producer = Producer {
+        id: -1,
+        epoch: -1,
+        sequence: -1,
+    };
+}
+
 /// Encodes `records` as one uncompressed batch with CreateTime timestamps and dense offset
 /// deltas (the broker assigns the offsets), for a produce request.
 pub fn encode(records: &[&Record], producer: Producer) -> Vec<u8> {
@@ -376,11 +385,7 @@ mod tests {
             rec(2, Some(b""), Some(&[0u8; 300])),
         ];
         let refs: Vec<&Record> = rs.iter().collect();
-        let producer = Producer {
-            id: -1,
-            epoch: -1,
-            sequence: -1,
-        };
+        let producer = Producer::NONE;
         let mut two = encode(&refs, producer);
         two.extend(encode(&refs[..1], producer));
         let back = decode(&two, &[]).unwrap();
@@ -397,14 +402,7 @@ mod tests {
     #[test]
     fn damage_is_caught_by_the_checksum() {
         let r = rec(0, Some(b"k"), Some(b"v"));
-        let mut b = encode(
-            &[&r],
-            Producer {
-                id: -1,
-                epoch: -1,
-                sequence: -1,
-            },
-        );
+        let mut b = encode(&[&r], Producer::NONE);
         let n = b.len();
         b[n - 3] ^= 1;
         assert!(matches!(decode(&b, &[]), Err(BatchError::Crc(0))));
@@ -421,14 +419,7 @@ mod tests {
         }
         // A record count far beyond the bytes.
         let r = rec(0, Some(b"k"), Some(b"v"));
-        let mut b = encode(
-            &[&r],
-            Producer {
-                id: -1,
-                epoch: -1,
-                sequence: -1,
-            },
-        );
+        let mut b = encode(&[&r], Producer::NONE);
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -163,15 +163,13 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
     // Into an empty broker: the same records at the same offsets, the same group position.
     let (_b, pb) = broker(&s.dir, "target");
     let to = format!("127.0.0.1:{pb}");
-    let r = run(&mut s.coffer([
-        "--json",
-        "restore",
-        "--source",
-        "events",
-        "--to-brokers",
-        &to,
-    ]))
-    .ok();
+    // `coffer restore --source events --to-brokers TARGET` and `more` arguments.
+    let restore = |more: &[&str]| {
+        let mut c = s.coffer(["restore", "--source", "events", "--to-brokers", &to]);
+        c.args(more);
+        run(&mut c)
+    };
+    let r = restore(&["--json"]).ok();
     assert_eq!(r.summary()["checks"]["records"], 1100, "{}", r.describe());
     let restored = python(&s.dir, READ, &[&pb.to_string(), "orders:3", "payments:1"]);
     assert_eq!(restored["records"], original["records"]);
@@ -189,32 +187,13 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
 
     // Topics that hold records are refused, then added to with --append: each record's
     // new offset is 200 further on, and so is the group's position.
-    let r = run(&mut s.coffer([
-        "restore",
-        "--source",
-        "events",
-        "--to-brokers",
-        &to,
-        "--topic",
-        "payments",
-    ]));
-    let r = r.expect_code(1);
+    let r = restore(&["--topic", "payments"]).expect_code(1);
     assert!(
         r.stderr.contains("already holds records") && r.stderr.contains("--append"),
         "{}",
         r.describe()
     );
-    run(&mut s.coffer([
-        "restore",
-        "--source",
-        "events",
-        "--to-brokers",
-        &to,
-        "--topic",
-        "payments",
-        "--append",
-    ]))
-    .ok();
+    restore(&["--topic", "payments", "--append"]).ok();
     let twice = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
     let recs = twice["records"]["payments/0"].as_array().unwrap();
     assert_eq!(recs.len(), 400);
@@ -225,18 +204,13 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
     assert_eq!(twice["committed"]["payments/0"], 350);
 
     // Under another name, without touching groups.
-    run(&mut s.coffer([
-        "restore",
-        "--source",
-        "events",
-        "--to-brokers",
-        &to,
+    restore(&[
         "--topic",
         "orders",
         "--rename",
         "orders:orders-copy",
         "--no-groups",
-    ]))
+    ])
     .ok();
     let copy = python(&s.dir, READ, &[&pb.to_string(), "orders-copy:3"]);
     for p in 0..3 {
