@@ -557,8 +557,16 @@ impl Repository {
         let ids = self.backend.list_ids(FileType::Snapshot)?;
         let loaded = self.parallel_map(&ids, |id| {
             match self.load_json::<Snapshot>(FileType::Snapshot, id) {
-                Ok(snap) => Ok(Ok(SnapshotWithId { id: *id, snap })),
-                Err(RepoError::File { reason, .. }) => Ok(Err(DamagedSnapshot { id: *id, reason })),
+                Ok(snap) => Ok(Some(Ok(SnapshotWithId { id: *id, snap }))),
+                Err(RepoError::File { reason, .. }) => {
+                    Ok(Some(Err(DamagedSnapshot { id: *id, reason })))
+                }
+                // Forgotten between the listing and the read (by a forget that does not take
+                // the lock, or another tool): it is gone, not damaged.
+                Err(RepoError::Backend(e)) if e.is_not_found() => {
+                    tracing::debug!(snapshot = %id, "snapshot removed while listing; skipped");
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         })?;
@@ -567,7 +575,7 @@ impl Repository {
             c.retain(FileType::Snapshot, &keep);
         }
         let (mut snaps, mut damaged) = (Vec::new(), Vec::new());
-        for l in loaded {
+        for l in loaded.into_iter().flatten() {
             match l {
                 Ok(s) => snaps.push(s),
                 Err(d) => damaged.push(d),
