@@ -90,6 +90,14 @@ pub enum BackupPlan {
     },
     /// Read these streams into one snapshot.
     Streams(Vec<StreamSource>),
+    /// Read these streams and put these files of the previous snapshot next to them unread
+    /// (an incremental source, see [`Source::backup_on`]).
+    Incremental {
+        /// What is new.
+        streams: Vec<StreamSource>,
+        /// Root files of the previous snapshot, kept as they are.
+        carried: Vec<Node>,
+    },
 }
 
 /// Restore settings common to all sources; each source uses what applies to it.
@@ -209,6 +217,22 @@ pub trait Source: Send + Sync {
     /// Prepares a backup: connects, checks, and returns what to read. `manifest` is stored in
     /// the snapshot once every stream has succeeded.
     fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError>;
+    /// Whether a backup builds on the source's newest snapshot ([`Source::backup_on`]), so
+    /// that the caller finds that snapshot before it starts.
+    fn incremental(&self) -> bool {
+        false
+    }
+    /// A backup that reads only what changed since `previous` (the source's newest snapshot
+    /// in the repository, `None` for the first or a `--force` backup) and keeps the rest of
+    /// it by reference. Every snapshot still restores on its own.
+    fn backup_on(
+        &self,
+        manifest: &Manifest,
+        previous: Option<&SnapshotFiles>,
+    ) -> Result<BackupPlan, SourceError> {
+        let _ = previous;
+        self.backup(manifest)
+    }
     /// Restores from a snapshot this source made.
     fn restore(
         &self,

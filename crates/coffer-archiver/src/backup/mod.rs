@@ -68,6 +68,10 @@ pub struct BackupOptions {
     /// Streams instead of paths: each becomes one file at the root of the snapshot, read one
     /// after the other (a database source dumps several databases in one snapshot).
     pub streams: Vec<StreamSource>,
+    /// Files of an earlier snapshot put next to the streams as they are, without being read
+    /// again (a Kafka partition's older records: immutable, so only what came after them is
+    /// a stream). Each must have every blob in the index, or the backup fails.
+    pub carried: Vec<Node>,
     /// Exclude patterns.
     pub excludes: PatternSet,
     /// Do not cross into other file systems.
@@ -106,6 +110,7 @@ impl Default for BackupOptions {
         BackupOptions {
             paths: Vec::new(),
             streams: Vec::new(),
+            carried: Vec::new(),
             excludes: PatternSet::new::<&str>(&[]).expect("empty pattern set"),
             one_file_system: false,
             tags: Vec::new(),
@@ -196,6 +201,7 @@ pub fn backup(
             .streams
             .iter()
             .map(|s| format!("/{}", s.filename))
+            .chain(opts.carried.iter().map(|n| format!("/{}", n.name_lossy())))
             .collect(),
         true => targets
             .iter()
@@ -270,7 +276,8 @@ pub fn backup(
     let mut stream_error = None;
     let streams = std::mem::take(&mut opts.streams);
     let root = if !streams.is_empty() {
-        walker.stream_root(streams, &seal_tx, &mut stream_error)
+        let carried = std::mem::take(&mut opts.carried);
+        walker.stream_root(streams, carried, &seal_tx, &mut stream_error)
     } else {
         // Walking is stat calls and parent-tree decoding: on an unchanged tree it is all the
         // work there is, so it gets a pool of its own (idle while readers and sealers work).

@@ -235,12 +235,13 @@ impl Walker<'_> {
     pub(super) fn stream_root(
         &self,
         streams: Vec<StreamSource>,
+        carried: Vec<Node>,
         seal: &Sender<SealJob>,
         failed: &mut Option<(String, String)>,
     ) -> Result<Receiver<TreeResult>, String> {
         let mut names = std::collections::HashSet::new();
-        for s in &streams {
-            let f = &s.filename;
+        let carried_names: Vec<String> = carried.iter().map(Node::name_lossy).collect();
+        for f in streams.iter().map(|s| &s.filename).chain(&carried_names) {
             if f.is_empty() || f.contains('/') || f == "." || f == ".." {
                 return Err(format!(
                     "invalid stream file name {f:?}: use a plain file name"
@@ -250,8 +251,34 @@ impl Walker<'_> {
                 return Err(format!("two streams are both called {f:?}"));
             }
         }
-        let (uid, gid) = coffer_repo::sysinfo::uid_gid();
         let mut nodes = Vec::new();
+        {
+            let idx = self.ctx.repo.index();
+            let c = &self.ctx.counters;
+            for (node, path) in carried.into_iter().zip(carried_names) {
+                if node.kind != NodeType::File {
+                    return Err(format!("carried entry {path:?} is not a file"));
+                }
+                let content = node.content.as_deref().unwrap_or_default();
+                if let Some(id) = content.iter().find(|id| !idx.has(id, BlobType::Data)) {
+                    return Err(format!(
+                        "{path}, kept from the previous snapshot, refers to data blob {} that the index does not have (pruned or damaged): run `coffer check`, or back up in full with --force",
+                        id.short()
+                    ));
+                }
+                c.files_unmodified.fetch_add(1, Ordering::Relaxed);
+                c.files.fetch_add(1, Ordering::Relaxed);
+                c.bytes.fetch_add(node.size, Ordering::Relaxed);
+                self.ctx.progress.add_bytes(node.size);
+                self.ctx.progress.file_done();
+                nodes.push(PendingNode {
+                    node,
+                    pending: Pending::Done,
+                    path,
+                });
+            }
+        }
+        let (uid, gid) = coffer_repo::sysinfo::uid_gid();
         for stream in streams {
             let StreamSource {
                 filename,

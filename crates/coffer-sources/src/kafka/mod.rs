@@ -2,11 +2,13 @@
 //! topic settings and consumer-group offsets, restored so that consumers resume where they
 //! were. Kafka has no snapshot command, so the backup makes one, the way OSO's kafka-backup
 //! does: it takes each partition's last stable offset when it starts (the cut), reads every
-//! record below it from the partition's leader, and stores each partition as one segment
-//! file (see [`segment`]) with its original offsets, keys, values, headers and timestamps.
-//! The manifest holds the cluster id, each topic's partition count, replication factor and
-//! configs, each partition's bounds, record count and digest, and the committed offsets of
-//! the selected consumer groups, read before the cut so that none lies beyond it.
+//! record below it from the partition's leader, and stores a partition as segment files
+//! (see [`segment`]) with its original offsets, keys, values, headers and timestamps. After
+//! the first backup only the offsets past the previous snapshot's cut are fetched; the older
+//! segments are carried over unread ([`incremental`]). The manifest ([`entry`]) holds the
+//! cluster id, each topic's partition count, replication factor and configs, each
+//! partition's bounds and segments with their record counts and digests, and the committed
+//! offsets of the selected consumer groups, read before the cut so that none lies beyond it.
 //!
 //! A restore creates the topics (or refuses ones that hold records, unless `--append`),
 //! produces every record to its original partition in order with an idempotent producer,
@@ -19,7 +21,10 @@
 
 pub mod batch;
 pub mod conn;
+mod entry;
 mod fetch;
+pub mod incremental;
+mod merge;
 mod restore;
 pub mod segment;
 
@@ -44,7 +49,9 @@ use crate::{
     BackupPlan, Manifest, RestoreReport, RestoreRequest, SnapshotFiles, Source, SourceError,
 };
 use conn::{error_name, Cluster};
+use entry::PartEntry;
 use fetch::{Bounds, Outcome, PartitionStream};
+use incremental::{Piece, Previous};
 
 /// The manifest's `format`.
 pub const FORMAT: &str = "coffer-kafka/1";
@@ -69,6 +76,15 @@ pub struct Config {
     /// Seconds to wait for a broker (default 30).
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Keep records in the backup after the broker's retention deleted them (default true):
+    /// a backup outlives the topic's retention. `false` drops the segments that lie wholly
+    /// below a partition's log start.
+    #[serde(default)]
+    pub keep_deleted: Option<bool>,
+    /// Segments a partition may have before neighbouring ones are merged (default 16; at
+    /// least 2): more means less re-reading, fewer means smaller snapshot trees.
+    #[serde(default)]
+    pub max_segments: Option<usize>,
 }
 
 /// A Kafka cluster as a source.
@@ -79,6 +95,8 @@ pub struct Kafka {
     exclude: Vec<regex::Regex>,
     groups: Vec<regex::Regex>,
     timeout: Duration,
+    keep_deleted: bool,
+    max_segments: usize,
 }
 
 fn whole(patterns: &[String], what: &str) -> Result<Vec<regex::Regex>, String> {
@@ -107,6 +125,12 @@ impl Kafka {
                 return Err(usage(format!("broker {b:?} is not HOST:PORT")));
             }
         }
+        let max_segments = cfg.max_segments.unwrap_or(incremental::MAX_SEGMENTS);
+        if max_segments < 2 {
+            return Err(usage(format!(
+                "max_segments = {max_segments}: a partition needs at least 2 segments (the kept records and the new ones)"
+            )));
+        }
         Ok(Kafka {
             name: name.to_string(),
             brokers: cfg.brokers,
@@ -118,6 +142,8 @@ impl Kafka {
             )
             .map_err(usage)?,
             timeout: Duration::from_secs(cfg.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            keep_deleted: cfg.keep_deleted.unwrap_or(true),
+            max_segments,
         })
     }
 
@@ -162,6 +188,18 @@ impl Source for Kafka {
     }
 
     fn backup(&self, manifest: &Manifest) -> Result<BackupPlan, SourceError> {
+        self.backup_on(manifest, None)
+    }
+
+    fn incremental(&self) -> bool {
+        true
+    }
+
+    fn backup_on(
+        &self,
+        manifest: &Manifest,
+        previous: Option<&SnapshotFiles>,
+    ) -> Result<BackupPlan, SourceError> {
         let started = std::time::Instant::now();
         let mut cluster = self.connect(&self.brokers)?;
         let md = cluster.metadata(None).map_err(|e| self.server_err(e))?;
@@ -220,13 +258,33 @@ impl Source for Kafka {
         // Offsets first, the cut after: every committed offset is then at or below the cut.
         let groups = self.group_offsets(&mut cluster, &topics)?;
 
+        let cluster_id = cluster.cluster_id.clone().unwrap_or_default();
+        let previous = previous.and_then(|files| match Previous::load(files, &cluster_id) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                tracing::warn!(source = %self.name, "not building on the previous snapshot: {why}");
+                None
+            }
+        });
         manifest.set("format", FORMAT);
-        manifest.set("cluster_id", cluster.cluster_id.clone().unwrap_or_default());
+        manifest.set("cluster_id", cluster_id);
+        if let Some(p) = &previous {
+            manifest.set("previous", p.files.snapshot.id.to_hex());
+        }
         manifest.set("brokers", json!(self.brokers));
         manifest.set("started_at", chrono::Utc::now().to_rfc3339());
         manifest.set("groups", groups);
         let cluster = Arc::new(Mutex::new(cluster));
         let mut streams = Vec::new();
+        let mut carried = Vec::new();
+        let mut warnings = Vec::new();
+        // Segments are kept or merged only when there is a previous snapshot.
+        let prev_files = || {
+            previous
+                .as_ref()
+                .map(|p| p.files)
+                .ok_or_else(|| SourceError::Snapshot("no previous snapshot to build on".into()))
+        };
         for t in &topics {
             let bounds = fetch::cut(&mut cluster.lock(), &t.name, &t.leaders)
                 .map_err(|e| self.server_err(e))?;
@@ -240,12 +298,46 @@ impl Source for Kafka {
                 }),
             );
             for (&(partition, _), b) in t.leaders.iter().zip(&bounds) {
-                streams.push(self.partition_stream(&cluster, manifest, &t.name, partition, b));
+                let key = (t.name.clone(), partition);
+                let prev = previous.as_ref().and_then(|p| p.parts.get(&key));
+                let plan = incremental::plan(prev, b, self.keep_deleted, self.max_segments);
+                let at = format!("{}/{partition}", t.name);
+                if let Some(why) = &plan.restarted {
+                    warnings.push(format!("{at}: {why}"));
+                }
+                if let Some((from, to)) = plan.gap {
+                    warnings.push(format!(
+                        "{at}: offsets {from}..{to} were deleted by the broker's retention before a backup could read them"
+                    ));
+                }
+                let part = PartEntry::new(manifest, &t.name, partition, b, &plan.pieces);
+                for (slot, piece) in plan.pieces.into_iter().enumerate() {
+                    match piece {
+                        Piece::Keep(seg) => carried.push(prev_files()?.node(&seg.file)?.clone()),
+                        Piece::Merge(segs) => {
+                            let files = prev_files()?;
+                            let with_nodes = segs
+                                .into_iter()
+                                .map(|s| Ok((files.node(&s.file)?.clone(), s)))
+                                .map(|r| r.map(|(n, s)| (s, n)))
+                                .collect::<Result<Vec<_>, SourceError>>()?;
+                            streams.push(self.merge_stream(files, &part, slot, with_nodes));
+                        }
+                        Piece::Fetch(first) => {
+                            streams.push(self.partition_stream(&cluster, &part, slot, first, b));
+                        }
+                    }
+                }
+                part.write();
             }
         }
+        for w in &warnings {
+            tracing::warn!(source = %self.name, "{w}");
+        }
+        manifest.set("warnings", json!(warnings));
         manifest.set("cut_at", chrono::Utc::now().to_rfc3339());
         streams.push(crate::util::manifest_stream(manifest, started));
-        Ok(BackupPlan::Streams(streams))
+        Ok(BackupPlan::Incremental { streams, carried })
     }
 
     fn restore(
@@ -267,61 +359,50 @@ impl Source for Kafka {
 }
 
 impl Kafka {
+    /// The records of a partition from `first` to the cut, fetched from its leader.
     fn partition_stream(
         &self,
         cluster: &Arc<Mutex<Cluster>>,
-        manifest: &Manifest,
-        topic: &str,
-        partition: i32,
+        part: &PartEntry,
+        slot: usize,
+        first: i64,
         b: &Bounds,
     ) -> StreamSource {
-        let first = b.log_start.min(b.cut);
-        let file = segment_file(topic, partition, first, b.cut);
+        let file = segment_file(&part.topic, part.partition, first, b.cut);
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let reader = PartitionStream::new(
             Arc::clone(cluster),
-            topic,
-            partition,
+            &part.topic,
+            part.partition,
             first,
             b,
             Arc::clone(&outcome),
         );
-        let manifest = manifest.clone();
-        let (topic, b, name) = (topic.to_string(), *b, file.clone());
-        StreamSource {
-            filename: file,
-            reader: Box::new(reader),
-            finish: Box::new(move || {
-                let o = outcome.lock();
-                if let Some(e) = &o.error {
-                    return Err(e.clone());
-                }
-                let Some(s) = &o.summary else {
-                    return Err(format!(
-                        "{topic}/{partition}: the stream ended before the cut {}",
-                        b.cut
-                    ));
-                };
-                manifest.set_in(
-                    "partitions",
-                    &format!("{topic}/{partition}"),
-                    json!({
-                        "topic": topic,
-                        "partition": partition,
-                        "file": name,
-                        "log_start": b.log_start,
-                        "high_watermark": b.high_watermark,
-                        "cut": b.cut,
-                        "first": first,
-                        "records": s.records,
-                        "last_offset": s.last_offset,
-                        "bytes": o.bytes,
-                        "digest": s.digest,
-                    }),
-                );
-                Ok(())
-            }),
-        }
+        part.stream(file, slot, first, b.cut, Box::new(reader), outcome)
+    }
+
+    /// Neighbouring segments of the previous snapshot written again as one.
+    fn merge_stream(
+        &self,
+        files: &SnapshotFiles,
+        part: &PartEntry,
+        slot: usize,
+        segs: Vec<(incremental::Seg, coffer_repo::tree::Node)>,
+    ) -> StreamSource {
+        let (first, end) = (
+            segs.first().map_or(0, |s| s.0.first),
+            segs.last().map_or(0, |s| s.0.end),
+        );
+        let file = segment_file(&part.topic, part.partition, first, end);
+        let outcome = Arc::new(Mutex::new(Outcome::default()));
+        let reader = merge::MergeStream::new(
+            Arc::clone(&files.repo),
+            &part.topic,
+            part.partition,
+            segs,
+            Arc::clone(&outcome),
+        );
+        part.stream(file, slot, first, end, Box::new(reader), outcome)
     }
 
     /// `{group: {topic: {partition: offset}}}` for the selected groups and topics.

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::batch::{self, Producer, Record};
 use super::conn::{error_name, topic_name, Cluster};
+use super::incremental::Seg;
 use super::segment::Decoder;
 use super::Kafka;
 use crate::{RestoreReport, RestoreRequest, SnapshotFiles, SourceError};
@@ -35,7 +36,8 @@ const DUPLICATE_SEQUENCE: i16 = 46;
 struct Part {
     topic: String,
     partition: i32,
-    file: String,
+    /// Its segment files in offset order.
+    segments: Vec<Seg>,
     records: u64,
 }
 
@@ -62,17 +64,18 @@ pub(super) fn restore(
         .and_then(Value::as_object)
         .map(|m| {
             m.values()
-                .filter_map(|p| {
+                .map(|p| {
                     Some(Part {
                         topic: p.get("topic")?.as_str()?.to_string(),
                         partition: i32::try_from(p.get("partition")?.as_i64()?).ok()?,
-                        file: p.get("file")?.as_str()?.to_string(),
+                        segments: serde_json::from_value(p.get("segments")?.clone()).ok()?,
                         records: p.get("records")?.as_u64()?,
                     })
                 })
-                .collect()
+                .collect::<Option<Vec<Part>>>()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .ok_or_else(|| snap_err("a partition in its manifest is malformed".into()))?;
     parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     for t in &req.topics {
         if !topics.contains_key(t) {
@@ -111,7 +114,7 @@ pub(super) fn restore(
         let mut names: Vec<&str> = parts
             .iter()
             .filter(|p| chosen(&p.topic))
-            .map(|p| p.file.as_str())
+            .flat_map(|p| p.segments.iter().map(|s| s.file.as_str()))
             .collect();
         names.push("coffer-manifest.json");
         crate::util::write_files(files, dir, &names, &mut report)?;
@@ -303,22 +306,31 @@ pub(super) fn restore(
             first: None,
             next: None,
         };
-        let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, files.reader(&part.file)?))
-            .map_err(|e| SourceError::Snapshot(format!("{}: {e}", part.file)))?;
         // Records go in order to one partition that nobody else writes (checked on every
         // answer), so the i-th record restored lands at the first one's offset + i.
         let mut n = 0u64;
         let mut placed: Vec<(String, u64)> = Vec::new();
-        while let Some(r) = dec
-            .next_record()
-            .map_err(|e| SourceError::Snapshot(format!("{}: {e}", part.file)))?
-        {
-            // A group that had consumed up to C resumes at the first record at or after C.
-            while let Some((g, _)) = pending.next_if(|(_, c)| *c <= r.offset) {
-                placed.push((g, n));
+        for seg in &part.segments {
+            let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
+            let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, files.reader(&seg.file)?))
+                .map_err(bad)?;
+            let mut in_seg = 0u64;
+            while let Some(r) = dec.next_record().map_err(bad)? {
+                // A group that had consumed up to C resumes at the first record at or
+                // after C.
+                while let Some((g, _)) = pending.next_if(|(_, c)| *c <= r.offset) {
+                    placed.push((g, n));
+                }
+                sink.push(r).map_err(err)?;
+                n += 1;
+                in_seg += 1;
             }
-            sink.push(r).map_err(err)?;
-            n += 1;
+            if in_seg != seg.records {
+                return Err(SourceError::Snapshot(format!(
+                    "{}: {in_seg} records read, the manifest says {}",
+                    seg.file, seg.records
+                )));
+            }
         }
         sink.flush().map_err(err)?;
         let first = match sink.first {
@@ -341,8 +353,8 @@ pub(super) fn restore(
         }
         if n != part.records {
             return Err(SourceError::Snapshot(format!(
-                "{}: {n} records read, the manifest says {}",
-                part.file, part.records
+                "{}/{}: {n} records read, the manifest says {}",
+                part.topic, part.partition, part.records
             )));
         }
         total += n;

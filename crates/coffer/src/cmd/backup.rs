@@ -77,6 +77,47 @@ fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> 
         .with_context(|| format!("--time {s:?} does not exist in the local time zone"))
 }
 
+/// The repository `open` opens, with the backup's compression, and its lock (taken for
+/// good when the backup confirms).
+fn open_locked(
+    g: &GlobalOpts,
+    open: impl FnOnce() -> anyhow::Result<Arc<coffer_repo::Repository>>,
+    compression: Compression,
+) -> anyhow::Result<(
+    Arc<coffer_repo::Repository>,
+    Arc<coffer_repo::lock::LockGuard>,
+)> {
+    let mut repo = open()?;
+    Arc::get_mut(&mut repo)
+        .expect("repository not shared yet")
+        .set_compression(compression);
+    let lock = Arc::new(g.lock_deferred(&repo)?);
+    Ok((repo, lock))
+}
+
+/// The newest snapshot of source `name` (or `--parent`), opened for an incremental backup.
+fn previous_snapshot(
+    repo: &Arc<coffer_repo::Repository>,
+    name: &str,
+    parent: Option<&str>,
+) -> anyhow::Result<Option<coffer_sources::SnapshotFiles>> {
+    let tag = format!("source:{name}");
+    let found = match parent {
+        Some(p) => Some(repo.find_snapshot(p, |s| s.tags.contains(&tag))?),
+        None => repo
+            .snapshots()?
+            .into_iter()
+            .rfind(|s| s.snap.tags.contains(&tag)),
+    };
+    found
+        .map(|s| {
+            let id = s.id.short();
+            coffer_sources::SnapshotFiles::open(Arc::clone(repo), s)
+                .with_context(|| format!("reading the previous snapshot {id}"))
+        })
+        .transpose()
+}
+
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let compression = Compression::parse(&a.compression).with_context(|| {
         format!(
@@ -94,7 +135,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let mut source = None;
     let mut extra_tags = Vec::new();
     let mut stream_list = Vec::new();
+    let mut carried = Vec::new();
     let mut source_paths = Vec::new();
+    // An incremental source needs its previous snapshot before it starts, so the repository
+    // is opened and locked first; other sources check their server before the repository.
+    let mut opened = None;
     if let Some(name) = &a.source {
         let (src, mut repo_name) = super::sources::load(g, name)?;
         if a.repository.is_some() {
@@ -103,15 +148,38 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         let manifest = coffer_sources::Manifest::default();
         manifest.set("source", name.clone());
         manifest.set("type", src.kind());
-        let plan = src
-            .backup(&manifest)
-            .with_context(|| format!("source {name:?}"))?;
+        let plan = if src.incremental() {
+            let (repo, lock) = open_locked(g, || g.open_named(repo_name.as_deref()), compression)?;
+            repo.load_index().context("loading the index")?;
+            let previous = if a.force {
+                None
+            } else {
+                previous_snapshot(&repo, name, a.parent.as_deref())?
+            };
+            if let Some(p) = &previous {
+                tracing::info!(previous = %p.snapshot.id.short(), "building on the previous snapshot");
+            }
+            let plan = src.backup_on(&manifest, previous.as_ref());
+            drop(previous);
+            opened = Some((repo, lock));
+            plan
+        } else {
+            src.backup(&manifest)
+        }
+        .with_context(|| format!("source {name:?}"))?;
         match plan {
             coffer_sources::BackupPlan::Paths { paths, exclude } => {
                 patterns.extend(exclude);
                 source_paths = paths;
             }
             coffer_sources::BackupPlan::Streams(s) => stream_list = s,
+            coffer_sources::BackupPlan::Incremental {
+                streams,
+                carried: c,
+            } => {
+                stream_list = streams;
+                carried = c;
+            }
         }
         extra_tags = src.extra_tags();
         source = Some((name.clone(), src.kind(), manifest, repo_name));
@@ -138,7 +206,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
         }
         None
     };
-    let streaming = stream.is_some() || !stream_list.is_empty();
+    let streaming = stream.is_some() || !stream_list.is_empty() || !carried.is_empty();
     stream_list.extend(stream);
     let paths: Vec<PathBuf> = if source.is_some() {
         source_paths
@@ -149,14 +217,13 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     };
     let time = a.time.as_deref().map(parse_time).transpose()?;
 
-    let mut repo = match &source {
-        Some((_, _, _, repo_name)) => g.open_named(repo_name.as_deref())?,
-        None => g.open()?,
+    let (repo, lock) = match (opened, &source) {
+        (Some(o), _) => o,
+        (None, Some((_, _, _, repo_name))) => {
+            open_locked(g, || g.open_named(repo_name.as_deref()), compression)?
+        }
+        (None, None) => open_locked(g, || g.open(), compression)?,
     };
-    Arc::get_mut(&mut repo)
-        .expect("repository not shared yet")
-        .set_compression(compression);
-    let lock = Arc::new(g.lock_deferred(&repo)?);
     // A source's first stream starts now, so that its server prepares (Redis forks and saves
     // before the RDB's first byte) while the index loads. Not before the lock: a stream held
     // unread while a lock is awaited would be dropped by the server.
@@ -216,6 +283,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     let opts = BackupOptions {
         paths,
         streams: stream_list,
+        carried,
         excludes,
         one_file_system: a.one_file_system,
         tags,

@@ -262,3 +262,147 @@ fn kafka_backup_of_a_broker_that_is_gone_fails_without_a_snapshot() {
     );
     assert!(s.repo.snapshot_ids().is_empty());
 }
+
+/// Appends `n` records to `payments`, numbered from `start`.
+const MORE: &str = r#"
+import json, sys
+from kafka import KafkaProducer
+p = KafkaProducer(bootstrap_servers="127.0.0.1:" + sys.argv[1], acks="all")
+start, n = int(sys.argv[2]), int(sys.argv[3])
+for i in range(start, start + n):
+    p.send("payments", key=b"q", value=b"more %d" % i, headers=[("n", b"%d" % i)], timestamp_ms=1800000000000 + i, partition=0)
+p.flush()
+print(json.dumps({"ok": True}))
+"#;
+
+/// The manifest of the newest snapshot.
+fn newest_manifest(s: &crate::sources::Setup) -> Value {
+    let snaps = run(&mut s.repo.coffer(["snapshots", "--json"])).ok();
+    let v: Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    v.as_array().unwrap().last().unwrap()["coffer"].clone()
+}
+
+fn segment_count(m: &Value, part: &str) -> usize {
+    m["partitions"][part]["segments"].as_array().unwrap().len()
+}
+
+#[test]
+fn kafka_backups_are_incremental_and_each_snapshot_restores_on_its_own() {
+    let s = setup("coffer-kafka-incr-", "");
+    let (_a, pa) = broker(&s.dir, "source");
+    let port = pa.to_string();
+    python(&s.dir, PRODUCE, &[&port]);
+    // A short run of segments, so that the fourth backup merges.
+    add_source(&s, pa, "max_segments = 3\n");
+    let backup = || {
+        let r = run(&mut s.coffer(["--json", "backup", "--source", "events"])).ok();
+        r.summary().clone()
+    };
+    let first = backup();
+    assert_eq!(first["files_new"], 5);
+    let after_first = python(&s.dir, READ, &[&port, "payments:1"]);
+
+    // Ten more payments: only they are fetched, every other segment is kept unread.
+    python(&s.dir, MORE, &[&port, "200", "10"]);
+    let second = backup();
+    assert_eq!(
+        second["files_new"], 2,
+        "the new segment and the manifest: {second}"
+    );
+    assert_eq!(second["files_unmodified"], 4, "{second}");
+    let m = newest_manifest(&s);
+    assert_eq!(segment_count(&m, "payments/0"), 2, "{m}");
+    assert_eq!(m["partitions"]["payments/0"]["records"], 210, "{m}");
+    assert_eq!(
+        m["partitions"]["payments/0"]["segments"][1]["first"], 200,
+        "{m}"
+    );
+    assert_eq!(segment_count(&m, "orders/0"), 1, "{m}");
+    let second_id = s.repo.snapshot_ids().last().unwrap().clone();
+
+    // Nothing new: every segment kept.
+    let same = backup();
+    assert_eq!(same["files_new"], 1, "only the manifest: {same}");
+    python(&s.dir, MORE, &[&port, "210", "10"]);
+    backup();
+    assert_eq!(segment_count(&newest_manifest(&s), "payments/0"), 3);
+    // A fourth segment would be one too many: the two small newer ones are merged.
+    python(&s.dir, MORE, &[&port, "220", "10"]);
+    let merged = backup();
+    assert_eq!(merged["files_new"], 3, "merged, new and manifest: {merged}");
+    let m = newest_manifest(&s);
+    let segs = m["partitions"]["payments/0"]["segments"]
+        .as_array()
+        .unwrap();
+    let bounds: Vec<(i64, i64)> = segs
+        .iter()
+        .map(|g| (g["first"].as_i64().unwrap(), g["end"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(bounds, vec![(0, 200), (200, 220), (220, 230)], "{m}");
+    assert_eq!(m["partitions"]["payments/0"]["records"], 230, "{m}");
+
+    // Only the newest snapshot is kept, and pruned to it: it still restores everything.
+    run(&mut s.repo.coffer(["forget", "--keep-last", "1", "--prune"])).ok();
+    let now = python(&s.dir, READ, &[&port, "orders:3", "payments:1"]);
+    let (_b, pb) = broker(&s.dir, "target");
+    let to = format!("127.0.0.1:{pb}");
+    let r = run(&mut s.coffer([
+        "--json",
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+    ]))
+    .ok();
+    assert_eq!(r.summary()["checks"]["records"], 1130, "{}", r.describe());
+    let restored = python(&s.dir, READ, &[&pb.to_string(), "orders:3", "payments:1"]);
+    assert_eq!(restored["records"], now["records"]);
+    assert_eq!(restored["committed"]["payments/0"], 150);
+    assert!(
+        !s.repo.snapshot_ids().contains(&second_id),
+        "the second snapshot was forgotten"
+    );
+    assert_eq!(now["records"]["payments/0"].as_array().unwrap().len(), 230);
+    assert_eq!(
+        after_first["records"]["payments/0"],
+        Value::Array(now["records"]["payments/0"].as_array().unwrap()[..200].to_vec())
+    );
+}
+
+#[test]
+fn kafka_incremental_backup_restores_an_older_snapshot_as_it_was() {
+    let s = setup("coffer-kafka-older-", "");
+    let (_a, pa) = broker(&s.dir, "source");
+    let port = pa.to_string();
+    python(&s.dir, PRODUCE, &[&port]);
+    add_source(&s, pa, "");
+    run(&mut s.coffer(["backup", "--source", "events"])).ok();
+    python(&s.dir, MORE, &[&port, "200", "10"]);
+    run(&mut s.coffer(["backup", "--source", "events"])).ok();
+    let middle = python(&s.dir, READ, &[&port, "payments:1"]);
+    let middle_id = s.repo.snapshot_ids().last().unwrap().clone();
+    python(&s.dir, MORE, &[&port, "210", "25"]);
+    run(&mut s.coffer(["backup", "--source", "events"])).ok();
+
+    // The middle snapshot holds what the topic held then, not what came after.
+    let (_b, pb) = broker(&s.dir, "target");
+    let to = format!("127.0.0.1:{pb}");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        &middle_id,
+        "--to-brokers",
+        &to,
+        "--topic",
+        "payments",
+    ]))
+    .ok();
+    let restored = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
+    assert_eq!(restored["records"], middle["records"]);
+    // --force reads everything again: one segment per partition.
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "events", "--force"])).ok();
+    assert_eq!(r.summary()["files_new"], 5, "{}", r.describe());
+    assert_eq!(segment_count(&newest_manifest(&s), "payments/0"), 1);
+}
