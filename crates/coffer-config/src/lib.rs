@@ -30,6 +30,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod suggest;
 pub mod units;
+pub mod when;
 
 use std::path::{Path, PathBuf};
 

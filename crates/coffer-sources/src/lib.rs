@@ -127,6 +127,10 @@ pub struct RestoreRequest {
     pub no_groups: bool,
     /// Add to topics that already hold records (Kafka).
     pub append: bool,
+    /// Only records with a timestamp at or after this (Kafka, milliseconds since 1970).
+    pub from_time: Option<i64>,
+    /// Only records with a timestamp before this (Kafka, milliseconds since 1970).
+    pub to_time: Option<i64>,
 }
 
 /// What a restore did, for the CLI to print.

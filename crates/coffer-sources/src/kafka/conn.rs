@@ -227,6 +227,18 @@ impl Cluster {
         Ok(c)
     }
 
+    /// The same cluster with no connections open yet: another thread's own, which connects
+    /// to each broker when it first needs it.
+    pub fn fork(&self) -> Cluster {
+        Cluster {
+            bootstrap: self.bootstrap.clone(),
+            timeout: self.timeout,
+            brokers: self.brokers.clone(),
+            conns: HashMap::new(),
+            cluster_id: self.cluster_id.clone(),
+        }
+    }
+
     /// Metadata of `topics` (None: every topic). Also refreshes the broker list.
     pub fn metadata(&mut self, topics: Option<&[String]>) -> Result<MetadataResponse> {
         let req = MetadataRequest::default()

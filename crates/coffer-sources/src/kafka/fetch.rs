@@ -1,24 +1,20 @@
 //! The backup's read side: the cut (each partition's last stable offset when the backup
-//! starts) and a stream per partition that fetches its records up to the cut from the
-//! partition's leader and encodes them as a segment while the archiver reads it.
+//! starts) and, per partition, a fetch of its records up to the cut from the partition's
+//! leader, encoded as a segment piece by piece.
 
-use std::io::{self, Read};
-use std::sync::Arc;
-
+use super::batch;
+use super::conn::{error_name, topic_name, Cluster, Result};
+use super::segment::{Encoder, Header, Summary};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
-use parking_lot::Mutex;
-
-use super::batch;
-use super::conn::{error_name, topic_name, Cluster, Result};
-use super::segment::{Encoder, Header, Summary};
 
 /// A fetch asks each partition for this much at first; a batch larger than that is asked
-/// again with more room (some brokers leave such a partition out of the answer).
-const PARTITION_BYTES: i32 = 8 << 20;
+/// again with more room (some brokers leave such a partition out of the answer). Small,
+/// because several partitions are fetched at once and each piece waits for the archiver.
+const PARTITION_BYTES: i32 = 1 << 20;
 const MAX_PARTITION_BYTES: i32 = 256 << 20;
 const FETCH_BYTES: i32 = 64 << 20;
 const READ_COMMITTED: i8 = 1;
@@ -185,63 +181,57 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// One partition's records up to the cut, as a segment, fetched as the archiver reads.
-pub struct PartitionStream {
-    cluster: Arc<Mutex<Cluster>>,
+/// One partition's records up to the cut, fetched from its leader and encoded as a segment
+/// a piece at a time (see [`super::prefetch`], which runs several at once).
+pub struct SegmentFetch {
     header: Header,
     leader: i32,
     next: i64,
     encoder: Option<Encoder>,
-    buf: Vec<u8>,
-    pos: usize,
-    outcome: Arc<Mutex<Outcome>>,
+    /// The segment header, until the first piece carries it.
+    start: Vec<u8>,
 }
 
-impl PartitionStream {
-    /// A stream of `topic`/`partition` from `first` to the cut in `b`.
-    pub fn new(
-        cluster: Arc<Mutex<Cluster>>,
-        topic: &str,
-        partition: i32,
-        first: i64,
-        b: &Bounds,
-        outcome: Arc<Mutex<Outcome>>,
-    ) -> PartitionStream {
+impl SegmentFetch {
+    /// `topic`/`partition` from `first` to the cut in `b`.
+    pub fn new(topic: &str, partition: i32, first: i64, b: &Bounds) -> SegmentFetch {
         let header = Header {
             topic: topic.to_string(),
             partition,
             first,
             end: b.cut,
         };
-        let mut buf = Vec::new();
-        let encoder = Encoder::start(&header, &mut buf);
-        PartitionStream {
-            cluster,
+        let mut start = Vec::new();
+        let encoder = Encoder::start(&header, &mut start);
+        SegmentFetch {
             header,
             leader: b.leader,
             next: first,
             encoder: Some(encoder),
-            buf,
-            pos: 0,
-            outcome,
+            start,
         }
     }
 
-    /// Fetches the next records into the buffer (or the trailer once at the cut).
-    fn refill(&mut self) -> Result<()> {
-        self.buf.clear();
-        self.pos = 0;
+    /// Appends the next records to `out` (one fetch's worth), or the trailer once at the
+    /// cut, which returns what the segment holds.
+    pub fn next_piece(
+        &mut self,
+        cluster: &mut Cluster,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Summary>> {
+        out.append(&mut self.start);
         let Some(enc) = self.encoder.as_mut() else {
-            return Ok(());
+            return Err(format!(
+                "{}/{}: read past the end of its segment",
+                self.header.topic, self.header.partition
+            ));
         };
         let (topic, partition, end) = (&self.header.topic, self.header.partition, self.header.end);
         let mut room = PARTITION_BYTES;
-        while self.buf.is_empty() && self.next < end {
-            let part = {
-                let mut c = self.cluster.lock();
-                fetch_one(&mut c, self.leader, topic, partition, self.next, room)?
-            };
-            let Some(part) = part else {
+        let at = out.len();
+        while out.len() == at && self.next < end {
+            let Some(part) = fetch_one(cluster, self.leader, topic, partition, self.next, room)?
+            else {
                 if room >= MAX_PARTITION_BYTES {
                     return Err(format!(
                         "{topic}/{partition}: no answer for offset {} even with {} MiB of room",
@@ -266,7 +256,7 @@ impl PartitionStream {
                 .iter()
                 .filter(|r| r.offset >= self.next && r.offset < end)
             {
-                enc.record(r, &mut self.buf);
+                enc.record(r, out);
             }
             match got.next {
                 Some(n) if n > self.next => self.next = n,
@@ -291,28 +281,11 @@ impl PartitionStream {
                 }
             }
         }
-        if self.next >= end && self.buf.is_empty() {
+        if self.next >= end {
             if let Some(enc) = self.encoder.take() {
-                let s = enc.finish(&mut self.buf);
-                self.outcome.lock().summary = Some(s);
+                return Ok(Some(enc.finish(out)));
             }
         }
-        Ok(())
-    }
-}
-
-impl Read for PartitionStream {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.buf.len() {
-            if let Err(e) = self.refill() {
-                self.outcome.lock().error = Some(e.clone());
-                return Err(io::Error::other(e));
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        self.outcome.lock().bytes += n as u64;
-        Ok(n)
+        Ok(None)
     }
 }

@@ -25,6 +25,7 @@ mod entry;
 mod fetch;
 pub mod incremental;
 mod merge;
+mod prefetch;
 mod restore;
 pub mod segment;
 
@@ -50,12 +51,14 @@ use crate::{
 };
 use conn::{error_name, Cluster};
 use entry::PartEntry;
-use fetch::{Bounds, Outcome, PartitionStream};
+use fetch::{Bounds, Outcome, SegmentFetch};
 use incremental::{Piece, Previous};
+use prefetch::Prefetch;
 
 /// The manifest's `format`.
 pub const FORMAT: &str = "coffer-kafka/1";
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_PARALLEL: usize = 4;
 
 /// `[[source]]` settings of `type = "kafka"`.
 #[derive(Debug, Deserialize)]
@@ -85,6 +88,10 @@ pub struct Config {
     /// least 2): more means less re-reading, fewer means smaller snapshot trees.
     #[serde(default)]
     pub max_segments: Option<usize>,
+    /// Partitions fetched at once by a backup and produced at once by a restore (default
+    /// 4; a restore's `--jobs` overrides it).
+    #[serde(default)]
+    pub parallel: Option<usize>,
 }
 
 /// A Kafka cluster as a source.
@@ -97,6 +104,7 @@ pub struct Kafka {
     timeout: Duration,
     keep_deleted: bool,
     max_segments: usize,
+    parallel: usize,
 }
 
 fn whole(patterns: &[String], what: &str) -> Result<Vec<regex::Regex>, String> {
@@ -144,6 +152,11 @@ impl Kafka {
             timeout: Duration::from_secs(cfg.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
             keep_deleted: cfg.keep_deleted.unwrap_or(true),
             max_segments,
+            parallel: match cfg.parallel {
+                Some(0) => return Err(usage("parallel = 0: use at least 1".into())),
+                Some(n) => n,
+                None => DEFAULT_PARALLEL,
+            },
         })
     }
 
@@ -274,7 +287,7 @@ impl Source for Kafka {
         manifest.set("brokers", json!(self.brokers));
         manifest.set("started_at", chrono::Utc::now().to_rfc3339());
         manifest.set("groups", groups);
-        let cluster = Arc::new(Mutex::new(cluster));
+        let mut prefetch = Prefetch::new();
         let mut streams = Vec::new();
         let mut carried = Vec::new();
         let mut warnings = Vec::new();
@@ -286,8 +299,8 @@ impl Source for Kafka {
                 .ok_or_else(|| SourceError::Snapshot("no previous snapshot to build on".into()))
         };
         for t in &topics {
-            let bounds = fetch::cut(&mut cluster.lock(), &t.name, &t.leaders)
-                .map_err(|e| self.server_err(e))?;
+            let bounds =
+                fetch::cut(&mut cluster, &t.name, &t.leaders).map_err(|e| self.server_err(e))?;
             manifest.set_in(
                 "topics",
                 &t.name,
@@ -324,13 +337,15 @@ impl Source for Kafka {
                             streams.push(self.merge_stream(files, &part, slot, with_nodes));
                         }
                         Piece::Fetch(first) => {
-                            streams.push(self.partition_stream(&cluster, &part, slot, first, b));
+                            streams.push(partition_stream(&mut prefetch, &part, slot, first, b));
                         }
                     }
                 }
                 part.write();
             }
         }
+        // Fetching starts now, ahead of the archiver, which reads the streams in this order.
+        prefetch.start(&cluster, self.parallel);
         for w in &warnings {
             tracing::warn!(source = %self.name, "{w}");
         }
@@ -359,28 +374,6 @@ impl Source for Kafka {
 }
 
 impl Kafka {
-    /// The records of a partition from `first` to the cut, fetched from its leader.
-    fn partition_stream(
-        &self,
-        cluster: &Arc<Mutex<Cluster>>,
-        part: &PartEntry,
-        slot: usize,
-        first: i64,
-        b: &Bounds,
-    ) -> StreamSource {
-        let file = segment_file(&part.topic, part.partition, first, b.cut);
-        let outcome = Arc::new(Mutex::new(Outcome::default()));
-        let reader = PartitionStream::new(
-            Arc::clone(cluster),
-            &part.topic,
-            part.partition,
-            first,
-            b,
-            Arc::clone(&outcome),
-        );
-        part.stream(file, slot, first, b.cut, Box::new(reader), outcome)
-    }
-
     /// Neighbouring segments of the previous snapshot written again as one.
     fn merge_stream(
         &self,
@@ -466,6 +459,22 @@ impl Kafka {
         }
         Ok(Value::Object(out))
     }
+}
+
+/// The records of a partition from `first` to the cut, fetched from its leader ahead of
+/// the archiver.
+fn partition_stream(
+    prefetch: &mut Prefetch,
+    part: &PartEntry,
+    slot: usize,
+    first: i64,
+    b: &Bounds,
+) -> StreamSource {
+    let file = segment_file(&part.topic, part.partition, first, b.cut);
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let fetch = SegmentFetch::new(&part.topic, part.partition, first, b);
+    let reader = prefetch.add(fetch, Arc::clone(&outcome));
+    part.stream(file, slot, first, b.cut, Box::new(reader), outcome)
 }
 
 /// Each topic's settings that differ from the broker's defaults.

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     ProduceResponse, ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::batch::{self, Producer, Record};
@@ -271,10 +272,7 @@ pub(super) fn restore(
             }
         }
     }
-    // Translated: group -> target topic -> partition -> new offset.
-    let mut translated: BTreeMap<String, BTreeMap<String, BTreeMap<i32, i64>>> = BTreeMap::new();
-    let started = Instant::now();
-    let mut total = 0u64;
+    let mut jobs = Vec::new();
     for part in parts.iter().filter(|p| chosen(&p.topic)) {
         let target = target_of(&part.topic);
         let leader = *leaders
@@ -285,86 +283,71 @@ pub(super) fn restore(
                     part.partition
                 ))
             })?;
-        let mut pending = commits
+        let pending = commits
             .remove(&(part.topic.clone(), part.partition))
             .unwrap_or_default();
-        pending.sort_by_key(|(_, c)| *c);
-        let mut pending = pending.into_iter().peekable();
-        let producer = Producer {
-            id: ip.producer_id.0,
-            epoch: ip.producer_epoch,
-            sequence: 0,
-        };
-        let mut sink = PartitionSink {
-            cluster: &mut cluster,
+        jobs.push(Job {
+            part,
+            target,
             leader,
-            topic: &target,
-            partition: part.partition,
-            producer,
-            buf: Vec::new(),
-            bytes: 0,
-            first: None,
-            next: None,
-        };
-        // Records go in order to one partition that nobody else writes (checked on every
-        // answer), so the i-th record restored lands at the first one's offset + i.
-        let mut n = 0u64;
-        let mut placed: Vec<(String, u64)> = Vec::new();
-        for seg in &part.segments {
-            let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
-            let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, files.reader(&seg.file)?))
-                .map_err(bad)?;
-            let mut in_seg = 0u64;
-            while let Some(r) = dec.next_record().map_err(bad)? {
-                // A group that had consumed up to C resumes at the first record at or
-                // after C.
-                while let Some((g, _)) = pending.next_if(|(_, c)| *c <= r.offset) {
-                    placed.push((g, n));
-                }
-                sink.push(r).map_err(err)?;
-                n += 1;
-                in_seg += 1;
-            }
-            if in_seg != seg.records {
-                return Err(SourceError::Snapshot(format!(
-                    "{}: {in_seg} records read, the manifest says {}",
-                    seg.file, seg.records
-                )));
-            }
-        }
-        sink.flush().map_err(err)?;
-        let first = match sink.first {
-            Some(f) => f,
-            None => {
-                bounds(&mut cluster, leader, &target, part.partition)
-                    .map_err(err)?
-                    .1
-            }
-        };
-        // Groups that had read everything resume after the last restored record.
-        placed.extend(pending.map(|(g, _)| (g, n)));
-        for (g, i) in placed {
+            pending,
+        });
+    }
+    let producer = Producer {
+        id: ip.producer_id.0,
+        epoch: ip.producer_epoch,
+        sequence: 0,
+    };
+    let workers = req.jobs.unwrap_or(src.parallel).max(1);
+    let started = Instant::now();
+    let window = Window {
+        from: req.from_time.unwrap_or(i64::MIN),
+        to: req.to_time.unwrap_or(i64::MAX),
+    };
+    if window.from >= window.to {
+        return Err(SourceError::Usage(
+            "--from-time is not before --to-time: no record can be in that window".into(),
+        ));
+    }
+    let done = produce_all(src, &cluster, files, jobs, producer, workers, window)?;
+    // Translated: group -> target topic -> partition -> new offset.
+    let mut translated: BTreeMap<String, BTreeMap<String, BTreeMap<i32, i64>>> = BTreeMap::new();
+    let mut total = 0u64;
+    for d in done {
+        for (g, offset) in d.placed {
             translated
                 .entry(g)
                 .or_default()
-                .entry(target.clone())
+                .entry(d.target.clone())
                 .or_default()
-                .insert(part.partition, first + i as i64);
+                .insert(d.partition, offset);
         }
-        if n != part.records {
-            return Err(SourceError::Snapshot(format!(
-                "{}/{}: {n} records read, the manifest says {}",
-                part.topic, part.partition, part.records
-            )));
-        }
-        total += n;
+        total += d.records;
     }
     report.steps.push(format!(
-        "produced {total} records into {} topics in {:.1} s",
+        "produced {total} records into {} topics in {:.1} s ({workers} partitions at once)",
         targets.len(),
         started.elapsed().as_secs_f64()
     ));
     report.checks.insert("records".into(), total.into());
+    if req.from_time.is_some() || req.to_time.is_some() {
+        let stored: u64 = parts
+            .iter()
+            .filter(|p| chosen(&p.topic))
+            .map(|p| p.records)
+            .sum();
+        report.steps.push(format!(
+            "{total} of the snapshot's {stored} records have a timestamp in the window"
+        ));
+        report
+            .checks
+            .insert("records_in_snapshot".into(), stored.into());
+        if total == 0 && stored > 0 {
+            return Err(SourceError::Usage(format!(
+                "no record of the {stored} in the snapshot has a timestamp in the window given by --from-time/--to-time: nothing was restored"
+            )));
+        }
+    }
 
     if !req.no_groups {
         for (g, ts) in &translated {
@@ -383,6 +366,160 @@ pub(super) fn restore(
         );
     }
     Ok(report)
+}
+
+/// A partition to restore.
+struct Job<'a> {
+    part: &'a Part,
+    target: String,
+    leader: i32,
+    /// (group, original committed offset) of the groups that had read it.
+    pending: Vec<(String, i64)>,
+}
+
+/// The records restored: timestamps in `from..to` (milliseconds).
+#[derive(Clone, Copy)]
+struct Window {
+    from: i64,
+    to: i64,
+}
+
+/// A partition restored.
+struct Done {
+    target: String,
+    partition: i32,
+    records: u64,
+    /// (group, new offset to commit).
+    placed: Vec<(String, i64)>,
+}
+
+/// Restores the partitions with `workers` threads, each with its own connections; the
+/// first failure stops the others (after the request each has in flight).
+fn produce_all(
+    src: &Kafka,
+    cluster: &Cluster,
+    files: &SnapshotFiles,
+    jobs: Vec<Job<'_>>,
+    producer: Producer,
+    workers: usize,
+    window: Window,
+) -> Result<Vec<Done>, SourceError> {
+    let n = workers.clamp(1, jobs.len().max(1));
+    let queue = Mutex::new(jobs.into_iter());
+    let done = Mutex::new(Vec::new());
+    let failed: Mutex<Option<SourceError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..n {
+            let mut conns = cluster.fork();
+            let (queue, done, failed) = (&queue, &done, &failed);
+            scope.spawn(move || loop {
+                if failed.lock().is_some() {
+                    return;
+                }
+                let Some(job) = queue.lock().next() else {
+                    return;
+                };
+                match produce_partition(src, &mut conns, files, job, producer, window) {
+                    Ok(d) => done.lock().push(d),
+                    Err(e) => {
+                        failed.lock().get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(done.into_inner()),
+    }
+}
+
+/// Produces one partition's segments in order; returns where its groups resume.
+fn produce_partition(
+    src: &Kafka,
+    cluster: &mut Cluster,
+    files: &SnapshotFiles,
+    job: Job<'_>,
+    producer: Producer,
+    window: Window,
+) -> Result<Done, SourceError> {
+    let Job {
+        part,
+        target,
+        leader,
+        mut pending,
+    } = job;
+    let err = |m: String| src.server_err(m);
+    pending.sort_by_key(|(_, c)| *c);
+    let mut pending = pending.into_iter().peekable();
+    let mut sink = PartitionSink {
+        cluster,
+        leader,
+        topic: &target,
+        partition: part.partition,
+        producer,
+        buf: Vec::new(),
+        bytes: 0,
+        first: None,
+        next: None,
+    };
+    // Records go in order to one partition that nobody else writes (checked on every
+    // answer), so the i-th record restored lands at the first one's offset + i.
+    let (mut n, mut read) = (0u64, 0u64);
+    let mut placed: Vec<(String, u64)> = Vec::new();
+    for seg in &part.segments {
+        let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
+        let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, files.reader(&seg.file)?))
+            .map_err(bad)?;
+        let mut in_seg = 0u64;
+        while let Some(r) = dec.next_record().map_err(bad)? {
+            in_seg += 1;
+            if r.timestamp < window.from || r.timestamp >= window.to {
+                continue;
+            }
+            // A group that had consumed up to C resumes at the first record restored at or
+            // after C.
+            while let Some((g, _)) = pending.next_if(|(_, c)| *c <= r.offset) {
+                placed.push((g, n));
+            }
+            sink.push(r).map_err(err)?;
+            n += 1;
+        }
+        read += in_seg;
+        if in_seg != seg.records {
+            return Err(SourceError::Snapshot(format!(
+                "{}: {in_seg} records read, the manifest says {}",
+                seg.file, seg.records
+            )));
+        }
+    }
+    sink.flush().map_err(err)?;
+    let first = match sink.first {
+        Some(f) => f,
+        None => {
+            bounds(sink.cluster, leader, &target, part.partition)
+                .map_err(err)?
+                .1
+        }
+    };
+    // Groups that had read everything resume after the last restored record.
+    placed.extend(pending.map(|(g, _)| (g, n)));
+    if read != part.records {
+        return Err(SourceError::Snapshot(format!(
+            "{}/{}: {read} records read, the manifest says {}",
+            part.topic, part.partition, part.records
+        )));
+    }
+    Ok(Done {
+        partition: part.partition,
+        records: n,
+        placed: placed
+            .into_iter()
+            .map(|(g, i)| (g, first + i as i64))
+            .collect(),
+        target,
+    })
 }
 
 /// Records of one partition gathered into produce requests.

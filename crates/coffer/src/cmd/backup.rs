@@ -63,20 +63,6 @@ pub struct Args {
     pub repository: Option<String>,
 }
 
-fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t);
-    }
-    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .with_context(|| format!("invalid --time {s:?}: use RFC 3339 or YYYY-MM-DD HH:MM:SS"))?;
-    use chrono::TimeZone;
-    chrono::Local
-        .from_local_datetime(&naive)
-        .single()
-        .map(|t| t.fixed_offset())
-        .with_context(|| format!("--time {s:?} does not exist in the local time zone"))
-}
-
 /// The repository `open` opens, with the backup's compression, and its lock (taken for
 /// good when the backup confirms).
 fn open_locked(
@@ -215,7 +201,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<i32> {
     } else {
         a.paths.iter().map(PathBuf::from).collect()
     };
-    let time = a.time.as_deref().map(parse_time).transpose()?;
+    let time = a
+        .time
+        .as_deref()
+        .map(|t| coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--time {e}")))
+        .transpose()?;
 
     let (repo, lock) = match (opened, &source) {
         (Some(o), _) => o,

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chrono::Utc;
 use coffer_catalog::{RunKind, Status, StepResult};
 use coffer_config::units::short_duration;
@@ -279,21 +279,11 @@ pub(super) fn catalog_unless_dry(
     })
 }
 
-/// RFC 3339, or a local `YYYY-MM-DD HH:MM[:SS]`.
-pub(super) fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, f) {
-            return n
-                .and_local_timezone(chrono::Local)
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-                .with_context(|| format!("--at {s:?} does not exist in the local time zone"));
-        }
-    }
-    bail!("--at {s:?}: use RFC 3339 (2026-12-01T06:00:00Z) or \"YYYY-MM-DD HH:MM[:SS]\" in local time")
+/// `--at`, as [`coffer_config::when::parse_time`] reads it.
+fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<Utc>> {
+    coffer_config::when::parse_time(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| anyhow::anyhow!("--at {e}"))
 }
 
 /// A finished step, as recover and drill print it: `step 2/5 SUCCESS: restore db (3.1s)`.

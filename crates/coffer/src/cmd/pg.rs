@@ -238,30 +238,6 @@ pub fn fetch(g: &GlobalOpts, a: FetchArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn parse_time(s: &str) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t);
-    }
-    // PostgreSQL prints offsets as +00 or +05:30.
-    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
-        if let Ok(t) = chrono::DateTime::parse_from_str(s, f) {
-            return Ok(t);
-        }
-    }
-    let naive =
-        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").with_context(|| {
-            format!(
-                "invalid --target-time {s:?}: use RFC 3339 or YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]"
-            )
-        })?;
-    use chrono::TimeZone;
-    chrono::Local
-        .from_local_datetime(&naive)
-        .single()
-        .map(|t| t.fixed_offset())
-        .with_context(|| format!("--target-time {s:?} is ambiguous or does not exist in the local time zone: add an offset"))
-}
-
 fn absolute(p: &Path) -> anyhow::Result<String> {
     let a = std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?;
     Ok(a.to_string_lossy().into_owned())
@@ -303,7 +279,9 @@ fn restore_command(g: &GlobalOpts, source: &str, sysid: u64) -> anyhow::Result<S
 pub fn run(g: &GlobalOpts, c: PgCommand) -> anyhow::Result<i32> {
     let PgCommand::Restore(a) = c;
     let target = match (&a.target_time, &a.target_lsn) {
-        (Some(t), _) => RecoveryTarget::Time(parse_time(t)?),
+        (Some(t), _) => RecoveryTarget::Time(
+            coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--target-time {e}"))?,
+        ),
         (None, Some(l)) => RecoveryTarget::Lsn(wal::parse_lsn(l).with_context(|| {
             format!("invalid --target-lsn {l:?}: write it as PostgreSQL does, e.g. 0/3000060")
         })?),

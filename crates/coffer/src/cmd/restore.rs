@@ -42,8 +42,9 @@ pub struct Args {
     /// refused when the server holds keys, unless --clean empties it first
     #[arg(long, requires = "source", value_name = "URL")]
     pub to_url: Option<String>,
-    /// With --source (PostgreSQL logical): pg_restore with N parallel jobs (the dump is
-    /// spooled to a temporary file first, which parallel pg_restore needs)
+    /// With --source: PostgreSQL logical, pg_restore with N parallel jobs (the dump is
+    /// spooled to a temporary file first, which parallel pg_restore needs); Kafka, N
+    /// partitions produced at once (default: the source's `parallel`, 4)
     #[arg(long, requires = "source", value_name = "N")]
     pub jobs: Option<usize>,
     /// With --source (Kafka): produce into these brokers (HOST:PORT, repeatable or
@@ -67,6 +68,13 @@ pub struct Args {
     /// With --source (Kafka): add to topics that already hold records
     #[arg(long, requires = "source")]
     pub append: bool,
+    /// With --source (Kafka): only records with a timestamp at or after this time (RFC 3339,
+    /// or YYYY-MM-DD HH:MM[:SS] in local time)
+    #[arg(long, requires = "source", value_name = "TIME")]
+    pub from_time: Option<String>,
+    /// With --source (Kafka): only records with a timestamp before this time
+    #[arg(long, requires = "source", value_name = "TIME")]
+    pub to_time: Option<String>,
     /// Restore only paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub include: Vec<String>,
@@ -165,6 +173,22 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
         no_groups: a.no_groups,
         append: a.append,
+        from_time: a
+            .from_time
+            .as_deref()
+            .map(|t| {
+                coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--from-time {e}"))
+            })
+            .transpose()?
+            .map(|t| t.timestamp_millis()),
+        to_time: a
+            .to_time
+            .as_deref()
+            .map(|t| {
+                coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--to-time {e}"))
+            })
+            .transpose()?
+            .map(|t| t.timestamp_millis()),
     };
     let report = {
         let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");

@@ -401,6 +401,61 @@ fn kafka_incremental_backup_restores_an_older_snapshot_as_it_was() {
     .ok();
     let restored = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
     assert_eq!(restored["records"], middle["records"]);
+
+    // A time window: orders' records i = 300..600 (timestamps base + i s), 100 per partition.
+    let original = python(&s.dir, READ, &[&port, "orders:3"]);
+    let r = run(&mut s.coffer([
+        "--json",
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "orders",
+        "--rename",
+        "orders:orders-window",
+        "--no-groups",
+        "--from-time",
+        "2023-11-14T22:18:20Z",
+        "--to-time",
+        "2023-11-15 06:23:20+08",
+    ]))
+    .ok();
+    assert_eq!(r.summary()["checks"]["records"], 300, "{}", r.describe());
+    assert_eq!(r.summary()["checks"]["records_in_snapshot"], 900);
+    let window = python(&s.dir, READ, &[&pb.to_string(), "orders-window:3"]);
+    for p in 0..3 {
+        let want: Vec<Value> = contents(&original["records"][format!("orders/{p}")])
+            .into_iter()
+            .filter(|r| (1_700_000_300_000..1_700_000_600_000).contains(&r[0].as_i64().unwrap()))
+            .collect();
+        assert_eq!(want.len(), 100);
+        assert_eq!(
+            contents(&window["records"][format!("orders-window/{p}")]),
+            want
+        );
+    }
+    // A window that holds nothing is an error, not a silent success.
+    let r = run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "orders",
+        "--rename",
+        "orders:orders-none",
+        "--from-time",
+        "2030-01-01 00:00",
+    ]))
+    .expect_code(1);
+    assert!(
+        r.stderr.contains("nothing was restored"),
+        "{}",
+        r.describe()
+    );
     // --force reads everything again: one segment per partition.
     let r = run(&mut s.coffer(["--json", "backup", "--source", "events", "--force"])).ok();
     assert_eq!(r.summary()["files_new"], 5, "{}", r.describe());
