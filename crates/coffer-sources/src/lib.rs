@@ -206,6 +206,19 @@ impl SnapshotFiles {
             .with_progress(Arc::clone(&self.progress), name))
     }
 
+    /// A reader over a root file with `threads` reading ahead: less memory when several
+    /// files are read at once.
+    pub fn reader_with_threads(
+        &self,
+        name: &str,
+        threads: usize,
+    ) -> Result<FileReader, SourceError> {
+        Ok(
+            FileReader::with_threads(Arc::clone(&self.repo), self.node(name)?, threads)
+                .with_progress(Arc::clone(&self.progress), name),
+        )
+    }
+
     /// The manifest the backup wrote, if any.
     pub fn manifest(&self) -> Option<serde_json::Value> {
         self.snapshot.snap.extra.get("coffer").cloned()

@@ -303,6 +303,8 @@ pub(super) fn restore(
     let window = Window {
         from: req.from_time.unwrap_or(i64::MIN),
         to: req.to_time.unwrap_or(i64::MAX),
+        // The partitions restored at once share the repository's read-ahead.
+        read_ahead: (8 / workers).clamp(1, 8),
     };
     if window.from >= window.to {
         return Err(SourceError::Usage(
@@ -377,11 +379,13 @@ struct Job<'a> {
     pending: Vec<(String, i64)>,
 }
 
-/// The records restored: timestamps in `from..to` (milliseconds).
+/// What each partition's restore reads: records with timestamps in `from..to`
+/// (milliseconds), with `read_ahead` threads reading the repository ahead.
 #[derive(Clone, Copy)]
 struct Window {
     from: i64,
     to: i64,
+    read_ahead: usize,
 }
 
 /// A partition restored.
@@ -470,8 +474,8 @@ fn produce_partition(
     let mut placed: Vec<(String, u64)> = Vec::new();
     for seg in &part.segments {
         let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
-        let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, files.reader(&seg.file)?))
-            .map_err(bad)?;
+        let reader = files.reader_with_threads(&seg.file, window.read_ahead)?;
+        let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, reader)).map_err(bad)?;
         let mut in_seg = 0u64;
         while let Some(r) = dec.next_record().map_err(bad)? {
             in_seg += 1;
