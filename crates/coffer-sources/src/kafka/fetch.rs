@@ -2,6 +2,8 @@
 //! starts) and, per partition, a fetch of its records up to the cut from the partition's
 //! leader, encoded as a segment piece by piece.
 
+use parking_lot::Mutex;
+
 use super::batch;
 use super::conn::{error_name, topic_name, Cluster, Result};
 use super::segment::{Encoder, Header, Summary};
@@ -180,6 +182,17 @@ pub struct Outcome {
     pub bytes: u64,
     /// Why it stopped early.
     pub error: Option<String>,
+}
+
+impl Outcome {
+    /// Copies what `buf` holds from `pos` into `out`, counting it as the segment's bytes.
+    pub fn serve(outcome: &Mutex<Outcome>, buf: &[u8], pos: &mut usize, out: &mut [u8]) -> usize {
+        let n = out.len().min(buf.len() - *pos);
+        out[..n].copy_from_slice(&buf[*pos..*pos + n]);
+        *pos += n;
+        outcome.lock().bytes += n as u64;
+        n
+    }
 }
 
 /// One partition's records up to the cut, fetched from its leader and encoded as a segment

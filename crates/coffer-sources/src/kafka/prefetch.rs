@@ -151,10 +151,6 @@ impl Read for FetchedStream {
                 }
             }
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        self.outcome.lock().bytes += n as u64;
-        Ok(n)
+        Ok(Outcome::serve(&self.outcome, &self.buf, &mut self.pos, out))
     }
 }

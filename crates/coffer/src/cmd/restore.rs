@@ -173,22 +173,8 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
         no_groups: a.no_groups,
         append: a.append,
-        from_time: a
-            .from_time
-            .as_deref()
-            .map(|t| {
-                coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--from-time {e}"))
-            })
-            .transpose()?
-            .map(|t| t.timestamp_millis()),
-        to_time: a
-            .to_time
-            .as_deref()
-            .map(|t| {
-                coffer_config::when::parse_time(t).map_err(|e| anyhow::anyhow!("--to-time {e}"))
-            })
-            .transpose()?
-            .map(|t| t.timestamp_millis()),
+        from_time: millis(a.from_time.as_deref(), "--from-time")?,
+        to_time: millis(a.to_time.as_deref(), "--to-time")?,
     };
     let report = {
         let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");
@@ -604,4 +590,14 @@ fn restore_shown(
     let progress = Arc::new(Progress::default());
     let _shown = Reporter::start(ui::mode(g.json, g.quiet), Arc::clone(&progress), "restore");
     restore(Arc::clone(repo), snap, opts, progress, cancel_flag())
+}
+
+/// A time flag as milliseconds since 1970 (Kafka record timestamps).
+fn millis(t: Option<&str>, flag: &str) -> anyhow::Result<Option<i64>> {
+    t.map(|t| {
+        coffer_config::when::parse_time(t)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| anyhow::anyhow!("{flag} {e}"))
+    })
+    .transpose()
 }
