@@ -77,6 +77,9 @@ pub enum SourceError {
     /// A WAL file was refused on its way into or out of the archive.
     #[error("{0}")]
     Wal(String),
+    /// What a restore reads back differs from what it restored.
+    #[error("{0}")]
+    Verify(String),
 }
 
 /// What a backup of a source reads.
@@ -131,6 +134,12 @@ pub struct RestoreRequest {
     pub from_time: Option<i64>,
     /// Only records with a timestamp before this (Kafka, milliseconds since 1970).
     pub to_time: Option<i64>,
+    /// Do not add the `coffer.offset` header (the record's original offset) to restored
+    /// records (Kafka).
+    pub no_offset_header: bool,
+    /// Read back what was restored and compare it with what the snapshot holds (Kafka: every
+    /// record's count and digest per partition, and where each group resumes).
+    pub verify: bool,
 }
 
 /// What a restore did, for the CLI to print.

@@ -2,15 +2,17 @@
 //! checks of what came back, timed against the scenario's targets.
 //!
 //! A restore of a PostgreSQL logical source goes into a scratch cluster (one per source,
-//! shared by the scenario's later steps); of a physical one, its base backup with the archived
-//! WAL replayed to a point ([`physical`]); of Redis into a scratch redis-server, of files into
-//! a temporary directory. `run` steps are skipped unless marked `drill = true`; `wait_for`
-//! steps are skipped (a drill starts no services). `check` steps run against the scratch
-//! instance. After each restore: `pg_amcheck` and row counts against the dump's for
-//! PostgreSQL (pg_amcheck of every database after a physical restore); the RDB loaded by redis-server and key counts against the manifest for Redis;
-//! every file re-read and hashed against the snapshot for files. Everything a drill starts is
-//! registered with [`coffer_sources::scratch`] (a signal handler stops it) and stopped when
-//! the drill ends, passed or not.
+//! shared by the scenario's later steps); of a physical one, its base backup with the
+//! archived WAL replayed to a point ([`physical`]); of Redis into a scratch redis-server, of
+//! Kafka into a scratch broker ([`kafka`]), of files into a temporary directory. `run` steps
+//! are skipped unless marked `drill = true`; `wait_for` steps are skipped (a drill starts no
+//! services). `check` steps run against the scratch instance. After each restore:
+//! `pg_amcheck` and row counts against the dump's for PostgreSQL (pg_amcheck of every
+//! database after a physical restore); the RDB loaded by redis-server and key counts against
+//! the manifest for Redis; every record read back and compared for Kafka; every file re-read
+//! and hashed against the snapshot for files. Everything a drill starts is registered with
+//! [`coffer_sources::scratch`] (a signal handler stops it) and stopped when the drill ends,
+//! passed or not.
 //!
 //! [`run`] records the drill as a run of kind `drill` and writes its report; [`execute`] only
 //! runs the steps.
@@ -33,6 +35,7 @@ use serde::Serialize;
 use crate::assess::Opener;
 use crate::recover::{self, PlannedSnapshot, PlannedStep, RecoverPlan};
 
+mod kafka;
 mod mariadb;
 mod physical;
 
@@ -44,7 +47,7 @@ fn is_physical(e: &SourceEntry) -> bool {
 /// Source types a drill can restore, and why the others cannot yet.
 fn drillable(e: &SourceEntry) -> Result<(), String> {
     match e.kind.as_str() {
-        "postgres" | "mariadb" | "mysql" | "redis" | "files" | "command" => Ok(()),
+        "postgres" | "mariadb" | "mysql" | "redis" | "kafka" | "files" | "command" => Ok(()),
         other => Err(format!(
             "source {:?}: drills of {other} sources need a scratch server coffer does not \
              start yet",
@@ -86,6 +89,7 @@ pub fn plan(
                     "postgres" => "a scratch PostgreSQL cluster".into(),
                     "mariadb" | "mysql" => "a scratch MariaDB server".into(),
                     "redis" => "a scratch redis-server".into(),
+                    "kafka" => "a scratch Kafka broker".into(),
                     _ => "a temporary directory".into(),
                 });
             }
@@ -206,6 +210,7 @@ struct Scratch {
     _work: Registration,
     clusters: Vec<(String, ScratchCluster)>,
     mariadb: Vec<(String, coffer_sources::mariadb::scratch::ScratchServer)>,
+    kafka: Vec<(String, coffer_sources::kafka::scratch::ScratchBroker)>,
     restored: Vec<(String, Restored)>,
 }
 
@@ -221,6 +226,7 @@ impl Scratch {
             work,
             clusters: Vec::new(),
             mariadb: Vec::new(),
+            kafka: Vec::new(),
             restored: Vec::new(),
         })
     }
@@ -251,6 +257,13 @@ impl Scratch {
             c.stop();
             done.push(format!(
                 "stopped the scratch PostgreSQL cluster of {name:?} (port {port}) and removed its directory"
+            ));
+        }
+        for (name, b) in self.kafka {
+            let port = b.port();
+            b.stop();
+            done.push(format!(
+                "stopped the scratch Kafka broker of {name:?} (port {port}); its records were in memory"
             ));
         }
         for (name, s) in self.mariadb {
@@ -498,6 +511,7 @@ fn restore(
             scratch,
             &mut check,
         ),
+        "kafka" => kafka::restore(cfg, e, snap, &files, scratch, &mut check),
         "postgres" if is_physical(e) => {
             let snaps = files.repo.snapshots().map_err(|e| e.to_string())?;
             let choice = match p.replay_to {

@@ -13,7 +13,7 @@
 use std::io::Read;
 
 /// One record as it was in the partition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     /// Offset in its partition.
     pub offset: i64,

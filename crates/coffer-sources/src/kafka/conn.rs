@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use parking_lot::Mutex;
 
 /// The one version of each API coffer speaks: all are in Kafka 3.0 and later (OffsetFetch v8
 /// is the newest), and in tansu.
@@ -236,6 +237,46 @@ impl Cluster {
             brokers: self.brokers.clone(),
             conns: HashMap::new(),
             cluster_id: self.cluster_id.clone(),
+        }
+    }
+
+    /// Runs `work` on each job with `workers` threads, each with connections of its own
+    /// ([`Cluster::fork`]); the first failure stops the others (after the job each has in
+    /// hand). The results come in no particular order.
+    pub fn each<J: Send, D: Send, E: Send>(
+        &self,
+        jobs: Vec<J>,
+        workers: usize,
+        work: impl Fn(&mut Cluster, J) -> std::result::Result<D, E> + Sync,
+    ) -> std::result::Result<Vec<D>, E> {
+        let n = workers.clamp(1, jobs.len().max(1));
+        let queue = Mutex::new(jobs.into_iter());
+        let done = Mutex::new(Vec::new());
+        let failed: Mutex<Option<E>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..n {
+                let mut conns = self.fork();
+                let (queue, done, failed, work) = (&queue, &done, &failed, &work);
+                scope.spawn(move || loop {
+                    if failed.lock().is_some() {
+                        return;
+                    }
+                    let Some(job) = queue.lock().next() else {
+                        return;
+                    };
+                    match work(&mut conns, job) {
+                        Ok(d) => done.lock().push(d),
+                        Err(e) => {
+                            failed.lock().get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(done.into_inner()),
         }
     }
 

@@ -16,8 +16,8 @@ use kafka_protocol::messages::{
 /// A fetch asks each partition for this much at first; a batch larger than that is asked
 /// again with more room (some brokers leave such a partition out of the answer). Small,
 /// because several partitions are fetched at once and each piece waits for the archiver.
-const PARTITION_BYTES: i32 = 1 << 20;
-const MAX_PARTITION_BYTES: i32 = 256 << 20;
+pub(super) const PARTITION_BYTES: i32 = 1 << 20;
+pub(super) const MAX_PARTITION_BYTES: i32 = 256 << 20;
 const READ_COMMITTED: i8 = 1;
 
 /// One partition's bounds at the cut.

@@ -23,11 +23,14 @@ pub mod batch;
 pub mod conn;
 mod entry;
 mod fetch;
+mod groups;
 pub mod incremental;
 mod merge;
 mod prefetch;
 mod restore;
+pub mod scratch;
 pub mod segment;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,10 +39,8 @@ use std::time::Duration;
 use coffer_archiver::StreamSource;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, GroupId, ListGroupsResponse,
-    OffsetFetchRequest, OffsetFetchResponse,
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, ListGroupsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
@@ -92,6 +93,10 @@ pub struct Config {
     /// 4; a restore's `--jobs` overrides it).
     #[serde(default)]
     pub parallel: Option<usize>,
+    /// The broker a drill starts as its scratch restore target: a tansu binary (default:
+    /// `tansu` on the PATH).
+    #[serde(default)]
+    pub scratch_broker: Option<String>,
 }
 
 /// A Kafka cluster as a source.
@@ -424,35 +429,12 @@ impl Kafka {
             topics.iter().map(|t| t.name.as_str()).collect();
         let mut out = Map::new();
         for g in names {
-            let req =
-                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-                    .with_group_id(GroupId(StrBytes::from_string(g.clone())))
-                    .with_topics(None)]);
-            let resp: OffsetFetchResponse = cluster
-                .coordinator(&g)
-                .and_then(|c| c.call(ApiKey::OffsetFetch, &req))
-                .map_err(|e| self.server_err(e))?;
-            let mut offsets: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-            for rg in &resp.groups {
-                if rg.error_code != 0 {
-                    return Err(self
-                        .server_err(format!("group {g}: offsets: {}", error_name(rg.error_code))));
-                }
-                for t in &rg.topics {
-                    let topic = t.name.0.to_string();
-                    if !wanted.contains(topic.as_str()) {
-                        continue;
-                    }
-                    for p in &t.partitions {
-                        if p.error_code == 0 && p.committed_offset >= 0 {
-                            offsets
-                                .entry(topic.clone())
-                                .or_default()
-                                .insert(p.partition_index.to_string(), p.committed_offset);
-                        }
-                    }
-                }
-            }
+            let all = groups::committed(cluster, &g).map_err(|e| self.server_err(e))?;
+            let offsets: BTreeMap<&String, BTreeMap<String, i64>> = all
+                .iter()
+                .filter(|(t, _)| wanted.contains(t.as_str()))
+                .map(|(t, ps)| (t, ps.iter().map(|(p, o)| (p.to_string(), *o)).collect()))
+                .collect();
             if !offsets.is_empty() {
                 out.insert(g, json!(offsets));
             }

@@ -7,23 +7,20 @@ use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, GroupId, InitProducerIdRequest,
-    InitProducerIdResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest,
-    ProduceResponse, ProducerId,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
-use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::batch::{self, Producer, Record};
 use super::conn::{error_name, topic_name, Cluster};
+use super::groups::{self, Offsets};
 use super::incremental::Seg;
-use super::segment::Decoder;
+use super::segment::{Decoder, RecordDigest};
+use super::verify::{self, Produced, OFFSET_HEADER};
 use super::Kafka;
 use crate::{RestoreReport, RestoreRequest, SnapshotFiles, SourceError};
 
@@ -300,29 +297,34 @@ pub(super) fn restore(
     };
     let workers = req.jobs.unwrap_or(src.parallel).max(1);
     let started = Instant::now();
-    let window = Window {
+    let each = Each {
         from: req.from_time.unwrap_or(i64::MIN),
         to: req.to_time.unwrap_or(i64::MAX),
         // The partitions restored at once share the repository's read-ahead.
         read_ahead: (8 / workers).clamp(1, 8),
+        offset_header: !req.no_offset_header,
+        digest: req.verify,
     };
-    if window.from >= window.to {
+    if each.from >= each.to {
         return Err(SourceError::Usage(
             "--from-time is not before --to-time: no record can be in that window".into(),
         ));
     }
-    let done = produce_all(src, &cluster, files, jobs, producer, workers, window)?;
+    let mut done = cluster.each(jobs, workers, |conns, job| {
+        produce_partition(src, conns, files, job, producer, each)
+    })?;
+    done.sort_by(|a, b| (&a.target, a.partition).cmp(&(&b.target, b.partition)));
     // Translated: group -> target topic -> partition -> new offset.
-    let mut translated: BTreeMap<String, BTreeMap<String, BTreeMap<i32, i64>>> = BTreeMap::new();
+    let mut translated: BTreeMap<String, Offsets> = BTreeMap::new();
     let mut total = 0u64;
-    for d in done {
-        for (g, offset) in d.placed {
+    for d in &done {
+        for (g, _, offset) in &d.placed {
             translated
-                .entry(g)
+                .entry(g.clone())
                 .or_default()
                 .entry(d.target.clone())
                 .or_default()
-                .insert(d.partition, offset);
+                .insert(d.partition, *offset);
         }
         total += d.records;
     }
@@ -353,7 +355,7 @@ pub(super) fn restore(
 
     if !req.no_groups {
         for (g, ts) in &translated {
-            commit(&mut cluster, g, ts).map_err(err)?;
+            groups::commit(&mut cluster, g, ts).map_err(err)?;
             report.steps.push(format!(
                 "committed offsets of group {g} on {} partitions",
                 ts.values().map(BTreeMap::len).sum::<usize>()
@@ -367,7 +369,57 @@ pub(super) fn restore(
             serde_json::to_value(&translated).unwrap_or_default(),
         );
     }
+    if req.verify {
+        verify_all(src, &mut cluster, done, &translated, workers, &mut report)?;
+    }
     Ok(report)
+}
+
+/// Reads every restored partition back and compares it with what was produced, then the
+/// groups' committed offsets with what was committed.
+fn verify_all(
+    src: &Kafka,
+    cluster: &mut Cluster,
+    done: Vec<Done>,
+    translated: &BTreeMap<String, Offsets>,
+    workers: usize,
+    report: &mut RestoreReport,
+) -> Result<(), SourceError> {
+    let started = Instant::now();
+    let produced: Vec<Produced> = done.into_iter().filter_map(|d| d.produced).collect();
+    let partitions = produced.len();
+    let checked = cluster
+        .each(produced, workers, |conns, p| verify::partition(conns, &p))
+        .map_err(|e| SourceError::Verify(format!("verifying the restore: {e}")))?;
+    let wrong = verify::groups(cluster, translated).map_err(|e| src.server_err(e))?;
+    if !wrong.is_empty() {
+        return Err(SourceError::Verify(format!(
+            "verifying the restore: {}",
+            wrong.join("; ")
+        )));
+    }
+    let records: u64 = checked.iter().map(|c| c.records).sum();
+    let bytes: u64 = checked.iter().map(|c| c.bytes).sum();
+    report.steps.push(format!(
+        "read back {records} records of {partitions} partitions ({:.1} MB) in {:.1} s: counts and digests match what was produced{}",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        if translated.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", and {} groups resume where they had stopped",
+                translated.len()
+            )
+        }
+    ));
+    report
+        .checks
+        .insert("verified_records".into(), records.into());
+    report
+        .checks
+        .insert("verified_partitions".into(), partitions.into());
+    Ok(())
 }
 
 /// A partition to restore.
@@ -379,13 +431,16 @@ struct Job<'a> {
     pending: Vec<(String, i64)>,
 }
 
-/// What each partition's restore reads: records with timestamps in `from..to`
-/// (milliseconds), with `read_ahead` threads reading the repository ahead.
+/// How each partition is restored: records with timestamps in `from..to` (milliseconds),
+/// with `read_ahead` threads reading the repository ahead; with the original offset in a
+/// header, and a digest of what was produced for `--verify`.
 #[derive(Clone, Copy)]
-struct Window {
+struct Each {
     from: i64,
     to: i64,
     read_ahead: usize,
+    offset_header: bool,
+    digest: bool,
 }
 
 /// A partition restored.
@@ -393,50 +448,10 @@ struct Done {
     target: String,
     partition: i32,
     records: u64,
-    /// (group, new offset to commit).
-    placed: Vec<(String, i64)>,
-}
-
-/// Restores the partitions with `workers` threads, each with its own connections; the
-/// first failure stops the others (after the request each has in flight).
-fn produce_all(
-    src: &Kafka,
-    cluster: &Cluster,
-    files: &SnapshotFiles,
-    jobs: Vec<Job<'_>>,
-    producer: Producer,
-    workers: usize,
-    window: Window,
-) -> Result<Vec<Done>, SourceError> {
-    let n = workers.clamp(1, jobs.len().max(1));
-    let queue = Mutex::new(jobs.into_iter());
-    let done = Mutex::new(Vec::new());
-    let failed: Mutex<Option<SourceError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..n {
-            let mut conns = cluster.fork();
-            let (queue, done, failed) = (&queue, &done, &failed);
-            scope.spawn(move || loop {
-                if failed.lock().is_some() {
-                    return;
-                }
-                let Some(job) = queue.lock().next() else {
-                    return;
-                };
-                match produce_partition(src, &mut conns, files, job, producer, window) {
-                    Ok(d) => done.lock().push(d),
-                    Err(e) => {
-                        failed.lock().get_or_insert(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(done.into_inner()),
-    }
+    /// (group, original committed offset, new offset to commit).
+    placed: Vec<(String, i64, i64)>,
+    /// What to check it against, when verifying.
+    produced: Option<Produced>,
 }
 
 /// Produces one partition's segments in order; returns where its groups resume.
@@ -446,7 +461,7 @@ fn produce_partition(
     files: &SnapshotFiles,
     job: Job<'_>,
     producer: Producer,
-    window: Window,
+    each: Each,
 ) -> Result<Done, SourceError> {
     let Job {
         part,
@@ -471,21 +486,31 @@ fn produce_partition(
     // Records go in order to one partition that nobody else writes (checked on every
     // answer), so the i-th record restored lands at the first one's offset + i.
     let (mut n, mut read) = (0u64, 0u64);
-    let mut placed: Vec<(String, u64)> = Vec::new();
+    let mut placed: Vec<(String, i64, u64)> = Vec::new();
+    let mut digest = each.digest.then(RecordDigest::default);
     for seg in &part.segments {
         let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
-        let reader = files.reader_with_threads(&seg.file, window.read_ahead)?;
+        let reader = files.reader_with_threads(&seg.file, each.read_ahead)?;
         let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, reader)).map_err(bad)?;
         let mut in_seg = 0u64;
-        while let Some(r) = dec.next_record().map_err(bad)? {
+        while let Some(mut r) = dec.next_record().map_err(bad)? {
             in_seg += 1;
-            if r.timestamp < window.from || r.timestamp >= window.to {
+            if r.timestamp < each.from || r.timestamp >= each.to {
                 continue;
             }
             // A group that had consumed up to C resumes at the first record restored at or
             // after C.
-            while let Some((g, _)) = pending.next_if(|(_, c)| *c <= r.offset) {
-                placed.push((g, n));
+            while let Some((g, c)) = pending.next_if(|(_, c)| *c <= r.offset) {
+                placed.push((g, c, n));
+            }
+            if let Some(d) = digest.as_mut() {
+                d.add(&r);
+            }
+            if each.offset_header {
+                r.headers.push((
+                    OFFSET_HEADER.to_vec(),
+                    Some(r.offset.to_string().into_bytes()),
+                ));
             }
             sink.push(r).map_err(err)?;
             n += 1;
@@ -508,20 +533,30 @@ fn produce_partition(
         }
     };
     // Groups that had read everything resume after the last restored record.
-    placed.extend(pending.map(|(g, _)| (g, n)));
+    placed.extend(pending.map(|(g, c)| (g, c, n)));
     if read != part.records {
         return Err(SourceError::Snapshot(format!(
             "{}/{}: {read} records read, the manifest says {}",
             part.topic, part.partition, part.records
         )));
     }
+    let placed: Vec<(String, i64, i64)> = placed
+        .into_iter()
+        .map(|(g, c, i)| (g, c, first + i as i64))
+        .collect();
     Ok(Done {
         partition: part.partition,
         records: n,
-        placed: placed
-            .into_iter()
-            .map(|(g, i)| (g, first + i as i64))
-            .collect(),
+        produced: digest.map(|d| Produced {
+            target: target.clone(),
+            partition: part.partition,
+            leader,
+            first,
+            summary: d.finish(),
+            header: each.offset_header,
+            groups: placed.clone(),
+        }),
+        placed,
         target,
     })
 }
@@ -673,51 +708,4 @@ fn wait_for_leaders(
             Some(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
-}
-
-fn commit(
-    cluster: &mut Cluster,
-    group: &str,
-    topics: &BTreeMap<String, BTreeMap<i32, i64>>,
-) -> Result<(), String> {
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::new())
-        .with_topics(
-            topics
-                .iter()
-                .map(|(t, ps)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic_name(t))
-                        .with_partitions(
-                            ps.iter()
-                                .map(|(p, o)| {
-                                    OffsetCommitRequestPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_committed_offset(*o)
-                                        .with_committed_leader_epoch(-1)
-                                        .with_committed_metadata(Some(StrBytes::new()))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        );
-    let resp: OffsetCommitResponse = cluster
-        .coordinator(group)?
-        .call(ApiKey::OffsetCommit, &req)?;
-    for t in &resp.topics {
-        for p in &t.partitions {
-            if p.error_code != 0 {
-                return Err(format!(
-                    "group {group}: committing {}/{}: {} (a group with live members cannot be given offsets: stop its consumers first)",
-                    t.name.0.as_str(),
-                    p.partition_index,
-                    error_name(p.error_code)
-                ));
-            }
-        }
-    }
-    Ok(())
 }

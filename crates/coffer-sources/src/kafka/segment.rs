@@ -132,6 +132,42 @@ impl Encoder {
     }
 }
 
+/// The digest and count a segment's trailer holds, over records given one at a time: a
+/// restore's records as produced, and as read back from the brokers.
+pub struct RecordDigest {
+    enc: Encoder,
+    buf: Vec<u8>,
+}
+
+impl Default for RecordDigest {
+    fn default() -> RecordDigest {
+        let mut buf = Vec::new();
+        let blank = Header {
+            topic: String::new(),
+            partition: 0,
+            first: 0,
+            end: 0,
+        };
+        // The header goes into the CRC only, never into the digest.
+        let enc = Encoder::start(&blank, &mut buf);
+        RecordDigest { enc, buf }
+    }
+}
+
+impl RecordDigest {
+    /// Adds a record (its offset is left out, as in the segment's digest).
+    pub fn add(&mut self, r: &Record) {
+        self.buf.clear();
+        self.enc.record(r, &mut self.buf);
+    }
+
+    /// The count and digest of what was added (`last_offset` is that of the last record).
+    pub fn finish(mut self) -> Summary {
+        self.buf.clear();
+        self.enc.finish(&mut self.buf)
+    }
+}
+
 /// Reads a segment's records, checking the trailer at the end.
 pub struct Decoder<R: Read> {
     r: R,
@@ -371,6 +407,10 @@ mod tests {
             })
             .collect();
         assert_eq!(write(&h, &moved).1.digest, s.digest);
+        let mut d = RecordDigest::default();
+        moved.iter().for_each(|r| d.add(r));
+        let d = d.finish();
+        assert_eq!((d.records, &d.digest), (50, &s.digest));
     }
 
     #[test]

@@ -75,13 +75,18 @@ pub struct Args {
     /// With --source (Kafka): only records with a timestamp before this time
     #[arg(long, requires = "source", value_name = "TIME")]
     pub to_time: Option<String>,
+    /// With --source (Kafka): do not add the `coffer.offset` header (the record's offset
+    /// in the backed-up partition) to restored records
+    #[arg(long, requires = "source")]
+    pub no_offset_header: bool,
     /// Restore only paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub include: Vec<String>,
     /// Do not restore paths matching this pattern (repeatable)
     #[arg(short, long)]
     pub exclude: Vec<String>,
-    /// Re-read every restored file and check it against the snapshot
+    /// Re-read every restored file and check it against the snapshot (Kafka: read every
+    /// restored record back from the brokers and compare it, and each group's offsets)
     #[arg(long)]
     pub verify: bool,
     /// Keep a file that cannot be restored exactly (damaged data, a full disk) as
@@ -175,6 +180,8 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         append: a.append,
         from_time: millis(a.from_time.as_deref(), "--from-time")?,
         to_time: millis(a.to_time.as_deref(), "--to-time")?,
+        no_offset_header: a.no_offset_header,
+        verify: a.verify,
     };
     let report = {
         let _shown = Reporter::start(ui::mode(g.json, g.quiet), progress, "restore");

@@ -80,12 +80,14 @@ c.commit({TopicPartition("orders", 0): OffsetAndMetadata(100, ""),
 print(json.dumps({"ok": True}))
 "#;
 
-/// Every record of the given topics, and the committed offsets of `billing`.
+/// Every record of the given topics, and the committed offsets of `billing`. A restore's
+/// `coffer.offset` header (the last one) is taken off each record and its value listed in
+/// `origs` (null where there is none).
 const READ: &str = r#"
 import json, sys, base64
 from kafka import KafkaConsumer, TopicPartition
 bs = "127.0.0.1:" + sys.argv[1]
-out = {"records": {}, "committed": {}}
+out = {"records": {}, "committed": {}, "origs": {}}
 c = KafkaConsumer(bootstrap_servers=bs, enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=3000)
 b = lambda x: None if x is None else base64.b64encode(x).decode()
 for spec in sys.argv[2:]:
@@ -94,13 +96,18 @@ for spec in sys.argv[2:]:
         tp = TopicPartition(topic, part)
         c.assign([tp]); c.seek_to_beginning(tp)
         # Until two polls in a row bring nothing (some brokers answer "latest" offsets low).
-        recs, empty = [], 0
+        recs, origs, empty = [], [], 0
         while empty < 2:
             got = c.poll(timeout_ms=500).get(tp, [])
             empty = 0 if got else empty + 1
             for r in got:
-                recs.append([r.offset, r.timestamp, r.timestamp_type, b(r.key), b(r.value), [[k, b(v)] for k, v in r.headers]])
+                hs, orig = list(r.headers), None
+                if hs and hs[-1][0] == "coffer.offset":
+                    orig = int(hs.pop()[1])
+                recs.append([r.offset, r.timestamp, r.timestamp_type, b(r.key), b(r.value), [[k, b(v)] for k, v in hs]])
+                origs.append(orig)
         out["records"]["%s/%d" % (topic, part)] = recs
+        out["origs"]["%s/%d" % (topic, part)] = origs
 g = KafkaConsumer(bootstrap_servers=bs, group_id="billing", enable_auto_commit=False)
 for spec in sys.argv[2:]:
     topic, n = spec.split(":")
@@ -118,6 +125,16 @@ fn add_source(s: &crate::sources::Setup, port: u16, extra: &str) {
         format!("{config}[[source]]\nname = \"events\"\ntype = \"kafka\"\nbrokers = [\"127.0.0.1:{port}\"]\n{extra}"),
     )
     .unwrap();
+}
+
+/// The offsets of `records`.
+fn offsets(records: &Value) -> Vec<Value> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].clone())
+        .collect()
 }
 
 /// Records without their offsets (a restore into a topic that had records moves them).
@@ -169,10 +186,20 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
         c.args(more);
         run(&mut c)
     };
-    let r = restore(&["--json"]).ok();
+    let r = restore(&["--json", "--verify"]).ok();
     assert_eq!(r.summary()["checks"]["records"], 1100, "{}", r.describe());
+    // Every record read back by coffer too: same count and digest, groups in place.
+    assert_eq!(r.summary()["checks"]["verified_records"], 1100);
+    assert_eq!(r.summary()["checks"]["verified_partitions"], 4);
     let restored = python(&s.dir, READ, &[&pb.to_string(), "orders:3", "payments:1"]);
     assert_eq!(restored["records"], original["records"]);
+    // Each record says where it was: here, where it is again.
+    for part in ["orders/0", "orders/1", "orders/2", "payments/0"] {
+        assert_eq!(
+            restored["origs"][part],
+            Value::Array(offsets(&original["records"][part]))
+        );
+    }
     assert_eq!(restored["committed"]["orders/0"], 100);
     assert_eq!(
         restored["committed"]["orders/1"], 300,
@@ -193,7 +220,7 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
         "{}",
         r.describe()
     );
-    restore(&["--topic", "payments", "--append"]).ok();
+    restore(&["--topic", "payments", "--append", "--verify"]).ok();
     let twice = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
     let recs = twice["records"]["payments/0"].as_array().unwrap();
     assert_eq!(recs.len(), 400);
@@ -201,15 +228,21 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
         contents(&Value::Array(recs[200..].to_vec())),
         contents(&original["records"]["payments/0"])
     );
+    assert_eq!(
+        twice["origs"]["payments/0"].as_array().unwrap()[200..],
+        offsets(&original["records"]["payments/0"])[..]
+    );
     assert_eq!(twice["committed"]["payments/0"], 350);
 
-    // Under another name, without touching groups.
+    // Under another name, without touching groups or adding headers.
     restore(&[
         "--topic",
         "orders",
         "--rename",
         "orders:orders-copy",
         "--no-groups",
+        "--no-offset-header",
+        "--verify",
     ])
     .ok();
     let copy = python(&s.dir, READ, &[&pb.to_string(), "orders-copy:3"]);
@@ -219,6 +252,11 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
             original["records"][format!("orders/{p}")]
         );
         assert_eq!(copy["committed"][format!("orders-copy/{p}")], Value::Null);
+        assert!(copy["origs"][format!("orders-copy/{p}")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_null));
     }
 
     // The segments as files, and a damaged one refused.
@@ -246,6 +284,45 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
         seg.starts_with(b"CKAFSEG1"),
         "a segment file, as the README documents it"
     );
+
+    // A drill: the snapshot into a scratch broker that coffer starts, every record read back.
+    let tmp = s.dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{config}\n[dr]\nreports = \"{}/reports\"\n\n[[scenario]]\nname = \"kafka_drill\"\nrto = \"10m\"\n\
+             steps = [ {{ restore = \"events\" }}, {{ check = \"events\" }} ]\n",
+            s.dir.display()
+        ),
+    )
+    .unwrap();
+    let r = run(s
+        .coffer(["--json", "dr", "drill", "--scenario", "kafka_drill"])
+        .env("TMPDIR", &tmp))
+    .ok();
+    let rep: Value = serde_json::from_str(&r.stdout_str())
+        .unwrap_or_else(|e| panic!("drill JSON: {e}\n{}", r.describe()));
+    assert_eq!(rep["passed"], true, "{rep:#}");
+    let check = &rep["checks"][0];
+    assert_eq!(check["check"], "records read back", "{rep:#}");
+    assert_eq!(check["passed"], true, "{rep:#}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1100 records of 4 partitions") && detail.contains("1 groups"),
+        "{detail}"
+    );
+    // The scratch broker is gone, and so is its directory.
+    let msg = rep["steps"][0]["message"].as_str().unwrap();
+    let port: u16 = msg
+        .split("port ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {msg}"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn make_app_db(db: &str) {
 pub(crate) struct Setup {
     _tmp: tempfile::TempDir,
     pub(crate) dir: PathBuf,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     pub(crate) repo: Repo,
 }
 
