@@ -19,9 +19,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use parking_lot::Mutex;
 
 /// The one version of each API coffer speaks: all are in Kafka 3.0 and later (OffsetFetch v8
-/// is the newest), and in tansu.
+/// is the newest; Metadata v10 is the first with topic ids), and in tansu.
 pub const VERSIONS: [(ApiKey, i16); 11] = [
-    (ApiKey::Metadata, 9),
+    (ApiKey::Metadata, 10),
     (ApiKey::FindCoordinator, 4),
     (ApiKey::Fetch, 11),
     (ApiKey::ListOffsets, 5),

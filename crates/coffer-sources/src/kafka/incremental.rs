@@ -7,8 +7,8 @@
 //!
 //! Records that the broker's retention deleted since stay in the backup unless
 //! `keep_deleted = false`, which drops the segments that lie wholly below the partition's
-//! log start. A partition whose end went back below the previous cut (the topic was deleted
-//! and created again) is backed up in full.
+//! log start. A partition whose end went back below the previous cut, or whose topic has
+//! another topic id (the topic was deleted and created again), is backed up in full.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +55,8 @@ pub struct Previous<'a> {
     pub files: &'a SnapshotFiles,
     /// Each partition, by (topic, partition).
     pub parts: BTreeMap<(String, i32), PrevPart>,
+    /// Each topic's id, where the brokers gave one.
+    pub topic_ids: BTreeMap<String, String>,
 }
 
 impl<'a> Previous<'a> {
@@ -102,7 +104,18 @@ impl<'a> Previous<'a> {
             }
             parts.insert((topic.to_string(), partition), PrevPart { cut, segments });
         }
-        Ok(Previous { files, parts })
+        let topic_ids = m
+            .get("topics")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(t, info)| Some((t.clone(), info.get("topic_id")?.as_str()?.to_string())))
+            .collect();
+        Ok(Previous {
+            files,
+            parts,
+            topic_ids,
+        })
     }
 }
 

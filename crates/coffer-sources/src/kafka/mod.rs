@@ -185,6 +185,8 @@ impl Kafka {
 /// A topic as the backup found it.
 struct TopicInfo {
     name: String,
+    /// Its topic id (Kafka 2.8+), which changes when the topic is deleted and created again.
+    id: Option<String>,
     /// (partition, leader) in partition order.
     leaders: Vec<(i32, i32)>,
     replication_factor: usize,
@@ -255,6 +257,7 @@ impl Source for Kafka {
                 .map_or(1, |p| p.replica_nodes.len().max(1));
             topics.push(TopicInfo {
                 name,
+                id: (!t.topic_id.is_nil()).then(|| t.topic_id.to_string()),
                 leaders,
                 replication_factor: rf,
             });
@@ -313,11 +316,28 @@ impl Source for Kafka {
                     "partitions": t.leaders.len(),
                     "replication_factor": t.replication_factor,
                     "configs": configs.get(&t.name).cloned().unwrap_or_default(),
+                    "topic_id": t.id,
                 }),
             );
+            // A topic deleted and created again may have grown past the previous cut: only
+            // its id tells, and none of the old records belong to it.
+            let recreated = previous
+                .as_ref()
+                .and_then(|p| p.topic_ids.get(&t.name))
+                .zip(t.id.as_ref())
+                .filter(|(was, now)| was != now);
+            if let Some((was, now)) = recreated {
+                warnings.push(format!(
+                    "{}: the topic was deleted and created again since the previous backup (topic id {was}, now {now}): backed up in full",
+                    t.name
+                ));
+            }
             for (&(partition, _), b) in t.leaders.iter().zip(&bounds) {
                 let key = (t.name.clone(), partition);
-                let prev = previous.as_ref().and_then(|p| p.parts.get(&key));
+                let prev = previous
+                    .as_ref()
+                    .filter(|_| recreated.is_none())
+                    .and_then(|p| p.parts.get(&key));
                 let plan = incremental::plan(prev, b, self.keep_deleted, self.max_segments);
                 let at = format!("{}/{partition}", t.name);
                 if let Some(why) = &plan.restarted {

@@ -538,3 +538,78 @@ fn kafka_incremental_backup_restores_an_older_snapshot_as_it_was() {
     assert_eq!(r.summary()["files_new"], 5, "{}", r.describe());
     assert_eq!(segment_count(&newest_manifest(&s), "payments/0"), 1);
 }
+
+/// Deletes `payments` and creates it again with 250 new records: more than the 200 it had, so
+/// only the topic id tells that none of the old records belong to it.
+const RECREATE: &str = r#"
+import json, sys, time
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+bs = "127.0.0.1:" + sys.argv[1]
+admin = KafkaAdminClient(bootstrap_servers=bs)
+admin.delete_topics(["payments"])
+for _ in range(50):
+    if "payments" not in admin.list_topics():
+        break
+    time.sleep(0.1)
+admin.create_topics([NewTopic("payments", 1, 1)])
+p = KafkaProducer(bootstrap_servers=bs, acks="all")
+for i in range(250):
+    p.send("payments", key=b"n", value=b"again %d" % i, timestamp_ms=1900000000000 + i, partition=0)
+p.flush()
+print(json.dumps({"ok": True}))
+"#;
+
+#[test]
+fn kafka_topic_deleted_and_created_again_is_backed_up_in_full() {
+    let s = setup("coffer-kafka-recreated-", "");
+    let (_a, pa) = broker(&s.dir, "source");
+    let port = pa.to_string();
+    python(&s.dir, PRODUCE, &[&port]);
+    add_source(&s, pa, "");
+    run(&mut s.coffer(["backup", "--source", "events"])).ok();
+    let before = newest_manifest(&s);
+    python(&s.dir, RECREATE, &[&port]);
+    let r = run(&mut s.coffer(["--json", "backup", "--source", "events"])).ok();
+    let m = newest_manifest(&s);
+    let was = before["topics"]["payments"]["topic_id"].as_str().unwrap();
+    let now = m["topics"]["payments"]["topic_id"].as_str().unwrap();
+    assert_ne!(was, now, "{m}");
+    assert_eq!(
+        before["topics"]["orders"]["topic_id"], m["topics"]["orders"]["topic_id"],
+        "{m}"
+    );
+    // One new segment of the new records, none of the old ones.
+    let segs = m["partitions"]["payments/0"]["segments"]
+        .as_array()
+        .unwrap();
+    assert_eq!(segs.len(), 1, "{m}");
+    assert_eq!(segs[0]["first"], 0, "{m}");
+    assert_eq!(m["partitions"]["payments/0"]["records"], 250, "{m}");
+    assert!(
+        m["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("payments: the topic was deleted and created again"),
+        "{m}\n{}",
+        r.describe()
+    );
+    // Orders, untouched, kept its segments.
+    assert_eq!(segment_count(&m, "orders/0"), 1, "{m}");
+    let now_records = python(&s.dir, READ, &[&port, "payments:1"]);
+    let (_b, pb) = broker(&s.dir, "target");
+    let to = format!("127.0.0.1:{pb}");
+    run(&mut s.coffer([
+        "restore",
+        "--source",
+        "events",
+        "--to-brokers",
+        &to,
+        "--topic",
+        "payments",
+        "--verify",
+    ]))
+    .ok();
+    let restored = python(&s.dir, READ, &[&pb.to_string(), "payments:1"]);
+    assert_eq!(restored["records"], now_records["records"]);
+}
