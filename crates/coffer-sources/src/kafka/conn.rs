@@ -132,6 +132,14 @@ impl Conn {
     {
         let what =
             |e: &dyn std::fmt::Display| format!("broker {}: {key:?} request: {e}", self.addr);
+        let read_err = |e: std::io::Error| {
+            match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => what(
+                &"the connection closed before the whole answer came (the broker stopped or restarted)",
+            ),
+            _ => what(&e),
+        }
+        };
         self.correlation = self.correlation.wrapping_add(1);
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -148,7 +156,7 @@ impl Conn {
         buf[..4].copy_from_slice(&n.to_be_bytes());
         self.stream.write_all(&buf).map_err(|e| what(&e))?;
         let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).map_err(|e| what(&e))?;
+        self.stream.read_exact(&mut len).map_err(read_err)?;
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_RESPONSE {
             return Err(what(&format!(
@@ -156,7 +164,7 @@ impl Conn {
             )));
         }
         let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).map_err(|e| what(&e))?;
+        self.stream.read_exact(&mut body).map_err(read_err)?;
         let mut body = Bytes::from(body);
         let rh =
             ResponseHeader::decode(&mut body, R::header_version(version)).map_err(|e| what(&e))?;
