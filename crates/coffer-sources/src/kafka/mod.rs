@@ -20,6 +20,7 @@
 //! (duplicate headers, the timestamp type).
 
 pub mod batch;
+mod configs;
 pub mod conn;
 mod entry;
 mod fetch;
@@ -37,12 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_archiver::StreamSource;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
-use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, ListGroupsResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ListGroupsResponse};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -275,7 +272,8 @@ impl Source for Kafka {
             )));
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
-        let configs = topic_configs(&mut cluster, &topics).map_err(|e| self.server_err(e))?;
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        let configs = configs::own(&mut cluster, &names).map_err(|e| self.server_err(e))?;
         // Offsets first, the cut after: every committed offset is then at or below the cut.
         let groups = self.group_offsets(&mut cluster, &topics)?;
 
@@ -477,57 +475,4 @@ fn partition_stream(
     let fetch = SegmentFetch::new(&part.topic, part.partition, first, b);
     let reader = prefetch.add(fetch, Arc::clone(&outcome));
     part.stream(file, slot, first, b.cut, Box::new(reader), outcome)
-}
-
-/// Each topic's settings that differ from the broker's defaults.
-fn topic_configs(
-    cluster: &mut Cluster,
-    topics: &[TopicInfo],
-) -> conn::Result<BTreeMap<String, Map<String, Value>>> {
-    const TOPIC: i8 = 2;
-    const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-    let req = DescribeConfigsRequest::default().with_resources(
-        topics
-            .iter()
-            .map(|t| {
-                DescribeConfigsResource::default()
-                    .with_resource_type(TOPIC)
-                    .with_resource_name(StrBytes::from_string(t.name.clone()))
-                    .with_configuration_keys(None)
-            })
-            .collect(),
-    );
-    let resp: DescribeConfigsResponse = cluster.any()?.call(ApiKey::DescribeConfigs, &req)?;
-    let mut out = BTreeMap::new();
-    for r in resp.results {
-        if r.error_code != 0 {
-            return Err(format!(
-                "topic {}: reading its configs: {}",
-                r.resource_name.as_str(),
-                error_name(r.error_code)
-            ));
-        }
-        // Kafka lists every setting and marks the topic's own; a broker that lists only
-        // the ones set at creation (all marked default) gets them all kept.
-        let full = r
-            .configs
-            .iter()
-            .any(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
-            || r.configs.len() > 20;
-        let mut m = Map::new();
-        for c in &r.configs {
-            let own = if full {
-                c.config_source == DYNAMIC_TOPIC_CONFIG
-            } else {
-                !c.read_only
-            };
-            if own && !c.is_sensitive {
-                if let Some(v) = &c.value {
-                    m.insert(c.name.to_string(), Value::String(v.to_string()));
-                }
-            }
-        }
-        out.insert(r.resource_name.to_string(), m);
-    }
-    Ok(out)
 }

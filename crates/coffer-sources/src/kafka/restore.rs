@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 
 use super::batch::{self, Producer, Record};
+use super::configs;
 use super::conn::{error_name, topic_name, Cluster};
 use super::groups::{self, Offsets};
 use super::incremental::Seg;
@@ -226,6 +227,20 @@ pub(super) fn restore(
         }
     }
     let leaders = wait_for_leaders(&mut cluster, &targets).map_err(err)?;
+    // (target, backed-up configs, created by this restore), for --verify.
+    let settings: Vec<(String, serde_json::Map<String, Value>, bool)> = wanted
+        .iter()
+        .zip(&targets)
+        .map(|(t, target)| {
+            let configs = topics[t.as_str()]
+                .get("configs")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let created = to_create.iter().any(|(n, _, _)| n == target);
+            (target.clone(), configs, created)
+        })
+        .collect();
 
     // One idempotent producer for the whole restore: a retried request cannot duplicate.
     let ip: InitProducerIdResponse = cluster
@@ -370,7 +385,15 @@ pub(super) fn restore(
         );
     }
     if req.verify {
-        verify_all(src, &mut cluster, done, &translated, workers, &mut report)?;
+        verify_all(
+            src,
+            &mut cluster,
+            done,
+            &translated,
+            &settings,
+            workers,
+            &mut report,
+        )?;
     }
     Ok(report)
 }
@@ -382,6 +405,7 @@ fn verify_all(
     cluster: &mut Cluster,
     done: Vec<Done>,
     translated: &BTreeMap<String, Offsets>,
+    settings: &[(String, serde_json::Map<String, Value>, bool)],
     workers: usize,
     report: &mut RestoreReport,
 ) -> Result<(), SourceError> {
@@ -391,7 +415,23 @@ fn verify_all(
     let checked = cluster
         .each(produced, workers, |conns, p| verify::partition(conns, &p))
         .map_err(|e| SourceError::Verify(format!("verifying the restore: {e}")))?;
-    let wrong = verify::groups(cluster, translated).map_err(|e| src.server_err(e))?;
+    let mut wrong = verify::groups(cluster, translated).map_err(|e| src.server_err(e))?;
+    // A topic this restore created must have the backed-up settings; one that was there
+    // already keeps its own, which the restore only reports.
+    let mut kept = Vec::new();
+    for (topic, want, created) in settings {
+        let diff = configs::differences(cluster, topic, want).map_err(|e| src.server_err(e))?;
+        if *created {
+            wrong.extend(diff);
+        } else {
+            kept.extend(diff);
+        }
+    }
+    for k in kept {
+        report
+            .steps
+            .push(format!("{k} (the topic existed before this restore)"));
+    }
     if !wrong.is_empty() {
         return Err(SourceError::Verify(format!(
             "verifying the restore: {}",
@@ -401,7 +441,7 @@ fn verify_all(
     let records: u64 = checked.iter().map(|c| c.records).sum();
     let bytes: u64 = checked.iter().map(|c| c.bytes).sum();
     report.steps.push(format!(
-        "read back {records} records of {partitions} partitions ({:.1} MB) in {:.1} s: counts and digests match what was produced{}",
+        "read back {records} records of {partitions} partitions ({:.1} MB) in {:.1} s: counts and digests match what was produced, topic settings those backed up{}",
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         if translated.is_empty() {
@@ -419,6 +459,14 @@ fn verify_all(
     report
         .checks
         .insert("verified_partitions".into(), partitions.into());
+    report.checks.insert(
+        "verified_topic_configs".into(),
+        settings
+            .iter()
+            .map(|(_, c, _)| c.len())
+            .sum::<usize>()
+            .into(),
+    );
     Ok(())
 }
 

@@ -199,6 +199,13 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
     // Every record read back by coffer too: same count and digest, groups in place.
     assert_eq!(r.summary()["checks"]["verified_records"], 1100);
     assert_eq!(r.summary()["checks"]["verified_partitions"], 4);
+    // orders' retention.ms at least, read back from the new topic.
+    assert!(
+        r.summary()["checks"]["verified_topic_configs"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     let restored = python(&s.dir, READ, &[&pb.to_string(), "orders:3", "payments:1"]);
     assert_eq!(restored["records"], original["records"]);
     // Each record says where it was: here, where it is again.
