@@ -137,6 +137,9 @@ pub struct RestoreRequest {
     /// Do not add the `coffer.offset` header (the record's original offset) to restored
     /// records (Kafka).
     pub no_offset_header: bool,
+    /// With `target`, write the files as the snapshot stores them instead of converting them
+    /// (Kafka: the segment files instead of JSON lines).
+    pub segments: bool,
     /// Read back what was restored and compare it with what the snapshot holds (Kafka: every
     /// record's count and digest per partition, and where each group resumes).
     pub verify: bool,

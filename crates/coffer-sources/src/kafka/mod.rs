@@ -26,11 +26,13 @@ mod entry;
 mod fetch;
 mod groups;
 pub mod incremental;
+mod jsonl;
 mod merge;
 mod prefetch;
 mod restore;
 pub mod scratch;
 pub mod segment;
+mod stored;
 mod verify;
 
 use std::collections::BTreeMap;

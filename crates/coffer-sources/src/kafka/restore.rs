@@ -3,7 +3,6 @@
 //! producer, and consumer-group offsets translated to where the same records now are.
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -19,8 +18,9 @@ use super::batch::{self, Producer, Record};
 use super::configs;
 use super::conn::{error_name, topic_name, Cluster};
 use super::groups::{self, Offsets};
-use super::incremental::Seg;
-use super::segment::{Decoder, RecordDigest};
+use super::jsonl;
+use super::segment::RecordDigest;
+use super::stored::{self, Part, Window};
 use super::verify::{self, Produced, OFFSET_HEADER};
 use super::Kafka;
 use crate::{RestoreReport, RestoreRequest, SnapshotFiles, SourceError};
@@ -31,51 +31,17 @@ const BATCH_BYTES: usize = 900 << 10;
 const BATCH_RECORDS: usize = 10_000;
 const DUPLICATE_SEQUENCE: i16 = 46;
 
-/// One backed-up partition, from the manifest.
-struct Part {
-    topic: String,
-    partition: i32,
-    /// Its segment files in offset order.
-    segments: Vec<Seg>,
-    records: u64,
-}
-
 pub(super) fn restore(
     src: &Kafka,
     files: &SnapshotFiles,
     req: &RestoreRequest,
 ) -> Result<RestoreReport, SourceError> {
-    let snap_err =
-        |m: String| SourceError::Snapshot(format!("snapshot {}: {m}", files.snapshot.id.short()));
-    let manifest = files
-        .manifest()
-        .ok_or_else(|| snap_err("it has no manifest: it was not made by a kafka source".into()))?;
-    if manifest.get("format").and_then(Value::as_str) != Some(super::FORMAT) {
-        return Err(snap_err(format!("its manifest is not {}", super::FORMAT)));
-    }
+    let (manifest, parts) = stored::load(files)?;
     let topics = manifest
         .get("topics")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let mut parts: Vec<Part> = manifest
-        .get("partitions")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.values()
-                .map(|p| {
-                    Some(Part {
-                        topic: p.get("topic")?.as_str()?.to_string(),
-                        partition: i32::try_from(p.get("partition")?.as_i64()?).ok()?,
-                        segments: serde_json::from_value(p.get("segments")?.clone()).ok()?,
-                        records: p.get("records")?.as_u64()?,
-                    })
-                })
-                .collect::<Option<Vec<Part>>>()
-        })
-        .unwrap_or_default()
-        .ok_or_else(|| snap_err("a partition in its manifest is malformed".into()))?;
-    parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     for t in &req.topics {
         if !topics.contains_key(t) {
             let mut have: Vec<&String> = topics.keys().collect();
@@ -108,15 +74,28 @@ pub(super) fn restore(
             .map_or_else(|| t.to_string(), |n| n.to_string())
     };
 
+    let win = window(req)?;
+    let stored: u64 = parts
+        .iter()
+        .filter(|p| chosen(&p.topic))
+        .map(|p| p.records)
+        .sum();
     let mut report = RestoreReport::default();
     if let Some(dir) = &req.target {
-        let mut names: Vec<&str> = parts
-            .iter()
-            .filter(|p| chosen(&p.topic))
-            .flat_map(|p| p.segments.iter().map(|s| s.file.as_str()))
-            .collect();
-        names.push("coffer-manifest.json");
-        crate::util::write_files(files, dir, &names, &mut report)?;
+        if req.segments {
+            let mut names: Vec<&str> = parts
+                .iter()
+                .filter(|p| chosen(&p.topic))
+                .flat_map(|p| p.segments.iter().map(|s| s.file.as_str()))
+                .collect();
+            names.push("coffer-manifest.json");
+            crate::util::write_files(files, dir, &names, &mut report)?;
+        } else {
+            let chosen_parts: Vec<&Part> = parts.iter().filter(|p| chosen(&p.topic)).collect();
+            let total = jsonl::write(files, &chosen_parts, dir, &target_of, win, &mut report)?;
+            report.checks.insert("records".into(), total.into());
+            in_window(req, total, stored, &mut report)?;
+        }
         return Ok(report);
     }
 
@@ -313,18 +292,12 @@ pub(super) fn restore(
     let workers = req.jobs.unwrap_or(src.parallel).max(1);
     let started = Instant::now();
     let each = Each {
-        from: req.from_time.unwrap_or(i64::MIN),
-        to: req.to_time.unwrap_or(i64::MAX),
+        window: win,
         // The partitions restored at once share the repository's read-ahead.
         read_ahead: (8 / workers).clamp(1, 8),
         offset_header: !req.no_offset_header,
         digest: req.verify,
     };
-    if each.from >= each.to {
-        return Err(SourceError::Usage(
-            "--from-time is not before --to-time: no record can be in that window".into(),
-        ));
-    }
     let mut done = cluster.each(jobs, workers, |conns, job| {
         produce_partition(src, conns, files, job, producer, each)
     })?;
@@ -349,24 +322,7 @@ pub(super) fn restore(
         started.elapsed().as_secs_f64()
     ));
     report.checks.insert("records".into(), total.into());
-    if req.from_time.is_some() || req.to_time.is_some() {
-        let stored: u64 = parts
-            .iter()
-            .filter(|p| chosen(&p.topic))
-            .map(|p| p.records)
-            .sum();
-        report.steps.push(format!(
-            "{total} of the snapshot's {stored} records have a timestamp in the window"
-        ));
-        report
-            .checks
-            .insert("records_in_snapshot".into(), stored.into());
-        if total == 0 && stored > 0 {
-            return Err(SourceError::Usage(format!(
-                "no record of the {stored} in the snapshot has a timestamp in the window given by --from-time/--to-time: nothing was restored"
-            )));
-        }
-    }
+    in_window(req, total, stored, &mut report)?;
 
     if !req.no_groups {
         for (g, ts) in &translated {
@@ -479,13 +435,51 @@ struct Job<'a> {
     pending: Vec<(String, i64)>,
 }
 
-/// How each partition is restored: records with timestamps in `from..to` (milliseconds),
-/// with `read_ahead` threads reading the repository ahead; with the original offset in a
-/// header, and a digest of what was produced for `--verify`.
+/// With a time window, says how many of the snapshot's `stored` records it held; none is an
+/// error, not a silent success.
+fn in_window(
+    req: &RestoreRequest,
+    total: u64,
+    stored: u64,
+    report: &mut RestoreReport,
+) -> Result<(), SourceError> {
+    if req.from_time.is_none() && req.to_time.is_none() {
+        return Ok(());
+    }
+    report.steps.push(format!(
+        "{total} of the snapshot's {stored} records have a timestamp in the window"
+    ));
+    report
+        .checks
+        .insert("records_in_snapshot".into(), stored.into());
+    if total == 0 && stored > 0 {
+        return Err(SourceError::Usage(format!(
+            "no record of the {stored} in the snapshot has a timestamp in the window given by --from-time/--to-time: nothing was restored"
+        )));
+    }
+    Ok(())
+}
+
+/// The records `--from-time`/`--to-time` select.
+pub(super) fn window(req: &RestoreRequest) -> Result<Window, SourceError> {
+    let w = Window {
+        from: req.from_time.unwrap_or(i64::MIN),
+        to: req.to_time.unwrap_or(i64::MAX),
+    };
+    if w.from >= w.to {
+        return Err(SourceError::Usage(
+            "--from-time is not before --to-time: no record can be in that window".into(),
+        ));
+    }
+    Ok(w)
+}
+
+/// How each partition is restored: the records in `window`, with `read_ahead` threads
+/// reading the repository ahead; with the original offset in a header, and a digest of what
+/// was produced for `--verify`.
 #[derive(Clone, Copy)]
 struct Each {
-    from: i64,
-    to: i64,
+    window: Window,
     read_ahead: usize,
     offset_header: bool,
     digest: bool,
@@ -533,44 +527,28 @@ fn produce_partition(
     };
     // Records go in order to one partition that nobody else writes (checked on every
     // answer), so the i-th record restored lands at the first one's offset + i.
-    let (mut n, mut read) = (0u64, 0u64);
+    let mut n = 0u64;
     let mut placed: Vec<(String, i64, u64)> = Vec::new();
     let mut digest = each.digest.then(RecordDigest::default);
-    for seg in &part.segments {
-        let bad = |e: std::io::Error| SourceError::Snapshot(format!("{}: {e}", seg.file));
-        let reader = files.reader_with_threads(&seg.file, each.read_ahead)?;
-        let mut dec = Decoder::new(BufReader::with_capacity(1 << 20, reader)).map_err(bad)?;
-        let mut in_seg = 0u64;
-        while let Some(mut r) = dec.next_record().map_err(bad)? {
-            in_seg += 1;
-            if r.timestamp < each.from || r.timestamp >= each.to {
-                continue;
-            }
-            // A group that had consumed up to C resumes at the first record restored at or
-            // after C.
-            while let Some((g, c)) = pending.next_if(|(_, c)| *c <= r.offset) {
-                placed.push((g, c, n));
-            }
-            if let Some(d) = digest.as_mut() {
-                d.add(&r);
-            }
-            if each.offset_header {
-                r.headers.push((
-                    OFFSET_HEADER.to_vec(),
-                    Some(r.offset.to_string().into_bytes()),
-                ));
-            }
-            sink.push(r).map_err(err)?;
-            n += 1;
+    part.each_record(files, each.window, each.read_ahead, |mut r| {
+        // A group that had consumed up to C resumes at the first record restored at or
+        // after C.
+        while let Some((g, c)) = pending.next_if(|(_, c)| *c <= r.offset) {
+            placed.push((g, c, n));
         }
-        read += in_seg;
-        if in_seg != seg.records {
-            return Err(SourceError::Snapshot(format!(
-                "{}: {in_seg} records read, the manifest says {}",
-                seg.file, seg.records
-            )));
+        if let Some(d) = digest.as_mut() {
+            d.add(&r);
         }
-    }
+        if each.offset_header {
+            r.headers.push((
+                OFFSET_HEADER.to_vec(),
+                Some(r.offset.to_string().into_bytes()),
+            ));
+        }
+        sink.push(r).map_err(err)?;
+        n += 1;
+        Ok::<(), SourceError>(())
+    })?;
     sink.flush().map_err(err)?;
     let first = match sink.first {
         Some(f) => f,
@@ -582,12 +560,6 @@ fn produce_partition(
     };
     // Groups that had read everything resume after the last restored record.
     placed.extend(pending.map(|(g, c)| (g, c, n)));
-    if read != part.records {
-        return Err(SourceError::Snapshot(format!(
-            "{}/{}: {read} records read, the manifest says {}",
-            part.topic, part.partition, part.records
-        )));
-    }
     let placed: Vec<(String, i64, i64)> = placed
         .into_iter()
         .map(|(g, c, i)| (g, c, first + i as i64))

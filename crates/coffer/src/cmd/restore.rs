@@ -75,6 +75,10 @@ pub struct Args {
     /// With --source (Kafka): only records with a timestamp before this time
     #[arg(long, requires = "source", value_name = "TIME")]
     pub to_time: Option<String>,
+    /// With --source (Kafka) and --target: write the segment files as stored (and the
+    /// manifest) instead of JSON lines
+    #[arg(long, requires = "target")]
+    pub segments: bool,
     /// With --source (Kafka): do not add the `coffer.offset` header (the record's offset
     /// in the backed-up partition) to restored records
     #[arg(long, requires = "source")]
@@ -181,6 +185,7 @@ fn run_source(g: &GlobalOpts, a: Args, name: &str) -> anyhow::Result<i32> {
         from_time: millis(a.from_time.as_deref(), "--from-time")?,
         to_time: millis(a.to_time.as_deref(), "--to-time")?,
         no_offset_header: a.no_offset_header,
+        segments: a.segments,
         verify: a.verify,
     };
     let report = {

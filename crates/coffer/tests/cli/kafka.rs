@@ -274,12 +274,62 @@ fn kafka_backup_restores_records_configs_and_translated_group_offsets() {
             .all(Value::is_null));
     }
 
+    // The records as JSON lines, one file per partition, that refuse to be overwritten.
+    let lines = s.dir.join("lines");
+    let to_lines = || {
+        let mut c = s.coffer([
+            "--json", "restore", "--source", "events", "--topic", "orders",
+        ]);
+        c.arg("--target").arg(&lines);
+        run(&mut c)
+    };
+    let r = to_lines().ok();
+    assert_eq!(r.summary()["checks"]["records"], 900, "{}", r.describe());
+    for p in 0..3 {
+        let text = std::fs::read_to_string(lines.join(format!("orders/{p}.jsonl"))).unwrap();
+        let got: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let want = original["records"][format!("orders/{p}")]
+            .as_array()
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            let b64 = |v: &Value| {
+                v.as_str()
+                    .map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s))
+            };
+            assert_eq!(g["offset"], w[0]);
+            assert_eq!(g["timestamp"], w[1]);
+            assert_eq!(b64(&g["key"]), w[3].as_str().map(str::to_string), "{g}");
+            assert_eq!(b64(&g["value"]), w[4].as_str().map(str::to_string), "{g}");
+            let headers: Vec<Value> = g["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    // Binary header values come as value_base64.
+                    let v = h
+                        .get("value_base64")
+                        .cloned()
+                        .unwrap_or_else(|| b64(&h["value"]).map_or(Value::Null, Value::String));
+                    serde_json::json!([h["key"], v])
+                })
+                .collect();
+            assert_eq!(Value::Array(headers), w[5], "{g}");
+        }
+    }
+    let r = to_lines().expect_code(1);
+    assert!(r.stderr.contains("exists"), "{}", r.describe());
+
     // The segments as files, and a damaged one refused.
     let dir = s.dir.join("segments");
     run(&mut s.coffer([
         "restore",
         "--source",
         "events",
+        "--segments",
         "--target",
         dir.to_str().unwrap(),
     ]))
