@@ -14,6 +14,7 @@
 #                       are fetched, everything else carried over)
 #   coffer restore -j1  coffer restore --source --rename bench:NEW --no-groups --jobs 1
 #   coffer restore      the same with --jobs 4
+#   coffer restore -V   the same with --verify (every record read back and compared)
 #   rdkafka produce     an idempotent producer (acks=all) from those files
 #
 # Printed per phase: wall seconds, MB/s of record bytes, peak RSS of the tool; then ratios.
@@ -108,6 +109,7 @@ for r in $(seq 1 "$rounds"); do
         || { echo "the peer's copy differs from what was produced" >&2; exit 1; }
     timed "coffer restore -j1" "$coffer" restore -q --source events --rename "bench:c1-$r" --no-groups --jobs 1
     timed "coffer restore" "$coffer" restore -q --source events --rename "bench:c4-$r" --no-groups --jobs 4
+    timed "coffer restore -V" "$coffer" restore -q --source events --rename "bench:cv-$r" --no-groups --jobs 4 --verify
     "${helper[@]}" create "$bs" "k-$r" "$partitions"
     timed "rdkafka produce" "${helper[@]}" produce "$bs" "k-$r" "$work/dump"
 done
@@ -129,7 +131,7 @@ done
 echo
 echo "Kafka: $records records, $data_mb MB of keys and values, $partitions partitions, tansu (memory), medians of $rounds"
 printf '%-20s %9s %9s %9s\n' phase seconds "MB/s" "RSS MB"
-for name in "coffer backup -P1" "coffer backup" "rdkafka dump" "coffer next" "coffer restore -j1" "coffer restore" "rdkafka produce"; do
+for name in "coffer backup -P1" "coffer backup" "rdkafka dump" "coffer next" "coffer restore -j1" "coffer restore" "coffer restore -V" "rdkafka produce"; do
     s=$(echo "${secs[$name]}" | median)
     m=$(echo "${rss[$name]}" | median)
     printf '%-20s %9.2f %9.1f %9s\n' "$name" "$s" "$(echo "$data_mb / $s" | bc -l)" "$m"
@@ -140,3 +142,4 @@ echo "rdkafka dump / coffer backup:      x$(ratio "coffer backup" "rdkafka dump"
 echo "coffer backup -P1 / -P4:           x$(ratio "coffer backup" "coffer backup -P1")"
 echo "rdkafka produce / coffer restore:  x$(ratio "coffer restore" "rdkafka produce")"
 echo "coffer restore -j1 / -j4:          x$(ratio "coffer restore" "coffer restore -j1")"
+echo "coffer restore --verify / without: x$(ratio "coffer restore" "coffer restore -V")"
