@@ -84,7 +84,7 @@ fn example_config_is_valid_and_covers_every_section() {
     ] {
         assert!(text.contains(section), "{section} missing");
     }
-    for kind in ["postgres", "mariadb", "redis", "files", "command"] {
+    for kind in ["postgres", "mariadb", "redis", "kafka", "files", "command"] {
         assert!(
             text.contains(&format!("type = \"{kind}\"")),
             "source type {kind}"
