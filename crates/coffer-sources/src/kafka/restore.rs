@@ -75,24 +75,19 @@ pub(super) fn restore(
     };
 
     let win = window(req)?;
-    let stored: u64 = parts
-        .iter()
-        .filter(|p| chosen(&p.topic))
-        .map(|p| p.records)
-        .sum();
+    let parts: Vec<&Part> = parts.iter().filter(|p| chosen(&p.topic)).collect();
+    let stored: u64 = parts.iter().map(|p| p.records).sum();
     let mut report = RestoreReport::default();
     if let Some(dir) = &req.target {
         if req.segments {
             let mut names: Vec<&str> = parts
                 .iter()
-                .filter(|p| chosen(&p.topic))
                 .flat_map(|p| p.segments.iter().map(|s| s.file.as_str()))
                 .collect();
             names.push("coffer-manifest.json");
             crate::util::write_files(files, dir, &names, &mut report)?;
         } else {
-            let chosen_parts: Vec<&Part> = parts.iter().filter(|p| chosen(&p.topic)).collect();
-            let total = jsonl::write(files, &chosen_parts, dir, &target_of, win, &mut report)?;
+            let total = jsonl::write(files, &parts, dir, &target_of, win, &mut report)?;
             report.checks.insert("records".into(), total.into());
             in_window(req, total, stored, &mut report)?;
         }
@@ -264,7 +259,7 @@ pub(super) fn restore(
         }
     }
     let mut jobs = Vec::new();
-    for part in parts.iter().filter(|p| chosen(&p.topic)) {
+    for part in parts {
         let target = target_of(&part.topic);
         let leader = *leaders
             .get(&(target.clone(), part.partition))
